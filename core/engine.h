@@ -1,0 +1,194 @@
+/*
+ * The kstatefs engine: states, immutable versions and optimistic
+ * transactions.  Nothing here knows about FUSE; the daemon (fs/) translates
+ * file operations into these calls, and a store (core/store.h) makes them
+ * durable.
+ *
+ * Errors: functions return 0 or a positive errno value (never -1/errno),
+ * so that the daemon can hand them to fuse_reply_err unchanged.
+ *
+ * Locking, from outermost to innermost:
+ *   engine->table_lock   the name table (create, delete, rename, lookup)
+ *   state->commit_lock   serializes commits of one state; held while the
+ *                        store makes a commit durable, so that readers never
+ *                        wait on the disk
+ *   state->lock          the current page pointer, the transaction list,
+ *                        counters; never held across a call out of the engine
+ * Multi-state commits take commit locks in ascending state id order.
+ */
+#ifndef KSTATEFS_CORE_ENGINE_H
+#define KSTATEFS_CORE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "page.h"
+
+struct ks_store;
+struct ks_engine;
+struct ks_state;
+struct ks_txn;
+
+#define KS_NAME_MAX 255
+
+struct ks_engine_config {
+	size_t max_size;      /* largest page, bytes */
+	uint32_t max_states;  /* states in the table */
+	uint32_t max_txns;    /* named transactions per state */
+};
+
+/* Called after every commit that changed a state, outside every engine lock,
+ * from the committing thread.  Coalescing is the listener's business. */
+typedef void (*ks_commit_listener)(void *arg, struct ks_state *st,
+				   uint64_t version);
+
+/* Counters for .stats; read without locks (relaxed atomics). */
+struct ks_engine_stats {
+	uint64_t states;
+	uint64_t txns;
+	uint64_t commits;
+	uint64_t conflicts;
+	uint64_t bytes;       /* bytes in current pages */
+};
+
+/* ---- engine ------------------------------------------------------------- */
+
+/* store may be NULL: states live in memory only.  The engine does not own the
+ * store; recovery (ks_engine_recover) must run before any other call. */
+int ks_engine_new(const struct ks_engine_config *cfg, struct ks_store *store,
+		  struct ks_engine **out);
+void ks_engine_free(struct ks_engine *eng);
+void ks_engine_set_listener(struct ks_engine *eng, ks_commit_listener fn,
+			    void *arg);
+const struct ks_engine_config *ks_engine_config(const struct ks_engine *eng);
+void ks_engine_stats(struct ks_engine *eng, struct ks_engine_stats *out);
+
+/* Is NAME acceptable as a state name?  0 or EINVAL / ENAMETOOLONG. */
+int ks_name_check(const char *name);
+
+/* Calls fn(arg, state) for every state, in no particular order, with the
+ * table read-locked: fn must not call back into the table.  Returns the
+ * number of states visited. */
+size_t ks_engine_foreach(struct ks_engine *eng,
+			 void (*fn)(void *arg, struct ks_state *st), void *arg);
+
+/* ---- states ------------------------------------------------------------- */
+
+struct ks_state_attr {
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;             /* permission bits only */
+	struct timespec ctime;   /* creation, or last chmod/chown/rename */
+};
+
+/* Creates state NAME; *out gets a reference.  EINVAL for a bad name, EEXIST,
+ * ENOSPC past max_states. */
+int ks_state_create(struct ks_engine *eng, const char *name,
+		    const struct ks_state_attr *attr, struct ks_state **out);
+/* Finds NAME; *out gets a reference.  ENOENT. */
+int ks_state_lookup(struct ks_engine *eng, const char *name,
+		    struct ks_state **out);
+/* Deletes NAME: ENOENT, ENOTEMPTY while it has named transactions, EBUSY
+ * while any of its files is open (ks_state_open_file). */
+int ks_state_delete(struct ks_engine *eng, const char *name);
+/* Renames OLD to NEW atomically: ENOENT, EEXIST, EINVAL. */
+int ks_state_rename(struct ks_engine *eng, const char *oldname,
+		    const char *newname);
+
+struct ks_state *ks_state_ref(struct ks_state *st);
+void ks_state_unref(struct ks_state *st);
+
+/* A stable number for the state's lifetime, never reused by the engine. */
+uint64_t ks_state_id(const struct ks_state *st);
+/* Copies the current name into buf (KS_NAME_MAX + 1 bytes); false if the
+ * state has been deleted. */
+bool ks_state_name(struct ks_state *st, char *buf);
+bool ks_state_deleted(struct ks_state *st);
+void ks_state_get_attr(struct ks_state *st, struct ks_state_attr *out);
+int ks_state_set_attr(struct ks_state *st, const struct ks_state_attr *attr);
+
+/* The latest committed page, with a reference the caller must drop. */
+struct ks_page *ks_state_current(struct ks_state *st);
+uint64_t ks_state_version(struct ks_state *st);
+
+/* Open-file accounting for rmdir's EBUSY.  open fails with ENOENT once the
+ * state has been deleted. */
+int ks_state_open_file(struct ks_state *st);
+void ks_state_close_file(struct ks_state *st);
+
+/* Replaces the page with LEN bytes at once (truncate(2), kstate set):
+ * never conflicts.  *version gets the new version. */
+int ks_state_commit_bytes(struct ks_state *st, const void *bytes, size_t len,
+			  uint64_t *version);
+
+/* ---- transactions ------------------------------------------------------- */
+
+enum ks_txn_mode {
+	/* A private copy of the page taken at begin; commit fails with EAGAIN
+	 * if another commit came first.  Transaction files and read-write
+	 * opens of data. */
+	KS_TXN_CHECKED,
+	/* The state becomes exactly the bytes written (data opened O_TRUNC). */
+	KS_TXN_REPLACE,
+	/* The written ranges are applied to the latest page at commit (data
+	 * opened write-only without O_TRUNC). */
+	KS_TXN_PATCH,
+};
+
+/* Begins a transaction on ST.  empty: start from an empty page (O_TRUNC),
+ * which counts as a write.  A named transaction (a file in the state
+ * directory) is listed in the state and counts towards max_txns (ENOSPC);
+ * name may be NULL for an anonymous one (direct writes to data).
+ * EEXIST if the name is taken; ENOENT if the state has been deleted. */
+int ks_txn_begin(struct ks_state *st, enum ks_txn_mode mode, bool empty,
+		 const char *name, struct ks_txn **out);
+struct ks_txn *ks_txn_ref(struct ks_txn *txn);
+/* Dropping the last reference aborts the transaction. */
+void ks_txn_unref(struct ks_txn *txn);
+
+/* Named transactions of a state. */
+int ks_txn_find(struct ks_state *st, const char *name, struct ks_txn **out);
+/* Removes the name (rm): the transaction is aborted once unreferenced. */
+int ks_txn_unlink(struct ks_state *st, const char *name);
+/* mv T U inside a state.  If U exists it is replaced (and unlinked), and T
+ * keeps the older base of the two. */
+int ks_txn_rename(struct ks_state *st, const char *oldname,
+		  const char *newname);
+/* Calls fn for each named transaction, under the state lock. */
+void ks_txn_foreach(struct ks_state *st,
+		    void (*fn)(void *arg, struct ks_txn *txn, const char *name),
+		    void *arg);
+
+struct ks_state *ks_txn_state(const struct ks_txn *txn);
+uint64_t ks_txn_base(struct ks_txn *txn);
+size_t ks_txn_size(struct ks_txn *txn);
+bool ks_txn_named(struct ks_txn *txn);
+/* Modification time of the private page (creation, or last write). */
+struct timespec ks_txn_mtime(struct ks_txn *txn);
+/* Bytes [off, off+len) of the private page into buf; returns the count. */
+size_t ks_txn_read(struct ks_txn *txn, void *buf, size_t len, off_t off);
+/* EFBIG past max_size (and the transaction is marked failed: it will not
+ * commit). */
+int ks_txn_write(struct ks_txn *txn, const void *buf, size_t len, off_t off);
+int ks_txn_truncate(struct ks_txn *txn, off_t len);
+bool ks_txn_written(struct ks_txn *txn);
+/* The first error a write returned, or 0; a failed transaction commits
+ * nothing. */
+int ks_txn_error(struct ks_txn *txn);
+void ks_txn_set_error(struct ks_txn *txn, int err);
+
+/* Commits.  0 on success (and *version, if given, gets the version now
+ * current: new if the transaction wrote, the validated base otherwise);
+ * EAGAIN if a CHECKED transaction's base is no longer current.  A named
+ * transaction is unlinked on success.  After a successful commit the
+ * transaction goes on as a fresh one based on the committed page. */
+int ks_txn_commit(struct ks_txn *txn, uint64_t *version);
+
+/* Commits the named transaction NAME onto ST's data: mv NAME data. */
+int ks_txn_commit_named(struct ks_state *st, const char *name,
+			uint64_t *version);
+
+#endif

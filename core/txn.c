@@ -1,0 +1,539 @@
+/*
+ * Transactions: a private page, copied from the base version on first
+ * write, committed by comparing the base with the current version under
+ * the state's commit lock.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- naming, under st->lock --------------------------------------------- */
+
+static struct ks_txn *find_locked(struct ks_state *st, const char *name)
+{
+	for (struct ks_txn *t = st->txns; t; t = t->next)
+		if (strcmp(t->name, name) == 0)
+			return t;
+	return NULL;
+}
+
+/* Drops the name: the state's list holds one reference, released here. */
+void ks_txn_unlink_locked(struct ks_txn *txn)
+{
+	struct ks_state *st = txn->st;
+	struct ks_txn **pp = &st->txns;
+
+	if (!txn->name)
+		return;
+	while (*pp != txn)
+		pp = &(*pp)->next;
+	*pp = txn->next;
+	txn->next = NULL;
+	free(txn->name);
+	txn->name = NULL;
+	st->ntxns--;
+	atomic_fetch_sub(&st->eng->txns, 1);
+	/* The caller holds a reference of its own, so this never frees. */
+	atomic_fetch_sub_explicit(&txn->refs, 1, memory_order_acq_rel);
+}
+
+int ks_txn_begin(struct ks_state *st, enum ks_txn_mode mode, bool empty,
+		 const char *name, struct ks_txn **out)
+{
+	struct ks_txn *txn = calloc(1, sizeof(*txn));
+	int err = 0;
+
+	if (!txn)
+		return ENOMEM;
+	if (name) {
+		txn->name = strdup(name);
+		if (!txn->name) {
+			free(txn);
+			return ENOMEM;
+		}
+	}
+	atomic_init(&txn->refs, name ? 2 : 1);
+	txn->mode = mode;
+	txn->set_len = -1;
+	pthread_mutex_init(&txn->lock, NULL);
+	ks_now(&txn->mtime);
+
+	pthread_mutex_lock(&st->lock);
+	if (st->deleted)
+		err = ENOENT;
+	else if (name && find_locked(st, name))
+		err = EEXIST;
+	else if (name && st->ntxns >= st->eng->cfg.max_txns)
+		err = ENOSPC;
+	if (!err) {
+		txn->st = ks_state_ref(st);
+		txn->base = ks_page_ref(st->current);
+		txn->base_version = st->current->version;
+		if (name) {
+			txn->next = st->txns;
+			st->txns = txn;
+			st->ntxns++;
+			atomic_fetch_add(&st->eng->txns, 1);
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (err) {
+		pthread_mutex_destroy(&txn->lock);
+		free(txn->name);
+		free(txn);
+		return err;
+	}
+	if (empty) {
+		/* O_TRUNC: an explicit, empty page. */
+		txn->written = true;
+		if (mode == KS_TXN_PATCH)
+			txn->set_len = 0;
+		else
+			txn->buf = malloc(1);
+		if (mode != KS_TXN_PATCH && !txn->buf) {
+			ks_txn_unref(txn);
+			if (name)
+				ks_txn_unlink(st, name);
+			return ENOMEM;
+		}
+	}
+	*out = txn;
+	return 0;
+}
+
+struct ks_txn *ks_txn_ref(struct ks_txn *txn)
+{
+	atomic_fetch_add_explicit(&txn->refs, 1, memory_order_relaxed);
+	return txn;
+}
+
+void ks_txn_unref(struct ks_txn *txn)
+{
+	if (!txn || atomic_fetch_sub_explicit(&txn->refs, 1,
+					      memory_order_acq_rel) != 1)
+		return;
+	ks_page_unref(txn->base);
+	free(txn->buf);
+	free(txn->mask);
+	free(txn->name);
+	pthread_mutex_destroy(&txn->lock);
+	ks_state_unref(txn->st);
+	free(txn);
+}
+
+int ks_txn_find(struct ks_state *st, const char *name, struct ks_txn **out)
+{
+	struct ks_txn *txn;
+
+	pthread_mutex_lock(&st->lock);
+	txn = st->deleted ? NULL : find_locked(st, name);
+	if (txn)
+		*out = ks_txn_ref(txn);
+	pthread_mutex_unlock(&st->lock);
+	return txn ? 0 : ENOENT;
+}
+
+int ks_txn_unlink(struct ks_state *st, const char *name)
+{
+	struct ks_txn *txn;
+
+	pthread_mutex_lock(&st->lock);
+	txn = find_locked(st, name);
+	if (txn) {
+		ks_txn_ref(txn);
+		ks_txn_unlink_locked(txn);
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (!txn)
+		return ENOENT;
+	ks_txn_unref(txn);
+	return 0;
+}
+
+int ks_txn_rename(struct ks_state *st, const char *oldname,
+		  const char *newname)
+{
+	struct ks_txn *from, *onto, *drop = NULL;
+	char *copy = strdup(newname);
+	int err = 0;
+
+	if (!copy)
+		return ENOMEM;
+	pthread_mutex_lock(&st->lock);
+	from = find_locked(st, oldname);
+	onto = find_locked(st, newname);
+	if (!from) {
+		err = ENOENT;
+	} else if (from != onto) {
+		if (onto) {
+			/* The result keeps the older base, so a tool that
+			 * edits through a temporary file and a rename keeps
+			 * the conflict check of the file it replaced. */
+			if (onto->base_version < from->base_version)
+				from->base_version = onto->base_version;
+			drop = ks_txn_ref(onto);
+			ks_txn_unlink_locked(onto);
+		}
+		free(from->name);
+		from->name = copy;
+		copy = NULL;
+	}
+	pthread_mutex_unlock(&st->lock);
+	free(copy);
+	ks_txn_unref(drop);
+	return err;
+}
+
+void ks_txn_foreach(struct ks_state *st,
+		    void (*fn)(void *arg, struct ks_txn *txn, const char *name),
+		    void *arg)
+{
+	pthread_mutex_lock(&st->lock);
+	for (struct ks_txn *t = st->txns; t; t = t->next)
+		fn(arg, t, t->name);
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* ---- the private page --------------------------------------------------- */
+
+struct ks_state *ks_txn_state(const struct ks_txn *txn)
+{
+	return txn->st;
+}
+
+uint64_t ks_txn_base(struct ks_txn *txn)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&txn->st->lock);
+	v = txn->base_version;
+	pthread_mutex_unlock(&txn->st->lock);
+	return v;
+}
+
+bool ks_txn_named(struct ks_txn *txn)
+{
+	bool named;
+
+	pthread_mutex_lock(&txn->st->lock);
+	named = txn->name != NULL;
+	pthread_mutex_unlock(&txn->st->lock);
+	return named;
+}
+
+static const unsigned char *page_bytes(const struct ks_txn *txn, size_t *len)
+{
+	if (txn->buf) {
+		*len = txn->len;
+		return txn->buf;
+	}
+	*len = txn->base->len;
+	return txn->base->bytes;
+}
+
+size_t ks_txn_size(struct ks_txn *txn)
+{
+	size_t len;
+
+	pthread_mutex_lock(&txn->lock);
+	page_bytes(txn, &len);
+	pthread_mutex_unlock(&txn->lock);
+	return len;
+}
+
+struct timespec ks_txn_mtime(struct ks_txn *txn)
+{
+	struct timespec t;
+
+	pthread_mutex_lock(&txn->lock);
+	t = txn->mtime;
+	pthread_mutex_unlock(&txn->lock);
+	return t;
+}
+
+size_t ks_txn_read(struct ks_txn *txn, void *buf, size_t len, off_t off)
+{
+	const unsigned char *bytes;
+	size_t have, n = 0;
+
+	pthread_mutex_lock(&txn->lock);
+	bytes = page_bytes(txn, &have);
+	if (off >= 0 && (size_t)off < have) {
+		n = have - (size_t)off;
+		if (n > len)
+			n = len;
+		memcpy(buf, bytes + off, n);
+	}
+	pthread_mutex_unlock(&txn->lock);
+	return n;
+}
+
+/* Makes buf a private copy at least want bytes large, zero-filled. */
+static int own_page(struct ks_txn *txn, size_t want)
+{
+	size_t cap;
+	unsigned char *nb;
+
+	if (txn->buf && txn->cap >= want)
+		return 0;
+	cap = txn->cap ? txn->cap : 64;
+	while (cap < want)
+		cap *= 2;
+	if (txn->buf) {
+		nb = realloc(txn->buf, cap);
+		if (!nb)
+			return ENOMEM;
+	} else {
+		nb = malloc(cap);
+		if (!nb)
+			return ENOMEM;
+		txn->len = txn->base->len;
+		memcpy(nb, txn->base->bytes, txn->len);
+	}
+	memset(nb + txn->len, 0, cap - txn->len);
+	txn->buf = nb;
+	txn->cap = cap;
+	return 0;
+}
+
+static int patch_write(struct ks_txn *txn, const void *buf, size_t len,
+		       size_t off)
+{
+	size_t max = txn->st->eng->cfg.max_size;
+
+	if (!txn->mask) {
+		txn->buf = calloc(1, max ? max : 1);
+		txn->mask = calloc(1, max / 8 + 1);
+		if (!txn->buf || !txn->mask) {
+			free(txn->buf);
+			free(txn->mask);
+			txn->buf = txn->mask = NULL;
+			return ENOMEM;
+		}
+		txn->cap = max;
+	}
+	memcpy(txn->buf + off, buf, len);
+	for (size_t i = off; i < off + len; i++)
+		txn->mask[i / 8] |= (unsigned char)(1u << (i % 8));
+	if (off + len > txn->len)
+		txn->len = off + len;
+	return 0;
+}
+
+int ks_txn_write(struct ks_txn *txn, const void *buf, size_t len, off_t off)
+{
+	size_t max = txn->st->eng->cfg.max_size;
+	int err;
+
+	if (off < 0)
+		return EINVAL;
+	if ((size_t)off > max || len > max - (size_t)off)
+		return EFBIG;
+	pthread_mutex_lock(&txn->lock);
+	if (txn->mode == KS_TXN_PATCH) {
+		err = patch_write(txn, buf, len, (size_t)off);
+	} else {
+		err = own_page(txn, (size_t)off + len);
+		if (!err) {
+			memcpy(txn->buf + off, buf, len);
+			if ((size_t)off + len > txn->len)
+				txn->len = (size_t)off + len;
+		}
+	}
+	if (!err) {
+		txn->written = true;
+		ks_now(&txn->mtime);
+	}
+	pthread_mutex_unlock(&txn->lock);
+	return err;
+}
+
+int ks_txn_truncate(struct ks_txn *txn, off_t len)
+{
+	size_t max = txn->st->eng->cfg.max_size;
+	int err = 0;
+
+	if (len < 0)
+		return EINVAL;
+	if ((size_t)len > max)
+		return EFBIG;
+	pthread_mutex_lock(&txn->lock);
+	if (txn->mode == KS_TXN_PATCH) {
+		/* Writes past the new end are cut; later ones extend. */
+		for (size_t i = (size_t)len; txn->mask && i < txn->len; i++)
+			txn->mask[i / 8] &= (unsigned char)~(1u << (i % 8));
+		if (txn->len > (size_t)len)
+			txn->len = (size_t)len;
+		txn->set_len = len;
+	} else {
+		err = own_page(txn, (size_t)len);
+		if (!err) {
+			if ((size_t)len < txn->len)
+				memset(txn->buf + len, 0, txn->len - (size_t)len);
+			txn->len = (size_t)len;
+		}
+	}
+	if (!err) {
+		txn->written = true;
+		ks_now(&txn->mtime);
+	}
+	pthread_mutex_unlock(&txn->lock);
+	return err;
+}
+
+bool ks_txn_written(struct ks_txn *txn)
+{
+	bool w;
+
+	pthread_mutex_lock(&txn->lock);
+	w = txn->written;
+	pthread_mutex_unlock(&txn->lock);
+	return w;
+}
+
+int ks_txn_error(struct ks_txn *txn)
+{
+	int e;
+
+	pthread_mutex_lock(&txn->lock);
+	e = txn->error;
+	pthread_mutex_unlock(&txn->lock);
+	return e;
+}
+
+void ks_txn_set_error(struct ks_txn *txn, int err)
+{
+	pthread_mutex_lock(&txn->lock);
+	if (!txn->error)
+		txn->error = err;
+	pthread_mutex_unlock(&txn->lock);
+}
+
+/* ---- commit ------------------------------------------------------------- */
+
+/* The page a commit installs, built from the transaction (txn->lock held)
+ * over cur, the current page (for PATCH). */
+static struct ks_page *build_page(struct ks_txn *txn, const struct ks_page *cur,
+				  uint64_t version, const struct timespec *now)
+{
+	struct ks_page *page;
+	size_t len;
+
+	if (txn->mode != KS_TXN_PATCH) {
+		const unsigned char *bytes = page_bytes(txn, &len);
+
+		return ks_page_new(bytes, len, version, now);
+	}
+	len = txn->set_len >= 0 ? (size_t)txn->set_len : cur->len;
+	if (txn->len > len)
+		len = txn->len;
+	page = ks_page_new(NULL, len, version, now);
+	if (!page)
+		return NULL;
+	{
+		size_t keep = txn->set_len >= 0 ? (size_t)txn->set_len : len;
+
+		if (keep > cur->len)
+			keep = cur->len;
+		memcpy(page->bytes, cur->bytes, keep);
+	}
+	for (size_t i = 0; txn->mask && i < txn->len; i++)
+		if (txn->mask[i / 8] & (1u << (i % 8)))
+			page->bytes[i] = txn->buf[i];
+	return page;
+}
+
+/* After a commit the transaction goes on, based on the new page. */
+static void rebase(struct ks_txn *txn, struct ks_page *page)
+{
+	ks_page_unref(txn->base);
+	txn->base = ks_page_ref(page);
+	free(txn->buf);
+	free(txn->mask);
+	txn->buf = txn->mask = NULL;
+	txn->len = txn->cap = 0;
+	txn->set_len = -1;
+	txn->written = false;
+}
+
+int ks_txn_commit(struct ks_txn *txn, uint64_t *version)
+{
+	struct ks_state *st = txn->st;
+	struct ks_engine *eng = st->eng;
+	struct ks_page *cur, *page = NULL;
+	struct timespec now;
+	struct ks_rec rec;
+	uint64_t base, v = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&txn->lock);
+	pthread_mutex_lock(&st->commit_lock);
+	pthread_mutex_lock(&st->lock);
+	cur = ks_page_ref(st->current);
+	base = txn->base_version;
+	if (st->deleted)
+		err = ENOENT;
+	pthread_mutex_unlock(&st->lock);
+	if (err)
+		goto out;
+	if (txn->error) {
+		err = txn->error;
+		goto out;
+	}
+	if (txn->mode == KS_TXN_CHECKED && cur->version != base) {
+		atomic_fetch_add_explicit(&eng->conflicts, 1,
+					  memory_order_relaxed);
+		err = EAGAIN;
+		goto out;
+	}
+	v = cur->version;
+	if (txn->written) {
+		v++;
+		ks_now(&now);
+		page = build_page(txn, cur, v, &now);
+		if (!page) {
+			err = ENOMEM;
+			goto out;
+		}
+		rec = (struct ks_rec){ .type = KS_REC_COMMIT,
+				       .state_id = st->id, .version = v,
+				       .bytes = page->bytes, .len = page->len,
+				       .time = now };
+		err = ks_store_append(eng, &rec, 1);
+		if (err)
+			goto out;
+		ks_state_install(st, ks_page_ref(page));
+	}
+	pthread_mutex_lock(&st->lock);
+	ks_txn_ref(txn);
+	ks_txn_unlink_locked(txn);
+	txn->base_version = v;
+	pthread_mutex_unlock(&st->lock);
+	ks_txn_unref(txn);
+	rebase(txn, page ? page : cur);
+out:
+	pthread_mutex_unlock(&st->commit_lock);
+	pthread_mutex_unlock(&txn->lock);
+	ks_page_unref(cur);
+	ks_page_unref(page);
+	if (!err && version)
+		*version = v;
+	if (!err && page && eng->listener)
+		eng->listener(eng->listener_arg, st, v);
+	return err;
+}
+
+int ks_txn_commit_named(struct ks_state *st, const char *name,
+			uint64_t *version)
+{
+	struct ks_txn *txn;
+	int err = ks_txn_find(st, name, &txn);
+
+	if (err)
+		return err;
+	err = ks_txn_commit(txn, version);
+	ks_txn_unref(txn);
+	return err;
+}
