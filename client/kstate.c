@@ -1,0 +1,954 @@
+/*
+ * kstate: read, write and wait for kstatefs states from a shell.
+ *
+ * Built on libkstate, so, like it, it uses nothing but the files of the
+ * mount.  Waiting is always poll() on a state's version file with the
+ * deadline as the poll timeout: no sleep-and-check loops.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kstate.h"
+
+/* Exit statuses.  update also passes on its CMD's status. */
+enum { EXIT_TIMEOUT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
+
+/* Standard input or a command's output beyond this is refused: no page is
+ * anywhere near it, and it keeps a runaway command from eating memory. */
+#define INPUT_MAX (64u << 20)
+
+/* ---- options -------------------------------------------------------------- */
+
+enum { OPT_AFTER = 256, OPT_TIMEOUT, OPT_TRIES, OPT_MAX_RATE };
+
+/* Which options a command takes. */
+#define O_AFTER    (1u << 0)
+#define O_TIMEOUT  (1u << 1)
+#define O_TRIES    (1u << 2)
+#define O_MAX_RATE (1u << 3)
+#define O_NO_NL    (1u << 4)
+
+struct opts {
+	bool have_after;
+	uint64_t after;
+	double timeout;    /* seconds; < 0: none */
+	long tries;        /* 0: no limit */
+	double max_rate;   /* runs per second; 0: no limit */
+	bool no_newline;
+};
+
+struct command {
+	const char *name;
+	int (*run)(const struct opts *o, int argc, char **argv);
+	int min_args, max_args;  /* positional arguments; -1: no limit */
+	unsigned options;
+	const char *usage;
+	const char *help;
+};
+
+/* ---- messages ------------------------------------------------------------- */
+
+/* Every error names what it is about and why: "kstate: PATH: WHAT: reason". */
+static void error_at(const char *path, const char *what, int err)
+{
+	if (what)
+		fprintf(stderr, "kstate: %s: %s: %s\n", path, what,
+			strerror(err));
+	else
+		fprintf(stderr, "kstate: %s: %s\n", path, strerror(err));
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* ---- states ------------------------------------------------------------- */
+
+static struct kstate *open_state(const char *path, unsigned flags)
+{
+	struct kstate *s = kstate_subscribe(path, flags);
+	struct stat st;
+
+	if (s)
+		return s;
+	/* ENOENT for a directory that exists (or that we could create) means
+	 * it has no version file: it is not on a kstatefs mount. */
+	if (errno == ENOENT && ((flags & KSTATE_WRITE) ||
+				(stat(path, &st) == 0 && S_ISDIR(st.st_mode))))
+		fprintf(stderr, "kstate: %s: not a kstatefs state "
+			"(it has no version file)\n", path);
+	else
+		error_at(path, NULL, errno);
+	return NULL;
+}
+
+/* Reads the whole page, whatever its length, and its version. */
+static char *read_state(struct kstate *s, size_t *len, uint64_t *version)
+{
+	size_t cap = 4096;
+
+	for (;;) {
+		char *buf = malloc(cap);
+		ssize_t n;
+
+		if (!buf)
+			return NULL;
+		n = kstate_read(s, buf, cap, version);
+		if (n >= 0) {
+			*len = (size_t)n;
+			return buf;
+		}
+		free(buf);
+		if (errno != ERANGE)
+			return NULL;
+		/* Larger than we guessed: ask for the length and try
+		 * again (it may grow again meanwhile, hence the loop). */
+		n = kstate_read(s, NULL, 0, NULL);
+		if (n < 0)
+			return NULL;
+		cap = (size_t)n + 1;
+	}
+}
+
+/* Waits for a version after AFTER until DEADLINE (monotonic ns; 0: none).
+ * 0 and *VERSION set, 1 on timeout, -1 on error. */
+static int wait_change(struct kstate *s, uint64_t after, uint64_t deadline,
+		       uint64_t *version)
+{
+	for (;;) {
+		int ms = -1;
+
+		if (deadline) {
+			uint64_t t = now_ns();
+			uint64_t left = t < deadline ? deadline - t : 0;
+
+			/* poll takes an int of ms: wait in pieces of at
+			 * most ~24 days if we must. */
+			left = (left + 999999) / 1000000;
+			ms = left > INT_MAX ? INT_MAX : (int)left;
+		}
+		if (kstate_wait(s, after, ms, version) == 0)
+			return 0;
+		if (errno == ETIMEDOUT) {
+			if (now_ns() >= deadline)
+				return 1;
+		} else if (errno != EINTR) {
+			return -1;
+		}
+	}
+}
+
+static uint64_t deadline_after(double seconds)
+{
+	if (seconds < 0)
+		return 0;
+	if (seconds > 1e9)  /* thirty years is forever enough */
+		seconds = 1e9;
+	return now_ns() + (uint64_t)(seconds * 1e9) + 1;
+}
+
+/* ---- running commands ----------------------------------------------------- */
+
+/* Set by SIGINT, SIGTERM or SIGHUP while update runs, so that it can abort
+ * its transaction before dying of the signal. */
+static volatile sig_atomic_t stop_signal;
+
+static void note_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+struct output {
+	char *buf;
+	size_t len, cap;
+	bool too_big;
+};
+
+/* Makes FROM the descriptor TO in a child about to exec. */
+static void move_fd(int from, int to)
+{
+	if (from == to)
+		fcntl(to, F_SETFD, 0);  /* keep it across exec */
+	else
+		dup2(from, to);
+}
+
+static int collect(int fd, struct output *out)
+{
+	for (;;) {
+		char chunk[4096];
+		ssize_t n = read(fd, chunk, sizeof chunk);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			return 0;
+		if (out->too_big || out->len + (size_t)n > INPUT_MAX) {
+			out->too_big = true;  /* drain it, keep nothing */
+			continue;
+		}
+		if (out->len + (size_t)n > out->cap) {
+			size_t cap = out->cap ? out->cap * 2 : 4096;
+			char *p;
+
+			while (cap < out->len + (size_t)n)
+				cap *= 2;
+			p = realloc(out->buf, cap);
+			if (!p)
+				return -1;
+			out->buf = p;
+			out->cap = cap;
+		}
+		memcpy(out->buf + out->len, chunk, (size_t)n);
+		out->len += (size_t)n;
+	}
+}
+
+/* Set when a command could not be executed at all: it would fail the same
+ * way every time, so when and watch stop. */
+static bool exec_failed;
+
+/* Runs ARGV with the page IN on standard input and, with OUT, collects its
+ * standard output.  Returns its exit status (128 + N if signal N killed it;
+ * 127 or 126 if it could not be executed), or -1 with errno. */
+static int run(char **argv, const char *in, size_t inlen, struct output *out)
+{
+	int page = -1, outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
+	int status, exec_errno = 0, rc = -1, saved;
+	pid_t pid;
+
+	/* The page goes in through a memory file rather than a pipe: no
+	 * deadlock between feeding it and reading the output, and no SIGPIPE
+	 * for commands that do not read it. */
+	page = memfd_create("kstate-page", MFD_CLOEXEC);
+	if (page < 0 || write_all(page, in, inlen) < 0 ||
+	    lseek(page, 0, SEEK_SET) < 0)
+		goto out;
+	if (out && pipe2(outp, O_CLOEXEC) < 0)
+		goto out;
+	/* Reports a failed exec: the pipe closes unread when exec works. */
+	if (pipe2(errp, O_CLOEXEC) < 0)
+		goto out;
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		goto out;
+	if (pid == 0) {
+		int e;
+
+		move_fd(page, 0);
+		if (out)
+			move_fd(outp[1], 1);
+		execvp(argv[0], argv);
+		e = errno;
+		if (write(errp[1], &e, sizeof e) < 0)
+			_exit(127);
+		_exit(e == ENOENT ? 127 : 126);
+	}
+	close(errp[1]);
+	errp[1] = -1;
+	if (out) {
+		close(outp[1]);
+		outp[1] = -1;
+		if (collect(outp[0], out) < 0) {
+			saved = errno;
+			kill(pid, SIGKILL);
+			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+				;
+			errno = saved;
+			goto out;
+		}
+	}
+	while (read(errp[0], &exec_errno, sizeof exec_errno) < 0 &&
+	       errno == EINTR)
+		;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			goto out;
+	}
+	if (exec_errno) {
+		error_at(argv[0], NULL, exec_errno);
+		exec_failed = true;
+	}
+	if (WIFEXITED(status))
+		rc = WEXITSTATUS(status);
+	else
+		rc = 128 + WTERMSIG(status);
+out:
+	saved = errno;
+	if (page >= 0)
+		close(page);
+	for (int i = 0; i < 2; i++) {
+		if (outp[i] >= 0)
+			close(outp[i]);
+		if (errp[i] >= 0)
+			close(errp[i]);
+	}
+	errno = saved;
+	return rc;
+}
+
+/* ---- get ------------------------------------------------------------------ */
+
+static int cmd_get(const struct opts *o, int argc, char **argv)
+{
+	struct kstate *s = open_state(argv[0], KSTATE_READ);
+	char *page;
+	size_t len;
+	int rc = 0;
+
+	(void)o;
+	if (!s)
+		return EXIT_ERROR;
+	page = read_state(s, &len, NULL);
+	if (!page) {
+		error_at(argv[0], "cannot read", errno);
+		rc = EXIT_ERROR;
+	} else if (write_all(STDOUT_FILENO, page, len) < 0) {
+		error_at("standard output", NULL, errno);
+		rc = EXIT_ERROR;
+	}
+	free(page);
+	kstate_unsubscribe(s);
+	return rc;
+}
+
+/* ---- set and update ------------------------------------------------------- */
+
+struct body {
+	char **cmd;           /* update: the command */
+	const char *value;    /* set: the new page */
+	size_t len;
+	const char *failed;   /* what went wrong, for the message */
+};
+
+static int put_page(struct kstate_txn *txn, const char *buf, size_t len)
+{
+	if (kstate_set_length(txn, len) < 0)
+		return -1;
+	memcpy(kstate_get_ptr(txn), buf, len);
+	return 0;
+}
+
+static int set_body(struct kstate_txn *txn, void *page, void *arg)
+{
+	struct body *b = arg;
+
+	(void)page;
+	b->failed = "cannot commit";
+	return put_page(txn, b->value, b->len);
+}
+
+static int update_body(struct kstate_txn *txn, void *page, void *arg)
+{
+	struct body *b = arg;
+	struct output out = { 0 };
+	int rc;
+
+	if (stop_signal)
+		return 128 + stop_signal;
+	b->failed = "cannot run command";
+	rc = run(b->cmd, page, kstate_get_length(txn), &out);
+	if (rc == 0 && stop_signal)
+		rc = 128 + stop_signal;
+	if (rc == 0 && out.too_big) {
+		b->failed = "command output";
+		errno = EFBIG;
+		rc = -1;
+	}
+	if (rc == 0) {
+		b->failed = "cannot commit";
+		rc = put_page(txn, out.buf, out.len);
+	}
+	free(out.buf);
+	/* Nonzero aborts the transaction; the CMD's status comes back out of
+	 * kstate_transaction_using_fn unchanged. */
+	return rc;
+}
+
+/* Commits through a transaction file and rename, never by writing data:
+ * that way every error, EFBIG included, comes back to us. */
+static int commit_with(const struct opts *o, const char *path,
+		       kstate_txn_fn *fn, struct body *b)
+{
+	struct kstate *s = open_state(path, KSTATE_WRITE);
+	int rc;
+
+	if (!s)
+		return EXIT_ERROR;
+	b->failed = "cannot begin a transaction";
+	rc = kstate_transaction_using_fn(s, fn, b,
+					 o->tries ? (int)(o->tries - 1)
+						  : KSTATE_RETRY_FOREVER);
+	if (rc < 0) {
+		if (errno == EAGAIN && o->tries) {
+			fprintf(stderr, "kstate: %s: cannot commit: %s "
+				"(gave up after %ld tries)\n", path,
+				strerror(errno), o->tries);
+		} else {
+			error_at(path, b->failed, errno);
+		}
+		rc = EXIT_ERROR;
+	}
+	kstate_unsubscribe(s);
+	return rc;
+}
+
+static char *read_stdin(size_t *len)
+{
+	struct output in = { 0 };
+
+	if (collect(STDIN_FILENO, &in) < 0) {
+		free(in.buf);
+		return NULL;
+	}
+	if (in.too_big) {
+		free(in.buf);
+		errno = EFBIG;
+		return NULL;
+	}
+	*len = in.len;
+	return in.buf ? in.buf : calloc(1, 1);
+}
+
+static int cmd_set(const struct opts *o, int argc, char **argv)
+{
+	struct body b = { 0 };
+	char *value;
+	int rc;
+
+	if (argc == 2) {
+		/* A value on the command line is a line of text, as echo
+		 * writes it; -n leaves out the newline. */
+		size_t n = strlen(argv[1]);
+
+		value = malloc(n + 2);
+		if (!value) {
+			error_at(argv[0], NULL, errno);
+			return EXIT_ERROR;
+		}
+		memcpy(value, argv[1], n);
+		if (!o->no_newline)
+			value[n++] = '\n';
+		b.len = n;
+	} else {
+		value = read_stdin(&b.len);
+		if (!value) {
+			error_at("standard input", NULL, errno);
+			return EXIT_ERROR;
+		}
+	}
+	b.value = value;
+	rc = commit_with(o, argv[0], set_body, &b);
+	free(value);
+	return rc;
+}
+
+static int cmd_update(const struct opts *o, int argc, char **argv)
+{
+	struct body b = { .cmd = argv + 1 };
+	struct sigaction sa = { .sa_handler = note_signal };
+	int rc;
+
+	/* No SA_RESTART: the signal should interrupt us so that we abort
+	 * the transaction (leaving no file behind) and then die of it. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	rc = commit_with(o, argv[0], update_body, &b);
+	if (stop_signal) {
+		signal(stop_signal, SIG_DFL);
+		raise(stop_signal);
+	}
+	return rc;
+}
+
+/* ---- wait, when, watch ------------------------------------------------- */
+
+static int cmd_wait(const struct opts *o, int argc, char **argv)
+{
+	struct kstate *s = open_state(argv[0], KSTATE_READ);
+	uint64_t deadline = deadline_after(o->timeout);
+	uint64_t after = o->after, v;
+	int rc;
+
+	if (!s)
+		return EXIT_ERROR;
+	if (!o->have_after && kstate_version(s, &after) < 0) {
+		error_at(argv[0], "cannot read the version", errno);
+		kstate_unsubscribe(s);
+		return EXIT_ERROR;
+	}
+	rc = wait_change(s, after, deadline, &v);
+	if (rc < 0) {
+		error_at(argv[0], "cannot wait", errno);
+		rc = EXIT_ERROR;
+	} else if (rc == 0) {
+		printf("%" PRIu64 "\n", v);
+		if (fflush(stdout) != 0) {
+			error_at("standard output", NULL, errno);
+			rc = EXIT_ERROR;
+		}
+	} else {
+		rc = EXIT_TIMEOUT;
+	}
+	kstate_unsubscribe(s);
+	return rc;
+}
+
+static int cmd_when(const struct opts *o, int argc, char **argv)
+{
+	struct kstate *s = open_state(argv[0], KSTATE_READ);
+	uint64_t deadline = deadline_after(o->timeout);
+	int rc;
+
+	if (!s)
+		return EXIT_ERROR;
+	for (;;) {
+		uint64_t v;
+		size_t len;
+		char *page = read_state(s, &len, &v);
+
+		if (!page) {
+			error_at(argv[0], "cannot read", errno);
+			rc = EXIT_ERROR;
+			break;
+		}
+		rc = run(argv + 1, page, len, NULL);
+		free(page);
+		if (rc < 0) {
+			error_at(argv[1], "cannot run", errno);
+			rc = EXIT_ERROR;
+			break;
+		}
+		if (rc == 0 || exec_failed)
+			break;
+		/* PRED said no: it sees the same page until a commit, so
+		 * sleep until one (or the deadline). */
+		rc = wait_change(s, v, deadline, &v);
+		if (rc < 0) {
+			error_at(argv[0], "cannot wait", errno);
+			rc = EXIT_ERROR;
+			break;
+		}
+		if (rc == 1) {
+			rc = EXIT_TIMEOUT;
+			break;
+		}
+	}
+	kstate_unsubscribe(s);
+	return rc;
+}
+
+static int cmd_watch(const struct opts *o, int argc, char **argv)
+{
+	struct kstate *s = open_state(argv[0], KSTATE_READ);
+	uint64_t period = o->max_rate > 0 ? (uint64_t)(1e9 / o->max_rate) : 0;
+	uint64_t last_run = 0;
+	int rc;
+
+	if (!s)
+		return EXIT_ERROR;
+	for (;;) {
+		uint64_t v;
+		size_t len;
+		char *page;
+
+		/* Too soon after the last run: sleep out the rest of the
+		 * period, then take whatever is newest.  The changes in
+		 * between are coalesced into it, and the last one is
+		 * never skipped: it is newer than what we read, so the
+		 * wait below returns for it. */
+		if (last_run && now_ns() < last_run + period) {
+			uint64_t at = last_run + period;
+			struct timespec ts = {
+				.tv_sec = (time_t)(at / 1000000000u),
+				.tv_nsec = (long)(at % 1000000000u),
+			};
+
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME,
+					       &ts, NULL) == EINTR)
+				;
+		}
+		page = read_state(s, &len, &v);
+		if (!page) {
+			error_at(argv[0], "cannot read", errno);
+			rc = EXIT_ERROR;
+			break;
+		}
+		last_run = now_ns();
+		rc = run(argv + 1, page, len, NULL);
+		free(page);
+		if (rc < 0) {
+			error_at(argv[1], "cannot run", errno);
+			rc = EXIT_ERROR;
+			break;
+		}
+		if (exec_failed)
+			break;
+		/* CMD's own failures do not stop the watch. */
+		if (wait_change(s, v, 0, &v) < 0) {
+			error_at(argv[0], "cannot wait", errno);
+			rc = EXIT_ERROR;
+			break;
+		}
+	}
+	kstate_unsubscribe(s);
+	return rc;
+}
+
+/* ---- ls ------------------------------------------------------------------- */
+
+struct row {
+	char *name;
+	char version[24];
+	char size[24];
+	char time[32];
+};
+
+static int visible(const struct dirent *d)
+{
+	/* Names beginning with a dot are the filesystem's own. */
+	return d->d_name[0] != '.';
+}
+
+static int cmd_ls(const struct opts *o, int argc, char **argv)
+{
+	const char *mount = argc ? argv[0] : ".";
+	struct dirent **names;
+	struct row *rows;
+	int n, nrows = 0, rc = 0;
+	int wname = 0, wversion = 0, wsize = 0;
+	int mfd;
+
+	(void)o;
+	mfd = open(mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (mfd < 0) {
+		error_at(mount, NULL, errno);
+		return EXIT_ERROR;
+	}
+	n = scandir(mount, &names, visible, alphasort);
+	if (n < 0) {
+		error_at(mount, NULL, errno);
+		close(mfd);
+		return EXIT_ERROR;
+	}
+	rows = calloc((size_t)n + 1, sizeof *rows);
+	for (int i = 0; rows && i < n; i++) {
+		const char *name = names[i]->d_name;
+		char path[PATH_MAX];
+		struct kstate *s;
+		struct stat st;
+		uint64_t v;
+		struct tm tm;
+		struct row *r = &rows[nrows];
+		bool ok;
+
+		if (fstatat(mfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISDIR(st.st_mode))
+			continue;  /* gone meanwhile, or not a state */
+		snprintf(path, sizeof path, "%s/%s", mount, name);
+		s = kstate_subscribe(path, KSTATE_READ);
+		ok = s && kstate_version(s, &v) == 0;
+		snprintf(path, sizeof path, "%s/data", name);
+		ok = ok && fstatat(mfd, path, &st, 0) == 0;
+		if (!ok) {
+			/* A state deleted while we list is not an error. */
+			if (errno != ENOENT) {
+				fprintf(stderr, "kstate: %s/%s: %s\n", mount,
+					name, strerror(errno));
+				rc = EXIT_ERROR;
+			}
+			kstate_unsubscribe(s);
+			continue;
+		}
+		kstate_unsubscribe(s);
+		r->name = names[i]->d_name;
+		snprintf(r->version, sizeof r->version, "%" PRIu64, v);
+		snprintf(r->size, sizeof r->size, "%jd", (intmax_t)st.st_size);
+		/* data's mtime is the time of its last commit; a state never
+		 * committed has none. */
+		if (v == 0 || !localtime_r(&st.st_mtime, &tm))
+			strcpy(r->time, "-");
+		else
+			strftime(r->time, sizeof r->time, "%Y-%m-%dT%H:%M:%S",
+				 &tm);
+		if ((int)strlen(r->name) > wname)
+			wname = (int)strlen(r->name);
+		if ((int)strlen(r->version) > wversion)
+			wversion = (int)strlen(r->version);
+		if ((int)strlen(r->size) > wsize)
+			wsize = (int)strlen(r->size);
+		nrows++;
+	}
+	if (!rows) {
+		error_at(mount, NULL, errno);
+		rc = EXIT_ERROR;
+	}
+	for (int i = 0; i < nrows; i++)
+		printf("%-*s %*s %*s %s\n", wname, rows[i].name,
+		       wversion, rows[i].version, wsize, rows[i].size,
+		       rows[i].time);
+	if (fflush(stdout) != 0) {
+		error_at("standard output", NULL, errno);
+		rc = EXIT_ERROR;
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(rows);
+	close(mfd);
+	return rc;
+}
+
+/* ---- the command table and main ----------------------------------------- */
+
+static const struct command commands[] = {
+	{ "get", cmd_get, 1, 1, 0,
+	  "get NAME",
+	  "Print the page of state NAME (a whole committed version).\n" },
+	{ "set", cmd_set, 1, 2, O_TRIES | O_NO_NL,
+	  "set [-n] [--tries N] NAME [VALUE]",
+	  "Commit VALUE, followed by a newline, as the new page of NAME; without\n"
+	  "VALUE, commit standard input exactly.  Creates NAME if needed.  It\n"
+	  "commits through a transaction file and reports every error.\n"
+	  "\n"
+	  "  -n, --no-newline  do not add a newline after VALUE\n"
+	  "  --tries N         give up after N conflicting attempts (default: no limit)\n" },
+	{ "update", cmd_update, 2, -1, O_TRIES,
+	  "update [--tries N] NAME -- CMD [ARG...]",
+	  "Run CMD with the page on standard input and commit its standard output\n"
+	  "as the new page.  If another commit came first, run it again on the new\n"
+	  "page, after a random, exponentially growing pause.  If CMD fails, nothing\n"
+	  "is committed and kstate exits with CMD's status.  Creates NAME if needed.\n"
+	  "\n"
+	  "  --tries N   give up after N conflicting attempts (default: no limit)\n" },
+	{ "wait", cmd_wait, 1, 1, O_AFTER | O_TIMEOUT,
+	  "wait NAME [--after V] [--timeout S]",
+	  "Wait until the version of NAME exceeds V (default: the current version),\n"
+	  "then print it.  Exit status 1 if S seconds pass first.\n"
+	  "\n"
+	  "  --after V     the version to wait past\n"
+	  "  --timeout S   give up after S seconds (decimals allowed)\n" },
+	{ "when", cmd_when, 2, -1, O_TIMEOUT,
+	  "when NAME [--timeout S] -- PRED [ARG...]",
+	  "Wait until PRED, run with the page on standard input, succeeds.  PRED is\n"
+	  "run now, and again only when NAME changes.  Exit status 1 if S seconds\n"
+	  "pass first.\n"
+	  "\n"
+	  "  --timeout S   give up after S seconds (decimals allowed)\n" },
+	{ "watch", cmd_watch, 2, -1, O_MAX_RATE,
+	  "watch NAME [--max-rate HZ] -- CMD [ARG...]",
+	  "Run CMD with the page on standard input now and after every change of\n"
+	  "NAME, until interrupted.  Changes that come faster than CMD runs are\n"
+	  "coalesced, but the last one is never skipped.  CMD failing does not\n"
+	  "stop the watch.\n"
+	  "\n"
+	  "  --max-rate HZ   run CMD at most HZ times a second (decimals allowed)\n" },
+	{ "ls", cmd_ls, 0, 1, 0,
+	  "ls [MOUNT]",
+	  "List the states of the kstatefs mounted at MOUNT (default: the current\n"
+	  "directory): name, version, size in bytes and time of the last commit\n"
+	  "(\"-\" if never committed), one state a line.\n" },
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: kstate COMMAND [OPTION...] NAME ...\n"
+		"Read, write and wait for kstatefs states.  NAME is the path of a\n"
+		"state's directory on a kstatefs mount.\n\nCommands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  kstate %s\n", commands[i].usage);
+	fprintf(f, "\n'kstate COMMAND --help' describes a command.\n"
+		"Exit status: 0 success; 1 timeout (wait, when); 2 usage error;\n"
+		"3 any other error; update exits with CMD's status when CMD fails.\n");
+}
+
+static bool parse_seconds(const char *s, double *out)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(d) || d < 0)
+		return false;
+	*out = d;
+	return true;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s < '0' || *s > '9')  /* strtoull would take "-1" */
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static int bad_value(const char *prog, const char *opt, const char *value)
+{
+	fprintf(stderr, "%s: invalid value for %s: '%s'\n"
+		"Try '%s --help'.\n", prog, opt, value, prog);
+	return -1;
+}
+
+/* Parses the options of CMD; returns the index of the first positional
+ * argument, or -1 after a usage error. */
+static int parse_options(const struct command *cmd, int argc, char **argv,
+			 struct opts *o, const char *prog)
+{
+	static const struct option all[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "after", required_argument, NULL, OPT_AFTER },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "tries", required_argument, NULL, OPT_TRIES },
+		{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
+		{ "no-newline", no_argument, NULL, 'n' },
+	};
+	static const unsigned needs[] = {
+		0, O_AFTER, O_TIMEOUT, O_TRIES, O_MAX_RATE, O_NO_NL
+	};
+	struct option longopts[sizeof all / sizeof all[0] + 1];
+	size_t k = 0;
+	int c;
+
+	/* Offer getopt only this command's options, so that it reports any
+	 * other as unrecognized. */
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+		if (!needs[i] || (cmd->options & needs[i]))
+			longopts[k++] = all[i];
+	memset(&longopts[k], 0, sizeof longopts[k]);
+
+	argv[0] = (char *)prog;
+	while ((c = getopt_long(argc, argv,
+				cmd->options & O_NO_NL ? "hn" : "h",
+				longopts, NULL)) != -1) {
+		uint64_t n;
+
+		switch (c) {
+		case 'h':
+			printf("Usage: kstate %s\n\n%s", cmd->usage, cmd->help);
+			exit(fflush(stdout) ? EXIT_ERROR : 0);
+		case 'n':
+			o->no_newline = true;
+			break;
+		case OPT_AFTER:
+			o->have_after = true;
+			if (!parse_u64(optarg, &o->after))
+				return bad_value(prog, "--after", optarg);
+			break;
+		case OPT_TIMEOUT:
+			if (!parse_seconds(optarg, &o->timeout))
+				return bad_value(prog, "--timeout", optarg);
+			break;
+		case OPT_TRIES:
+			if (!parse_u64(optarg, &n) || n < 1 || n > INT_MAX)
+				return bad_value(prog, "--tries", optarg);
+			o->tries = (long)n;
+			break;
+		case OPT_MAX_RATE:
+			if (!parse_seconds(optarg, &o->max_rate) ||
+			    o->max_rate <= 0)
+				return bad_value(prog, "--max-rate", optarg);
+			break;
+		default:
+			fprintf(stderr, "Try '%s --help'.\n", prog);
+			return -1;
+		}
+	}
+	return optind;
+}
+
+int main(int argc, char **argv)
+{
+	const struct command *cmd = NULL;
+	struct opts o = { .timeout = -1 };
+	char prog[64];
+	int first, nargs;
+
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return fflush(stdout) ? EXIT_ERROR : 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("kstate %s\n", KSTATEFS_VERSION);
+		return fflush(stdout) ? EXIT_ERROR : 0;
+	}
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (!strcmp(argv[1], commands[i].name))
+			cmd = &commands[i];
+	if (!cmd) {
+		fprintf(stderr, "kstate: unknown command '%s'\n"
+			"Try 'kstate --help'.\n", argv[1]);
+		return EXIT_USAGE;
+	}
+	snprintf(prog, sizeof prog, "kstate %s", cmd->name);
+	first = parse_options(cmd, argc - 1, argv + 1, &o, prog);
+	if (first < 0)
+		return EXIT_USAGE;
+	nargs = argc - 1 - first;
+	if (nargs < cmd->min_args ||
+	    (cmd->max_args >= 0 && nargs > cmd->max_args)) {
+		fprintf(stderr, "Usage: kstate %s\nTry '%s --help'.\n",
+			cmd->usage, prog);
+		return EXIT_USAGE;
+	}
+	return cmd->run(&o, nargs, argv + 1 + first);
+}

@@ -1,0 +1,550 @@
+/*
+ * libkstate: kstatefs states from C, through the files of the mount alone.
+ *
+ *   NAME/data     the committed page.  A read at offset 0 takes the latest
+ *                 version and pins it for the later offsets of that read.
+ *   NAME/version  the version in decimal.  poll() reports POLLPRI once a
+ *                 version newer than the one this open file last read exists
+ *                 (the sysfs idiom: read, poll, read again from offset 0).
+ *   NAME/T        any other file is a transaction, starting as a copy of
+ *                 data; rename(T, data) commits it or fails with EAGAIN.
+ */
+#include "kstate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The library is built with hidden visibility; only these are exported. */
+#define EXPORT __attribute__((visibility("default")))
+
+/* Pages are at most a page by default: allocate that much from the start, so
+ * that ordinary edits never reallocate. */
+#define MIN_CAPACITY 4096
+
+/* kstate_read gives up with EAGAIN after this many attempts to see a page
+ * and its version together (only a writer committing back to back, faster
+ * than a read takes, could cause that). */
+#define READ_ATTEMPTS 1000
+
+struct kstate {
+	/* The shared data and version files carry per-open-file state (the
+	 * pinned version of data, the "last read" mark of version), so their
+	 * use is serialized. */
+	pthread_mutex_t lock;
+	unsigned flags;
+	int dirfd;      /* the state directory: every name is relative to it */
+	int datafd;
+	int versionfd;  /* also what kstate_fd hands out */
+	char *page;     /* kstate_read's buffer: the last page read */
+	size_t page_cap;
+};
+
+struct kstate_txn {
+	struct kstate *state;
+	int fd;              /* the transaction file, open read-write */
+	char name[64];       /* its name in the state directory */
+	char *buf;           /* the page the caller edits */
+	size_t len, cap;
+	char *orig;          /* the page as it began, to detect "unchanged" */
+	size_t orig_len;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A per-thread xorshift64* generator for backoff jitter and transaction
+ * names: no lock, and no shared sequence that threads would follow in
+ * lockstep. */
+static uint64_t rng_next(void)
+{
+	static _Thread_local uint64_t s;
+
+	while (s == 0) {
+		if (getrandom(&s, sizeof s, GRND_NONBLOCK) != sizeof s)
+			s = now_ns() ^ ((uint64_t)getpid() << 32) ^
+			    (uint64_t)(uintptr_t)&s;
+	}
+	s ^= s >> 12;
+	s ^= s << 25;
+	s ^= s >> 27;
+	return s * 2685821657736338717ull;
+}
+
+/* Grows *BUF to hold at least NEED bytes. */
+static int reserve(char **buf, size_t *cap, size_t need)
+{
+	size_t n = *cap ? *cap : MIN_CAPACITY;
+	char *p;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need) {
+		if (n > SIZE_MAX / 2) {
+			errno = ENOMEM;
+			return -1;
+		}
+		n *= 2;
+	}
+	p = realloc(*buf, n);
+	if (!p)
+		return -1;
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+/* Reads a whole page from FD into *BUF: the first read, at offset 0, picks
+ * the latest version and the following ones continue in it, so the result is
+ * one whole version whatever its length. */
+static ssize_t read_page(int fd, char **buf, size_t *cap)
+{
+	size_t len = 0;
+
+	for (;;) {
+		ssize_t n;
+
+		if (reserve(buf, cap, len + 1) < 0)
+			return -1;
+		n = pread(fd, *buf + len, *cap - len, (off_t)len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			return (ssize_t)len;
+		len += (size_t)n;
+	}
+}
+
+/* Reads the version file from offset 0, which also marks this version as
+ * seen by that open file, re-arming poll(). */
+static int read_version(int fd, uint64_t *version)
+{
+	char text[32];
+	ssize_t n;
+	uint64_t v = 0;
+	ssize_t i;
+
+	do
+		n = pread(fd, text, sizeof text, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -1;
+	/* Digits, then a newline: anything else is not a kstatefs version. */
+	for (i = 0; i < n && text[i] >= '0' && text[i] <= '9'; i++) {
+		unsigned d = (unsigned)(text[i] - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			break;
+		v = v * 10 + d;
+	}
+	if (i == 0 || i + 1 != n || text[i] != '\n') {
+		errno = EPROTO;
+		return -1;
+	}
+	*version = v;
+	return 0;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)done);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static void close_keep_errno(int fd)
+{
+	int saved = errno;
+
+	if (fd >= 0)
+		close(fd);
+	errno = saved;
+}
+
+/* ---- states ------------------------------------------------------------- */
+
+EXPORT struct kstate *kstate_subscribe(const char *path, unsigned flags)
+{
+	struct kstate *s;
+	bool created = false;
+	int saved;
+
+	if (!path || !flags || (flags & ~(KSTATE_READ | KSTATE_WRITE))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (flags & KSTATE_WRITE) {
+		/* mkdir at the root of a mount creates a state. */
+		if (mkdir(path, 0777) == 0)
+			created = true;
+		else if (errno != EEXIST)
+			return NULL;
+	}
+	s = calloc(1, sizeof *s);
+	if (!s)
+		goto fail;
+	s->flags = flags;
+	s->datafd = s->versionfd = -1;
+	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0)
+		goto fail;
+	s->versionfd = openat(s->dirfd, "version", O_RDONLY | O_CLOEXEC);
+	if (s->versionfd < 0)
+		goto fail;
+	/* Kept open: a pread at offset 0 always returns the latest version. */
+	s->datafd = openat(s->dirfd, "data", O_RDONLY | O_CLOEXEC);
+	if (s->datafd < 0)
+		goto fail;
+	errno = pthread_mutex_init(&s->lock, NULL);
+	if (errno)
+		goto fail;
+	return s;
+
+fail:
+	saved = errno;
+	if (s) {
+		if (s->datafd >= 0)
+			close(s->datafd);
+		if (s->versionfd >= 0)
+			close(s->versionfd);
+		if (s->dirfd >= 0)
+			close(s->dirfd);
+		free(s);
+	}
+	/* We made a directory where there is no kstatefs (no version file
+	 * in it): do not leave it behind. */
+	if (created)
+		rmdir(path);
+	errno = saved;
+	return NULL;
+}
+
+EXPORT void kstate_unsubscribe(struct kstate *s)
+{
+	if (!s)
+		return;
+	close(s->datafd);
+	close(s->versionfd);
+	close(s->dirfd);
+	pthread_mutex_destroy(&s->lock);
+	free(s->page);
+	free(s);
+}
+
+EXPORT int kstate_fd(const struct kstate *s)
+{
+	return s->versionfd;
+}
+
+EXPORT int kstate_version(struct kstate *s, uint64_t *version)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = read_version(s->versionfd, version);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+EXPORT ssize_t kstate_read(struct kstate *s, void *buf, size_t size,
+			   uint64_t *version)
+{
+	ssize_t len = -1;
+	uint64_t before, after;
+	int attempt;
+
+	pthread_mutex_lock(&s->lock);
+	for (attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+		/* Version first: it re-arms kstate_fd, and the page read after
+		 * it is at least that new, so a poll that follows cannot miss
+		 * a later commit. */
+		if (read_version(s->versionfd, &before) < 0)
+			break;
+		len = read_page(s->datafd, &s->page, &s->page_cap);
+		if (len < 0 || !version)
+			break;
+		/* Commits raise the version, so an unchanged version around
+		 * the read means the page is exactly that version (a seqlock
+		 * read). */
+		if (read_version(s->versionfd, &after) < 0) {
+			len = -1;
+			break;
+		}
+		if (before == after) {
+			*version = after;
+			break;
+		}
+		len = -1;
+		errno = EAGAIN;
+	}
+	if (len >= 0 && buf) {
+		if ((size_t)len > size) {
+			errno = ERANGE;
+			len = -1;
+		} else {
+			memcpy(buf, s->page, (size_t)len);
+		}
+	} else if (len >= 0 && size) {
+		errno = EINVAL;  /* a size but nowhere to put the page */
+		len = -1;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return len;
+}
+
+EXPORT int kstate_wait(struct kstate *s, uint64_t after, int timeout_ms,
+		       uint64_t *version)
+{
+	uint64_t deadline = 0, v;
+	int fd, rc = -1;
+
+	if (timeout_ms >= 0)
+		deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+	/* A private open file of `version`: its "last read" mark is per open
+	 * file, and another thread reading through a shared one between our
+	 * read and our poll would make us sleep through the change. */
+	fd = openat(s->dirfd, "version", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLPRI };
+		int wait_ms = -1;
+		int n;
+
+		/* Reading re-arms poll; checking after the read and before
+		 * the poll leaves no window for a lost wake-up. */
+		if (read_version(fd, &v) < 0)
+			break;
+		if (v > after) {
+			if (version)
+				*version = v;
+			rc = 0;
+			break;
+		}
+		if (timeout_ms >= 0) {
+			uint64_t t = now_ns();
+
+			if (t >= deadline) {
+				errno = ETIMEDOUT;
+				break;
+			}
+			/* Round up: waking before the deadline would only
+			 * poll again. */
+			wait_ms = (int)((deadline - t + 999999) / 1000000);
+		}
+		/* The deadline is the poll timeout: one wait, either way. */
+		n = poll(&p, 1, wait_ms);
+		if (n < 0)
+			break;  /* EINTR included: the caller decides */
+		if (n > 0 && (p.revents & (POLLERR | POLLNVAL))) {
+			/* A poll that fails would wake us forever. */
+			errno = EIO;
+			break;
+		}
+	}
+	close_keep_errno(fd);
+	return rc;
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+EXPORT struct kstate_txn *kstate_start_transaction(struct kstate *s)
+{
+	static atomic_ulong counter;
+	struct kstate_txn *t;
+	ssize_t len;
+	int i;
+
+	if (!(s->flags & KSTATE_WRITE)) {
+		errno = EBADF;
+		return NULL;
+	}
+	t = calloc(1, sizeof *t);
+	if (!t)
+		return NULL;
+	t->state = s;
+	/* Creating a file begins a transaction.  The name only has to be
+	 * new: pid and counter make it unique here, the random part across
+	 * hosts and pid namespaces, and O_EXCL makes sure. */
+	for (i = 0;; i++) {
+		snprintf(t->name, sizeof t->name, "txn.%ld.%lu.%08x",
+			 (long)getpid(), atomic_fetch_add(&counter, 1),
+			 (unsigned)(rng_next() >> 32));
+		t->fd = openat(s->dirfd, t->name,
+			       O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (t->fd >= 0)
+			break;
+		if (errno != EEXIST || i == 10) {
+			free(t);
+			return NULL;
+		}
+	}
+	/* The file starts as a copy of data at the transaction's base. */
+	len = read_page(t->fd, &t->buf, &t->cap);
+	if (len < 0)
+		goto fail;
+	t->len = t->orig_len = (size_t)len;
+	t->orig = malloc(t->len ? t->len : 1);
+	if (!t->orig)
+		goto fail;
+	memcpy(t->orig, t->buf, t->len);
+	return t;
+
+fail:
+	kstate_abort(t);
+	return NULL;
+}
+
+EXPORT void *kstate_get_ptr(struct kstate_txn *t)
+{
+	return t->buf;
+}
+
+EXPORT size_t kstate_get_length(const struct kstate_txn *t)
+{
+	return t->len;
+}
+
+EXPORT int kstate_set_length(struct kstate_txn *t, size_t length)
+{
+	if (reserve(&t->buf, &t->cap, length) < 0)
+		return -1;
+	if (length > t->len)
+		memset(t->buf + t->len, 0, length - t->len);
+	t->len = length;
+	return 0;
+}
+
+static void txn_free(struct kstate_txn *t)
+{
+	free(t->buf);
+	free(t->orig);
+	free(t);
+}
+
+EXPORT int kstate_commit(struct kstate_txn *t)
+{
+	int dirfd = t->state->dirfd;
+	int err = 0;
+
+	/* An unchanged page is not written: the rename then only checks
+	 * that the base is still current, and commits nothing. */
+	if (t->len != t->orig_len || memcmp(t->buf, t->orig, t->len) != 0) {
+		if (t->len < t->orig_len && ftruncate(t->fd, (off_t)t->len) < 0)
+			err = errno;
+		if (!err && write_all(t->fd, t->buf, t->len) < 0)
+			err = errno;
+	}
+	/* Close before the rename: close flushes anything the kernel still
+	 * caches and reports write errors (EFBIG) that must stop the commit. */
+	if (close(t->fd) < 0 && !err)
+		err = errno;
+	if (!err && renameat(dirfd, t->name, dirfd, "data") < 0)
+		err = errno;
+	/* A failed rename leaves the file: remove it, so that no failure
+	 * leaves a transaction behind. */
+	if (err)
+		unlinkat(dirfd, t->name, 0);
+	txn_free(t);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+EXPORT int kstate_abort(struct kstate_txn *t)
+{
+	int err = 0;
+
+	if (t->fd >= 0)
+		close(t->fd);
+	if (unlinkat(t->state->dirfd, t->name, 0) < 0)
+		err = errno;
+	txn_free(t);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+/* Sleeps before the next attempt after ATTEMPT conflicts.  "Full jitter": a
+ * random time below UNIT * 2^ATTEMPT.  Exponential, so that any number of
+ * contenders spread out until one of them fits; random, so that those that
+ * collided do not collide again in lockstep; in units of one attempt's
+ * duration, so the spread matches how long a transaction takes here. */
+static void backoff(unsigned attempt, uint64_t unit_ns)
+{
+	const uint64_t cap = 1000000000u;  /* never more than a second */
+	uint64_t limit = unit_ns << (attempt < 20 ? attempt : 20);
+	uint64_t ns = rng_next() % (limit < cap ? limit : cap);
+	struct timespec ts = {
+		.tv_sec = (time_t)(ns / 1000000000u),
+		.tv_nsec = (long)(ns % 1000000000u),
+	};
+
+	/* Interrupted: go on at once, a signal usually wants attention. */
+	nanosleep(&ts, NULL);
+}
+
+EXPORT int kstate_transaction_using_fn(struct kstate *s, kstate_txn_fn *fn,
+				       void *arg, int retry)
+{
+	unsigned attempt;
+
+	for (attempt = 0;; attempt++) {
+		uint64_t start = now_ns(), unit;
+		struct kstate_txn *t = kstate_start_transaction(s);
+		int rc;
+
+		if (!t)
+			return -1;
+		rc = fn(t, t->buf, arg);
+		if (rc != 0) {
+			int saved = errno;
+
+			kstate_abort(t);
+			errno = saved;
+			return rc;
+		}
+		if (kstate_commit(t) == 0)
+			return 0;
+		if (errno != EAGAIN)
+			return -1;
+		if (retry >= 0 && attempt >= (unsigned)retry)
+			return -1;  /* errno is EAGAIN */
+		unit = now_ns() - start;
+		backoff(attempt + 1, unit > 20000 ? unit : 20000);
+	}
+}

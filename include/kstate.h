@@ -1,0 +1,116 @@
+/*
+ * libkstate: use kstatefs states from C.
+ *
+ * A state is a directory on a kstatefs mount holding `data` (the committed
+ * page) and `version` (a counter raised by every commit).  This library
+ * works only through those files: reads are reads of `data`, waiting is
+ * poll() on `version`, and a transaction is a file created in the state
+ * directory, committed by renaming it onto `data`.  Anything it does can be
+ * done from a shell, and the two interoperate.
+ *
+ * Errors: functions return -1 (or NULL) and set errno, as libc does.
+ * Threads: a state handle may be used by many threads at once.  A
+ * transaction belongs to one thread at a time.
+ *
+ * See kstate(3).
+ */
+#ifndef KSTATE_H
+#define KSTATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Flags for kstate_subscribe. */
+#define KSTATE_READ  0x1u
+#define KSTATE_WRITE 0x2u  /* also creates the state if it does not exist */
+
+/* The retry argument of kstate_transaction_using_fn: retry without limit. */
+#define KSTATE_RETRY_FOREVER (-1)
+
+struct kstate;      /* a subscription to one state */
+struct kstate_txn;  /* one transaction on a state */
+
+/* ---- states -------------------------------------------------------------- */
+
+/* Opens the state whose directory is PATH (e.g. "/mnt/state/counter").
+ * With KSTATE_WRITE the state is created if it does not exist.
+ * ENOENT: no such state (or PATH is not a kstatefs state directory). */
+struct kstate *kstate_subscribe(const char *path, unsigned flags);
+
+/* Closes the handle.  Transactions still open on it must be committed or
+ * aborted first.  NULL is allowed. */
+void kstate_unsubscribe(struct kstate *state);
+
+/* A file descriptor that polls readable, with POLLPRI, once a version newer
+ * than the one last read through this handle (kstate_version, kstate_read)
+ * has been committed: poll it, then read, then poll again.  It belongs to the
+ * handle: do not read or close it.  For one event loop; threads that block
+ * should call kstate_wait instead. */
+int kstate_fd(const struct kstate *state);
+
+/* Stores the current version in *VERSION: 0 before the first commit. */
+int kstate_version(struct kstate *state, uint64_t *version);
+
+/* Copies the current page into BUF and returns its length; VERSION, if not
+ * NULL, receives the version of exactly that page.  ERANGE if the page is
+ * longer than SIZE; with BUF NULL and SIZE 0, returns the page's length. */
+ssize_t kstate_read(struct kstate *state, void *buf, size_t size,
+		    uint64_t *version);
+
+/* Waits until the version exceeds AFTER, stores it in *VERSION (which may be
+ * NULL) and returns 0.  TIMEOUT_MS as for poll(): -1 waits forever.
+ * ETIMEDOUT when the time is up, EINTR if a signal handler ran. */
+int kstate_wait(struct kstate *state, uint64_t after, int timeout_ms,
+		uint64_t *version);
+
+/* ---- transactions -------------------------------------------------------- */
+
+/* Begins a transaction: a private copy of the page as it is now.  Needs a
+ * handle subscribed with KSTATE_WRITE (EBADF otherwise).  ENOSPC when the
+ * state has too many open transactions. */
+struct kstate_txn *kstate_start_transaction(struct kstate *state);
+
+/* The transaction's page: edit it in place.  It holds kstate_get_length()
+ * bytes and stays valid until the transaction ends or its length is set. */
+void *kstate_get_ptr(struct kstate_txn *txn);
+
+size_t kstate_get_length(const struct kstate_txn *txn);
+
+/* Makes the page LENGTH bytes long: shortens it, or extends it with zero
+ * bytes.  The page may move: call kstate_get_ptr again afterwards.  A page
+ * larger than the mount allows fails at commit, with EFBIG. */
+int kstate_set_length(struct kstate_txn *txn, size_t length);
+
+/* Commits: 0 if nobody committed since the transaction began, and the page
+ * becomes the state's new version (if the page is unchanged, nothing is
+ * written and the version stays).  Otherwise -1 with errno EAGAIN, or
+ * another errno.  The transaction is over either way: TXN is freed. */
+int kstate_commit(struct kstate_txn *txn);
+
+/* Throws the transaction away and frees TXN. */
+int kstate_abort(struct kstate_txn *txn);
+
+/* The body of a transaction: edit PAGE (kstate_get_ptr(TXN)) and return 0
+ * to commit; any other value aborts, and kstate_transaction_using_fn returns
+ * it unchanged (return -1 with errno set to report an error). */
+typedef int kstate_txn_fn(struct kstate_txn *txn, void *page, void *arg);
+
+/* Runs FN in a transaction and commits.  On a conflict (EAGAIN) it backs off
+ * for a random, exponentially growing time and runs FN again in a new
+ * transaction, at most RETRY more times (0: once; KSTATE_RETRY_FOREVER: no
+ * limit); FN must therefore expect to run more than once.  Returns 0 once a
+ * commit succeeded, FN's value if FN aborted, or -1 with errno (EAGAIN when
+ * the retries ran out). */
+int kstate_transaction_using_fn(struct kstate *state, kstate_txn_fn *fn,
+				void *arg, int retry);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KSTATE_H */
