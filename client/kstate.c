@@ -103,17 +103,39 @@ static int write_all(int fd, const void *buf, size_t len)
 
 /* ---- states ------------------------------------------------------------- */
 
+/* Is PATH, or with PARENT its parent, an existing directory? */
+static bool is_dir(const char *path, bool parent)
+{
+	char buf[PATH_MAX];
+	struct stat st;
+
+	if (parent) {
+		char *slash;
+
+		snprintf(buf, sizeof buf, "%s", path);
+		slash = strrchr(buf, '/');
+		if (!slash)
+			path = ".";
+		else if (slash == buf)
+			path = "/";
+		else {
+			*slash = '\0';
+			path = buf;
+		}
+	}
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 static struct kstate *open_state(const char *path, unsigned flags)
 {
 	struct kstate *s = kstate_subscribe(path, flags);
-	struct stat st;
 
 	if (s)
 		return s;
 	/* ENOENT for a directory that exists (or that we could create) means
 	 * it has no version file: it is not on a kstatefs mount. */
-	if (errno == ENOENT && ((flags & KSTATE_WRITE) ||
-				(stat(path, &st) == 0 && S_ISDIR(st.st_mode))))
+	if (errno == ENOENT && (is_dir(path, false) ||
+				((flags & KSTATE_WRITE) && is_dir(path, true))))
 		fprintf(stderr, "kstate: %s: not a kstatefs state "
 			"(it has no version file)\n", path);
 	else

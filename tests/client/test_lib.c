@@ -1,0 +1,302 @@
+/*
+ * libkstate against a real mount: reads, transactions and their errors,
+ * waiting and poll on kstate_fd.
+ *
+ *   test_lib MOUNT
+ */
+#include <dirent.h>
+#include <poll.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "kstate.h"
+
+static char path[4096];
+
+/* Commits PAGE through a handle of its own, after DELAY_MS. */
+struct later {
+	const char *page;
+	long delay_ms;
+};
+
+static void commit_page(const char *page)
+{
+	struct kstate *s = kstate_subscribe(path, KSTATE_WRITE);
+	struct kstate_txn *t;
+
+	CHECK(s);
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	CHECK(kstate_set_length(t, strlen(page)) == 0);
+	memcpy(kstate_get_ptr(t), page, strlen(page));
+	CHECK(kstate_commit(t) == 0);
+	kstate_unsubscribe(s);
+}
+
+static void *commit_later(void *arg)
+{
+	struct later *l = arg;
+
+	sleep_ms(l->delay_ms);
+	commit_page(l->page);
+	return NULL;
+}
+
+static uint64_t version_of(struct kstate *s)
+{
+	uint64_t v;
+
+	CHECK(kstate_version(s, &v) == 0);
+	return v;
+}
+
+/* Transaction files left in the state directory. */
+static int leftovers(void)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+
+	CHECK(d);
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+		    strcmp(e->d_name, "data") && strcmp(e->d_name, "version") &&
+		    strcmp(e->d_name, "every"))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static int abort_with(struct kstate_txn *t, void *page, void *arg)
+{
+	memcpy(page, "x", 1);
+	return *(int *)arg;
+}
+
+static int fail_with_eperm(struct kstate_txn *t, void *page, void *arg)
+{
+	errno = EPERM;
+	return -1;
+}
+
+static void test_subscribe(const char *mount)
+{
+	char missing[4200];
+	struct kstate *s;
+
+	snprintf(missing, sizeof missing, "%s/no-such-state-%ld", mount,
+		 (long)getpid());
+	errno = 0;
+	CHECK(!kstate_subscribe(missing, KSTATE_READ));
+	CHECK(errno == ENOENT);
+	CHECK(!kstate_subscribe(path, 0) && errno == EINVAL);
+	CHECK(!kstate_subscribe(path, 8) && errno == EINVAL);
+
+	/* Writing creates the state, at version 0 with an empty page. */
+	s = kstate_subscribe(path, KSTATE_WRITE);
+	CHECK(s);
+	CHECK(version_of(s) == 0);
+	CHECK(kstate_read(s, NULL, 0, NULL) == 0);
+	kstate_unsubscribe(s);
+	kstate_unsubscribe(NULL);
+}
+
+static void test_transactions(void)
+{
+	struct kstate *s = kstate_subscribe(path, KSTATE_WRITE | KSTATE_READ);
+	struct kstate *ro = kstate_subscribe(path, KSTATE_READ);
+	struct kstate_txn *t, *u;
+	char buf[64];
+	uint64_t v;
+	int code;
+
+	CHECK(s && ro);
+
+	/* Commit, then read back the page and its version. */
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	CHECK(kstate_get_length(t) == 0);
+	CHECK(kstate_set_length(t, 6) == 0);
+	memcpy(kstate_get_ptr(t), "hello\n", 6);
+	CHECK(kstate_commit(t) == 0);
+	CHECK(kstate_read(ro, buf, sizeof buf, &v) == 6);
+	CHECK(memcmp(buf, "hello\n", 6) == 0 && v == 1);
+
+	/* A transaction starts as a copy of the page; shortening works. */
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	CHECK(kstate_get_length(t) == 6);
+	CHECK(memcmp(kstate_get_ptr(t), "hello\n", 6) == 0);
+	CHECK(kstate_set_length(t, 3) == 0);
+	CHECK(kstate_commit(t) == 0);
+	CHECK(kstate_read(ro, buf, sizeof buf, &v) == 3 && v == 2);
+	CHECK(memcmp(buf, "hel", 3) == 0);
+
+	/* Too small a buffer: ERANGE; no buffer: the length. */
+	CHECK(kstate_read(ro, buf, 2, NULL) == -1 && errno == ERANGE);
+	CHECK(kstate_read(ro, NULL, 0, NULL) == 3);
+
+	/* An unchanged page commits nothing. */
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	CHECK(kstate_commit(t) == 0);
+	CHECK(version_of(s) == 2);
+
+	/* Two transactions from the same base: the second one conflicts,
+	 * and its file is gone. */
+	t = kstate_start_transaction(s);
+	u = kstate_start_transaction(s);
+	CHECK(t && u);
+	memcpy(kstate_get_ptr(t), "one", 3);
+	memcpy(kstate_get_ptr(u), "two", 3);
+	CHECK(kstate_commit(t) == 0);
+	errno = 0;
+	CHECK(kstate_commit(u) == -1 && errno == EAGAIN);
+	CHECK(kstate_read(ro, buf, sizeof buf, &v) == 3 && v == 3);
+	CHECK(memcmp(buf, "one", 3) == 0);
+	CHECK(leftovers() == 0);
+
+	/* Even an unchanged transaction conflicts if its base is stale:
+	 * that is what proves a read-only transaction consistent. */
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	commit_page("three");
+	CHECK(kstate_commit(t) == -1 && errno == EAGAIN);
+	CHECK(leftovers() == 0);
+
+	/* Abort removes the file and changes nothing. */
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	memcpy(kstate_get_ptr(t), "zzz", 3);
+	CHECK(leftovers() == 1);
+	CHECK(kstate_abort(t) == 0);
+	CHECK(leftovers() == 0);
+	CHECK(version_of(s) == 4);
+
+	/* Larger than the mount allows (default 4096): EFBIG at commit,
+	 * nothing changed, nothing left behind. */
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	CHECK(kstate_set_length(t, 100000) == 0);
+	memset(kstate_get_ptr(t), 'x', 100000);
+	errno = 0;
+	CHECK(kstate_commit(t) == -1 && errno == EFBIG);
+	CHECK(version_of(s) == 4);
+	CHECK(kstate_read(ro, buf, sizeof buf, NULL) == 5);
+	CHECK(leftovers() == 0);
+
+	/* Growing zero-fills. */
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	CHECK(kstate_set_length(t, 2) == 0);
+	CHECK(kstate_set_length(t, 8) == 0);
+	CHECK(memcmp(kstate_get_ptr(t), "th\0\0\0\0\0\0", 8) == 0);
+	CHECK(kstate_abort(t) == 0);
+
+	/* The body decides: nonzero aborts and comes back unchanged. */
+	code = 42;
+	CHECK(kstate_transaction_using_fn(s, abort_with, &code, 0) == 42);
+	CHECK(kstate_transaction_using_fn(s, fail_with_eperm, NULL, 0) == -1);
+	CHECK(errno == EPERM);
+	CHECK(version_of(s) == 4 && leftovers() == 0);
+
+	/* Read-only handles cannot begin transactions. */
+	CHECK(!kstate_start_transaction(ro) && errno == EBADF);
+
+	kstate_unsubscribe(ro);
+	kstate_unsubscribe(s);
+}
+
+static void test_poll(void)
+{
+	struct kstate *s = kstate_subscribe(path, KSTATE_READ);
+	struct later l = { "polled\n", 200 };
+	struct pollfd p;
+	pthread_t th;
+	char buf[64];
+	double t0, waited;
+	uint64_t v, v0;
+	int n;
+
+	CHECK(s);
+	CHECK(kstate_read(s, buf, sizeof buf, &v0) >= 0);
+
+	/* Nothing new: poll times out. */
+	p = (struct pollfd){ .fd = kstate_fd(s), .events = POLLPRI };
+	t0 = now_ms();
+	CHECK(poll(&p, 1, 100) == 0);
+	CHECK(now_ms() - t0 >= 90);
+
+	/* A commit from elsewhere wakes it, with POLLPRI. */
+	CHECK(pthread_create(&th, NULL, commit_later, &l) == 0);
+	t0 = now_ms();
+	n = poll(&p, 1, 5000);
+	waited = now_ms() - t0;
+	CHECK(n == 1 && (p.revents & POLLPRI));
+	CHECK(waited >= 150 && waited < 2000);
+	CHECK(pthread_join(th, NULL) == 0);
+	CHECK(kstate_read(s, buf, sizeof buf, &v) == 7);
+	CHECK(memcmp(buf, "polled\n", 7) == 0 && v == v0 + 1);
+	printf("poll woke %.1f ms after the commit was due\n", waited - 200);
+
+	/* Reading re-armed it. */
+	CHECK(poll(&p, 1, 0) == 0);
+
+	/* A commit between the read and the poll is not lost. */
+	commit_page("missed?\n");
+	CHECK(poll(&p, 1, 2000) == 1);
+	CHECK(kstate_version(s, &v) == 0 && v == v0 + 2);
+	CHECK(poll(&p, 1, 0) == 0);
+	kstate_unsubscribe(s);
+}
+
+static void test_wait(void)
+{
+	struct kstate *s = kstate_subscribe(path, KSTATE_READ);
+	struct later l = { "waited\n", 150 };
+	pthread_t th;
+	double t0, waited;
+	uint64_t v0, v = 0;
+
+	CHECK(s);
+	v0 = version_of(s);
+
+	/* The deadline is kept, and reported as ETIMEDOUT. */
+	t0 = now_ms();
+	errno = 0;
+	CHECK(kstate_wait(s, v0, 200, &v) == -1 && errno == ETIMEDOUT);
+	waited = now_ms() - t0;
+	CHECK(waited >= 195 && waited < 1000);
+	printf("a 200 ms wait took %.1f ms\n", waited);
+
+	/* Already past AFTER: at once. */
+	CHECK(kstate_wait(s, v0 - 1, 0, &v) == 0 && v == v0);
+
+	/* A commit ends the wait. */
+	CHECK(pthread_create(&th, NULL, commit_later, &l) == 0);
+	t0 = now_ms();
+	CHECK(kstate_wait(s, v0, 5000, &v) == 0);
+	waited = now_ms() - t0;
+	CHECK(v == v0 + 1);
+	CHECK(waited >= 100 && waited < 2000);
+	CHECK(pthread_join(th, NULL) == 0);
+	kstate_unsubscribe(s);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: test_lib MOUNT\n");
+		return 2;
+	}
+	snprintf(path, sizeof path, "%s/test_lib.%ld", argv[1], (long)getpid());
+	test_subscribe(argv[1]);
+	test_transactions();
+	test_poll();
+	test_wait();
+	CHECK(rmdir(path) == 0);
+	printf("test_lib: ok\n");
+	return 0;
+}
