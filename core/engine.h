@@ -136,6 +136,9 @@ enum ks_txn_mode {
 	/* The written ranges are applied to the latest page at commit (data
 	 * opened write-only without O_TRUNC). */
 	KS_TXN_PATCH,
+	/* The written bytes are appended to the latest page at commit, at
+	 * whatever offset they were written (data opened O_APPEND, `>>`). */
+	KS_TXN_APPEND,
 };
 
 /* Begins a transaction on ST.  empty: start from an empty page (O_TRUNC),
@@ -163,6 +166,12 @@ void ks_txn_foreach(struct ks_state *st,
 		    void *arg);
 
 struct ks_state *ks_txn_state(const struct ks_txn *txn);
+/* A number the daemon keeps with the transaction (its inode), 0 at begin. */
+void ks_txn_set_tag(struct ks_txn *txn, uint64_t tag);
+uint64_t ks_txn_tag(const struct ks_txn *txn);
+/* Owner and mode of a transaction file, kept for the daemon. */
+void ks_txn_set_owner(struct ks_txn *txn, uid_t uid, gid_t gid, mode_t mode);
+void ks_txn_owner(struct ks_txn *txn, uid_t *uid, gid_t *gid, mode_t *mode);
 uint64_t ks_txn_base(struct ks_txn *txn);
 size_t ks_txn_size(struct ks_txn *txn);
 bool ks_txn_named(struct ks_txn *txn);

@@ -51,6 +51,10 @@ struct ks_txn {
 	atomic_uint refs;
 	struct ks_state *st;        /* a reference */
 	enum ks_txn_mode mode;
+	atomic_uint_fast64_t tag;
+	uid_t uid;                  /* under lock */
+	gid_t gid;
+	mode_t perm;
 
 	/* Under st->lock: */
 	char *name;                 /* NULL: anonymous or unlinked */

@@ -203,6 +203,34 @@ struct ks_state *ks_txn_state(const struct ks_txn *txn)
 	return txn->st;
 }
 
+void ks_txn_set_tag(struct ks_txn *txn, uint64_t tag)
+{
+	atomic_store(&txn->tag, tag);
+}
+
+uint64_t ks_txn_tag(const struct ks_txn *txn)
+{
+	return atomic_load(&((struct ks_txn *)txn)->tag);
+}
+
+void ks_txn_set_owner(struct ks_txn *txn, uid_t uid, gid_t gid, mode_t mode)
+{
+	pthread_mutex_lock(&txn->lock);
+	txn->uid = uid;
+	txn->gid = gid;
+	txn->perm = mode & 07777;
+	pthread_mutex_unlock(&txn->lock);
+}
+
+void ks_txn_owner(struct ks_txn *txn, uid_t *uid, gid_t *gid, mode_t *mode)
+{
+	pthread_mutex_lock(&txn->lock);
+	*uid = txn->uid;
+	*gid = txn->gid;
+	*mode = txn->perm;
+	pthread_mutex_unlock(&txn->lock);
+}
+
 uint64_t ks_txn_base(struct ks_txn *txn)
 {
 	uint64_t v;
@@ -289,7 +317,8 @@ static int own_page(struct ks_txn *txn, size_t want)
 		nb = malloc(cap);
 		if (!nb)
 			return ENOMEM;
-		txn->len = txn->base->len;
+		/* APPEND buffers only what is written. */
+		txn->len = txn->mode == KS_TXN_APPEND ? 0 : txn->base->len;
 		memcpy(nb, txn->base->bytes, txn->len);
 	}
 	memset(nb + txn->len, 0, cap - txn->len);
@@ -332,7 +361,18 @@ int ks_txn_write(struct ks_txn *txn, const void *buf, size_t len, off_t off)
 	if ((size_t)off > max || len > max - (size_t)off)
 		return EFBIG;
 	pthread_mutex_lock(&txn->lock);
-	if (txn->mode == KS_TXN_PATCH) {
+	if (txn->mode == KS_TXN_APPEND) {
+		/* The offset is the kernel's idea of the end; the real end
+		 * is the latest page's at commit. */
+		if (len > max - txn->len)
+			err = EFBIG;
+		else
+			err = own_page(txn, txn->len + len);
+		if (!err) {
+			memcpy(txn->buf + txn->len, buf, len);
+			txn->len += len;
+		}
+	} else if (txn->mode == KS_TXN_PATCH) {
 		err = patch_write(txn, buf, len, (size_t)off);
 	} else {
 		err = own_page(txn, (size_t)off + len);
@@ -360,7 +400,12 @@ int ks_txn_truncate(struct ks_txn *txn, off_t len)
 	if ((size_t)len > max)
 		return EFBIG;
 	pthread_mutex_lock(&txn->lock);
-	if (txn->mode == KS_TXN_PATCH) {
+	if (txn->mode == KS_TXN_APPEND) {
+		/* Cut the latest page at commit; what was appended so far
+		 * is gone, later writes append to the cut page. */
+		txn->len = 0;
+		txn->set_len = len;
+	} else if (txn->mode == KS_TXN_PATCH) {
 		/* Writes past the new end are cut; later ones extend. */
 		for (size_t i = (size_t)len; txn->mask && i < txn->len; i++)
 			txn->mask[i / 8] &= (unsigned char)~(1u << (i % 8));
@@ -421,6 +466,21 @@ static struct ks_page *build_page(struct ks_txn *txn, const struct ks_page *cur,
 	struct ks_page *page;
 	size_t len;
 
+	if (txn->mode == KS_TXN_APPEND) {
+		size_t keep = cur->len;
+
+		if (txn->set_len >= 0 && (size_t)txn->set_len < keep)
+			keep = (size_t)txn->set_len;
+		len = txn->set_len > (long long)keep ? (size_t)txn->set_len
+						     : keep;
+		page = ks_page_new(NULL, len + txn->len, version, now);
+		if (!page)
+			return NULL;
+		memcpy(page->bytes, cur->bytes, keep);
+		if (txn->len)
+			memcpy(page->bytes + len, txn->buf, txn->len);
+		return page;
+	}
 	if (txn->mode != KS_TXN_PATCH) {
 		const unsigned char *bytes = page_bytes(txn, &len);
 
@@ -489,6 +549,13 @@ int ks_txn_commit(struct ks_txn *txn, uint64_t *version)
 		goto out;
 	}
 	v = cur->version;
+	if (txn->written && txn->mode == KS_TXN_APPEND &&
+	    txn->len > eng->cfg.max_size - (txn->set_len >= 0 &&
+					    (size_t)txn->set_len < cur->len
+					    ? (size_t)txn->set_len : cur->len)) {
+		err = EFBIG;
+		goto out;
+	}
 	if (txn->written) {
 		v++;
 		ks_now(&now);

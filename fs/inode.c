@@ -1,0 +1,185 @@
+/*
+ * The inode table.  An inode lives while the kernel holds lookups on it
+ * (nlookup) or a request or open file of ours uses it (refs).
+ */
+#include "daemon.h"
+
+#include <stdlib.h>
+
+void inode_table_init(struct ks_daemon *d)
+{
+	pthread_mutex_init(&d->inode_lock, NULL);
+	u64map_init(&d->inodes);
+	u64map_init(&d->data_ino);
+	d->next_txn_ino = INO_TXN_BASE;
+}
+
+static void inode_free(struct ks_inode *in)
+{
+	ks_txn_unref(in->txn);
+	ks_state_unref(in->st);
+	free(in);
+}
+
+void inode_table_free(struct ks_daemon *d)
+{
+	for (size_t i = 0; i < d->inodes.cap; i++)
+		if (d->inodes.vals[i])
+			inode_free(d->inodes.vals[i]);
+	u64map_free(&d->inodes);
+	u64map_free(&d->data_ino);
+	pthread_mutex_destroy(&d->inode_lock);
+}
+
+uint64_t inode_state_ino(const struct ks_state *st, enum ks_role role)
+{
+	return ks_state_id(st) * INO_PER_STATE + (uint64_t)role;
+}
+
+uint64_t inode_data_ino(struct ks_daemon *d, struct ks_state *st)
+{
+	uint64_t ino;
+	void *v;
+
+	pthread_mutex_lock(&d->inode_lock);
+	v = u64map_get(&d->data_ino, ks_state_id(st));
+	ino = v ? (uint64_t)(uintptr_t)v : inode_state_ino(st, ROLE_DATA);
+	pthread_mutex_unlock(&d->inode_lock);
+	return ino;
+}
+
+struct ks_inode *inode_get(struct ks_daemon *d, uint64_t ino)
+{
+	struct ks_inode *in;
+
+	pthread_mutex_lock(&d->inode_lock);
+	in = u64map_get(&d->inodes, ino);
+	if (in)
+		in->refs++;
+	pthread_mutex_unlock(&d->inode_lock);
+	return in;
+}
+
+/* Called with inode_lock held; returns the inode to free, if any. */
+static struct ks_inode *release_locked(struct ks_daemon *d,
+				       struct ks_inode *in)
+{
+	if (in->refs || in->nlookup || in->role == ROLE_ROOT)
+		return NULL;
+	u64map_del(&d->inodes, in->ino);
+	if (in->txn && ks_txn_tag(in->txn) == in->ino)
+		ks_txn_set_tag(in->txn, 0);
+	return in;
+}
+
+void inode_put(struct ks_daemon *d, struct ks_inode *in)
+{
+	struct ks_inode *dead;
+
+	if (!in)
+		return;
+	pthread_mutex_lock(&d->inode_lock);
+	in->refs--;
+	dead = release_locked(d, in);
+	pthread_mutex_unlock(&d->inode_lock);
+	if (dead)
+		inode_free(dead);
+}
+
+void inode_forget(struct ks_daemon *d, uint64_t ino, uint64_t nlookup)
+{
+	struct ks_inode *in, *dead = NULL;
+
+	pthread_mutex_lock(&d->inode_lock);
+	in = u64map_get(&d->inodes, ino);
+	if (in) {
+		in->nlookup = nlookup < in->nlookup ? in->nlookup - nlookup : 0;
+		dead = release_locked(d, in);
+	}
+	pthread_mutex_unlock(&d->inode_lock);
+	if (dead)
+		inode_free(dead);
+}
+
+/* Finds ino or inserts a new inode made by the caller's template. */
+static struct ks_inode *lookup_or_insert(struct ks_daemon *d, uint64_t ino,
+					 const struct ks_inode *tmpl)
+{
+	struct ks_inode *in;
+
+	pthread_mutex_lock(&d->inode_lock);
+	in = u64map_get(&d->inodes, ino);
+	if (!in) {
+		in = malloc(sizeof(*in));
+		if (in) {
+			*in = *tmpl;
+			in->ino = ino;
+			in->nlookup = 0;
+			in->refs = 0;
+			if (in->st)
+				ks_state_ref(in->st);
+			if (in->txn)
+				ks_txn_ref(in->txn);
+			if (u64map_put(&d->inodes, ino, in)) {
+				ks_txn_unref(in->txn);
+				ks_state_unref(in->st);
+				free(in);
+				in = NULL;
+			}
+		}
+	}
+	if (in) {
+		in->nlookup++;
+		in->refs++;
+	}
+	pthread_mutex_unlock(&d->inode_lock);
+	return in;
+}
+
+struct ks_inode *inode_lookup_state(struct ks_daemon *d, struct ks_state *st,
+				    enum ks_role role)
+{
+	struct ks_inode tmpl = { .role = role, .st = st };
+	uint64_t ino = role == ROLE_DATA ? inode_data_ino(d, st)
+					 : inode_state_ino(st, role);
+
+	return lookup_or_insert(d, ino, &tmpl);
+}
+
+struct ks_inode *inode_lookup_txn(struct ks_daemon *d, struct ks_txn *txn,
+				  uid_t uid, gid_t gid, mode_t mode)
+{
+	struct ks_inode tmpl = { .role = ROLE_TXN, .st = ks_txn_state(txn),
+				 .txn = txn, .uid = uid, .gid = gid,
+				 .mode = mode };
+	struct ks_inode *in;
+	uint64_t ino;
+
+	pthread_mutex_lock(&d->inode_lock);
+	ino = ks_txn_tag(txn);
+	if (!ino) {
+		ino = d->next_txn_ino++;
+		ks_txn_set_tag(txn, ino);
+	}
+	pthread_mutex_unlock(&d->inode_lock);
+	in = lookup_or_insert(d, ino, &tmpl);
+	return in;
+}
+
+void inode_become_data(struct ks_daemon *d, struct ks_inode *in)
+{
+	struct ks_txn *txn;
+
+	pthread_mutex_lock(&d->inode_lock);
+	txn = in->txn;
+	in->txn = NULL;
+	in->role = ROLE_DATA;
+	if (txn && ks_txn_tag(txn) == in->ino)
+		ks_txn_set_tag(txn, 0);
+	/* If this allocation fails, lookups keep answering with the old
+	 * data inode; both serve the same state, so nothing is lost. */
+	(void)u64map_put(&d->data_ino, ks_state_id(in->st),
+			 (void *)(uintptr_t)in->ino);
+	pthread_mutex_unlock(&d->inode_lock);
+	ks_txn_unref(txn);
+}

@@ -1,0 +1,351 @@
+/*
+ * kstatefs: options, mount, and the request loop.
+ *
+ * Exit status: 0 clean exit, 1 usage error, 2 cannot mount or cannot use
+ * the store.
+ */
+#include "config.h"
+#include "daemon.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 1
+#define EXIT_MOUNT 2
+
+/* Largest page we accept: far past one page, well short of what a single
+ * process should hold per state. */
+#define MAX_SIZE_LIMIT (64UL << 20)
+
+struct options {
+	char *store;
+	char *sync;
+	char *max_size;
+	char *max_states;
+	char *max_txns;
+	int help;
+	int version;
+};
+
+#define OPT(t, p) { t, offsetof(struct options, p), 1 }
+static const struct fuse_opt option_spec[] = {
+	OPT("--store %s", store),
+	OPT("--store=%s", store),
+	OPT("--sync %s", sync),
+	OPT("--sync=%s", sync),
+	OPT("max_size=%s", max_size),
+	OPT("max_states=%s", max_states),
+	OPT("max_txns=%s", max_txns),
+	OPT("-h", help),
+	OPT("--help", help),
+	OPT("-V", version),
+	OPT("--version", version),
+	FUSE_OPT_END
+};
+
+static void usage(FILE *out, const char *prog)
+{
+	fprintf(out,
+"usage: %s [OPTIONS] MOUNTPOINT\n"
+"\n"
+"Mounts kstatefs: each directory is a state, a small shared page with a\n"
+"version; `data` is the page, `version` counts commits, and any other file\n"
+"is a transaction, committed by `mv T data`.  See kstatefs(1).\n"
+"\n"
+"Options:\n"
+"    --store DIR            keep states in DIR (default: in memory)\n"
+"    --sync full|none       with --store: acknowledge commits once on\n"
+"                           stable storage (full, default) or once the OS\n"
+"                           has them (none)\n"
+"    -o max_size=BYTES      largest page (default 4096)\n"
+"    -o max_states=N        most states (default 65536)\n"
+"    -o max_txns=N          most open transactions per state (default 1024)\n"
+"    -f                     stay in the foreground\n"
+"    -d                     debug output (implies -f)\n"
+"    -o allow_other         let other users in (see fuse(8))\n"
+"    -o default_permissions let the kernel check modes\n"
+"    -h, --help             this help\n"
+"    -V, --version          the version\n",
+		prog);
+}
+
+static int parse_number(const char *what, const char *text,
+			unsigned long long max, unsigned long long *out)
+{
+	char *end;
+
+	errno = 0;
+	if (!text || !*text || *text == '-')
+		goto bad;
+	*out = strtoull(text, &end, 10);
+	if (errno || *end || *out == 0 || *out > max)
+		goto bad;
+	return 0;
+bad:
+	fprintf(stderr, "kstatefs: %s must be a number from 1 to %llu, not "
+			"'%s'\n", what, max, text ? text : "");
+	return -1;
+}
+
+static int engine_config(const struct options *o, struct ks_engine_config *c)
+{
+	unsigned long long v;
+
+	c->max_size = 4096;
+	c->max_states = 65536;
+	c->max_txns = 1024;
+	if (o->max_size) {
+		if (parse_number("max_size", o->max_size, MAX_SIZE_LIMIT, &v))
+			return -1;
+		c->max_size = (size_t)v;
+	}
+	if (o->max_states) {
+		if (parse_number("max_states", o->max_states, UINT32_MAX, &v))
+			return -1;
+		c->max_states = (uint32_t)v;
+	}
+	if (o->max_txns) {
+		if (parse_number("max_txns", o->max_txns, UINT32_MAX, &v))
+			return -1;
+		c->max_txns = (uint32_t)v;
+	}
+	return 0;
+}
+
+/* Every commit, from any thread: tell the kernel before the commit is
+ * acknowledged, wake pollers, and queue the inotify event. */
+static void on_commit(void *arg, struct ks_state *st, uint64_t version)
+{
+	struct ks_daemon *d = arg;
+
+	invalidate_state(d, st);
+	poll_wake(d, st, version);
+	notifier_post(d, st);
+}
+
+void ks_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* O_TRUNC comes with open, so `echo x > data` is one transaction
+	 * and not a truncate followed by a write. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE |
+				  FUSE_CAP_AUTO_INVAL_DATA);
+}
+
+void ks_op_destroy(void *userdata)
+{
+}
+
+static void ks_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			   size_t size)
+{
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void ks_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			   const char *value, size_t size, int flags)
+{
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void ks_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void ks_op_removexattr(fuse_req_t req, fuse_ino_t ino,
+			      const char *name)
+{
+	fuse_reply_err(req, ENOTSUP);
+}
+
+const struct fuse_lowlevel_ops ks_ops = {
+	.init = ks_op_init,
+	.destroy = ks_op_destroy,
+	.lookup = ks_op_lookup,
+	.forget = ks_op_forget,
+	.forget_multi = ks_op_forget_multi,
+	.getattr = ks_op_getattr,
+	.setattr = ks_op_setattr,
+	.mkdir = ks_op_mkdir,
+	.rmdir = ks_op_rmdir,
+	.unlink = ks_op_unlink,
+	.rename = ks_op_rename,
+	.mknod = ks_op_mknod,
+	.symlink = ks_op_symlink,
+	.link = ks_op_link,
+	.opendir = ks_op_opendir,
+	.readdir = ks_op_readdir,
+	.releasedir = ks_op_releasedir,
+	.statfs = ks_op_statfs,
+	.create = ks_op_create,
+	.open = ks_op_open,
+	.read = ks_op_read,
+	.write = ks_op_write,
+	.flush = ks_op_flush,
+	.fsync = ks_op_fsync,
+	.release = ks_op_release,
+	.poll = ks_op_poll,
+	.getxattr = ks_op_getxattr,
+	.setxattr = ks_op_setxattr,
+	.listxattr = ks_op_listxattr,
+	.removexattr = ks_op_removexattr,
+};
+
+static int add_root(struct ks_daemon *d)
+{
+	struct ks_inode *root = calloc(1, sizeof(*root));
+
+	if (!root)
+		return ENOMEM;
+	root->ino = FUSE_ROOT_ID;
+	root->role = ROLE_ROOT;
+	if (u64map_put(&d->inodes, FUSE_ROOT_ID, root)) {
+		free(root);
+		return ENOMEM;
+	}
+	return 0;
+}
+
+static int serve(struct ks_daemon *d, struct fuse_cmdline_opts *cl)
+{
+	struct fuse_loop_config *lc;
+	int err;
+
+	if (fuse_daemonize(cl->foreground) != 0)
+		return EXIT_MOUNT;
+	err = notifier_start(d);
+	if (err) {
+		fprintf(stderr, "kstatefs: cannot start the notifier: %s\n",
+			strerror(err));
+		return EXIT_MOUNT;
+	}
+	if (cl->singlethread) {
+		err = fuse_session_loop(d->se);
+	} else {
+		lc = fuse_loop_cfg_create();
+		if (!lc)
+			return EXIT_MOUNT;
+		/* Requests never wait on each other except for the
+		 * notifier's own, which needs a free thread: keep a few
+		 * spare. */
+		fuse_loop_cfg_set_max_threads(lc, 16);
+		fuse_loop_cfg_set_idle_threads(lc, 4);
+		fuse_loop_cfg_set_clone_fd(lc, 0);
+		err = fuse_session_loop_mt(d->se, lc);
+		fuse_loop_cfg_destroy(lc);
+	}
+	return err < 0 ? EXIT_MOUNT : 0;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cl;
+	struct ks_engine_config cfg;
+	struct options o = { 0 };
+	struct ks_daemon d = { 0 };
+	struct stat mst;
+	int status = EXIT_MOUNT, err;
+
+	if (fuse_opt_parse(&args, &o, option_spec, NULL) != 0)
+		return EXIT_USAGE;
+	if (o.help) {
+		usage(stdout, argv[0]);
+		fuse_opt_free_args(&args);
+		return 0;
+	}
+	if (o.version) {
+		printf("kstatefs %s (libfuse %s)\n", KSTATEFS_VERSION,
+		       fuse_pkgversion());
+		fuse_opt_free_args(&args);
+		return 0;
+	}
+	if (fuse_parse_cmdline(&args, &cl) != 0) {
+		fuse_opt_free_args(&args);
+		return EXIT_USAGE;
+	}
+	if (!cl.mountpoint) {
+		usage(stderr, argv[0]);
+		status = EXIT_USAGE;
+		goto out_args;
+	}
+	if (engine_config(&o, &cfg) != 0) {
+		status = EXIT_USAGE;
+		goto out_args;
+	}
+	if (o.sync && strcmp(o.sync, "full") && strcmp(o.sync, "none")) {
+		fprintf(stderr, "kstatefs: --sync must be full or none, not "
+				"'%s'\n", o.sync);
+		status = EXIT_USAGE;
+		goto out_args;
+	}
+	if (o.store) {
+		fprintf(stderr, "kstatefs: --store is not available in this "
+				"build\n");
+		status = EXIT_MOUNT;
+		goto out_args;
+	}
+	if (stat(cl.mountpoint, &mst) != 0 || !S_ISDIR(mst.st_mode)) {
+		fprintf(stderr, "kstatefs: cannot mount on %s: %s\n",
+			cl.mountpoint,
+			errno ? strerror(errno) : "not a directory");
+		goto out_args;
+	}
+
+	err = ks_engine_new(&cfg, NULL, &d.eng);
+	if (err) {
+		fprintf(stderr, "kstatefs: %s\n", strerror(err));
+		goto out_args;
+	}
+	ks_engine_set_listener(d.eng, on_commit, &d);
+	d.mountpoint = cl.mountpoint;
+	d.timeout = 86400.0;
+	clock_gettime(CLOCK_REALTIME, &d.started);
+	inode_table_init(&d);
+	pthread_mutex_init(&d.poll_lock, NULL);
+	u64map_init(&d.pollers);
+	if (add_root(&d))
+		goto out_engine;
+
+	d.se = fuse_session_new(&args, &ks_ops, sizeof(ks_ops), &d);
+	if (!d.se)
+		goto out_engine;
+	if (fuse_set_signal_handlers(d.se) != 0)
+		goto out_session;
+	if (fuse_session_mount(d.se, cl.mountpoint) != 0)
+		goto out_signals;
+
+	status = serve(&d, &cl);
+
+	/* Unmount first: a request the notifier is still waiting on then
+	 * fails instead of hanging, and the notifier can be joined. */
+	fuse_session_unmount(d.se);
+out_signals:
+	fuse_remove_signal_handlers(d.se);
+out_session:
+	fuse_session_destroy(d.se);
+	notifier_stop(&d);
+out_engine:
+	inode_table_free(&d);
+	u64map_free(&d.pollers);
+	pthread_mutex_destroy(&d.poll_lock);
+	ks_engine_free(d.eng);
+out_args:
+	free(cl.mountpoint);
+	fuse_opt_free_args(&args);
+	free(o.store);
+	free(o.sync);
+	free(o.max_size);
+	free(o.max_states);
+	free(o.max_txns);
+	return status;
+}

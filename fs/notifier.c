@@ -1,0 +1,147 @@
+/*
+ * inotify for changes the daemon makes on its own.
+ *
+ * The kernel makes inotify events only for operations that pass through
+ * the VFS, and a commit by fsync, close or another state's transaction is
+ * the daemon's own doing.  So after every commit this thread opens the
+ * state's `version` through the mount and writes to it: the kernel then
+ * reports IN_MODIFY and IN_CLOSE_WRITE on `version` to its watchers.  The
+ * daemon recognises the thread by its id and makes the write a no-op.
+ *
+ * It must be a thread that serves no FUSE requests (its writes are served
+ * by the others).  Commits only mark their state pending; a burst of
+ * commits to one state makes as few writes as the thread can keep up with,
+ * and the last commit is always followed by one.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct ks_notifier {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct u64map pending;   /* state id -> state reference */
+	bool stop;
+	atomic_int tid;
+};
+
+/* Opens by full path each time: a descriptor kept open on the mount would
+ * make `fusermount3 -u` fail with EBUSY. */
+static void touch_version(struct ks_daemon *d, struct ks_state *st)
+{
+	char name[KS_NAME_MAX + 1], path[PATH_MAX];
+	int fd;
+
+	if (!ks_state_name(st, name))
+		return;
+	if (snprintf(path, sizeof(path), "%s/%s/version", d->mountpoint,
+		     name) >= (int)sizeof(path))
+		return;
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return; /* renamed or deleted meanwhile: nobody to tell */
+	if (write(fd, "", 1) < 0) {
+		/* Nothing to recover: the next commit tries again. */
+	}
+	close(fd);
+}
+
+static void *notifier_main(void *arg)
+{
+	struct ks_daemon *d = arg;
+	struct ks_notifier *n = d->notifier;
+	struct u64map batch;
+
+	atomic_store(&n->tid, (int)syscall(SYS_gettid));
+	pthread_mutex_lock(&n->lock);
+	for (;;) {
+		while (!n->stop && n->pending.len == 0)
+			pthread_cond_wait(&n->cond, &n->lock);
+		if (n->stop)
+			break;
+		batch = n->pending;
+		u64map_init(&n->pending);
+		pthread_mutex_unlock(&n->lock);
+
+		for (size_t i = 0; i < batch.cap; i++) {
+			struct ks_state *st = batch.vals[i];
+
+			if (!st)
+				continue;
+			touch_version(d, st);
+			ks_state_unref(st);
+		}
+		u64map_free(&batch);
+		pthread_mutex_lock(&n->lock);
+	}
+	pthread_mutex_unlock(&n->lock);
+	return NULL;
+}
+
+int notifier_start(struct ks_daemon *d)
+{
+	struct ks_notifier *n = calloc(1, sizeof(*n));
+	int err;
+
+	if (!n)
+		return ENOMEM;
+	pthread_mutex_init(&n->lock, NULL);
+	pthread_cond_init(&n->cond, NULL);
+	u64map_init(&n->pending);
+	d->notifier = n;
+	err = pthread_create(&n->thread, NULL, notifier_main, d);
+	if (err) {
+		d->notifier = NULL;
+		free(n);
+	}
+	return err;
+}
+
+void notifier_post(struct ks_daemon *d, struct ks_state *st)
+{
+	struct ks_notifier *n = d->notifier;
+	uint64_t id = ks_state_id(st);
+
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
+	if (!n->stop && !u64map_get(&n->pending, id) &&
+	    u64map_put(&n->pending, id, st) == 0) {
+		ks_state_ref(st);
+		pthread_cond_signal(&n->cond);
+	}
+	pthread_mutex_unlock(&n->lock);
+}
+
+bool notifier_is_self(struct ks_daemon *d, pid_t tid)
+{
+	return d->notifier && atomic_load(&d->notifier->tid) == (int)tid;
+}
+
+void notifier_stop(struct ks_daemon *d)
+{
+	struct ks_notifier *n = d->notifier;
+
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
+	n->stop = true;
+	pthread_cond_signal(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+	pthread_join(n->thread, NULL);
+	for (size_t i = 0; i < n->pending.cap; i++)
+		if (n->pending.vals[i])
+			ks_state_unref(n->pending.vals[i]);
+	u64map_free(&n->pending);
+	pthread_cond_destroy(&n->cond);
+	pthread_mutex_destroy(&n->lock);
+	free(n);
+	d->notifier = NULL;
+}
