@@ -1,0 +1,296 @@
+#!/usr/bin/env bats
+# SPEC 7: the kstate command, on a real mount.
+
+load helpers
+
+setup() {
+	: "${KSTATE:=$KS_ROOT/build/client/kstate}"
+	[ -x "$KSTATE" ] || {
+		echo "kstate not found: $KSTATE"
+		return 1
+	}
+	ks_mount
+	S=$MNT/s
+}
+
+kstate() {
+	timeout 60 "$KSTATE" "$@"
+}
+
+# The transaction files in state $1; status 1 if there are none.
+txn_files() {
+	ls "$1" | grep -vxE 'data|version|every'
+}
+
+# No transaction file is left in state $1.
+no_txn_files() {
+	assert_eq "$(txn_files "$1")" "" "transaction files left in $1"
+}
+
+# A shell increment, for kstate update.
+INCR='read -r n; echo $((${n:-0} + 1))'
+
+# --- get, set -----------------------------------------------------------
+
+@test "set creates the state; VALUE is written as a line; get prints the page" {
+	kstate set "$S" 42
+	assert_file "$S/data" '42\n'
+	assert_version "$S" 1
+	assert_eq "$(kstate get "$S")" 42
+	kstate set -n "$S" 'no newline'
+	assert_file "$S/data" 'no newline'
+	assert_version "$S" 2
+}
+
+@test "set from standard input stores the bytes exactly, NULs included" {
+	printf 'a\0b\001\377\n\n' | kstate set "$S"
+	assert_file "$S/data" 'a\0b\001\377\n\n'
+	kstate get "$S" >"$BATS_TEST_TMPDIR/out"
+	cmp "$S/data" "$BATS_TEST_TMPDIR/out"
+	: | kstate set "$S"
+	assert_file "$S/data" ''
+	assert_version "$S" 2
+}
+
+@test "set reports a page too large, and changes nothing" {
+	kstate set "$S" small
+	run kstate set "$S" "$(head -c 5000 /dev/zero | tr '\0' x)"
+	[ "$status" -ne 0 ]
+	assert_contains "$output" "$S"
+	assert_contains "$output" "File too large"
+	assert_file "$S/data" 'small\n'
+	assert_version "$S" 1
+	no_txn_files "$S"
+}
+
+@test "get: errors name the path and the reason" {
+	run kstate get "$MNT/missing"
+	[ "$status" -ne 0 ]
+	assert_eq "$output" "kstate: $MNT/missing: No such file or directory"
+	run kstate get "$BATS_TEST_TMPDIR"
+	[ "$status" -ne 0 ]
+	assert_contains "$output" "$BATS_TEST_TMPDIR: not a kstatefs state"
+	run kstate set "$BATS_TEST_TMPDIR/x" 1
+	[ "$status" -ne 0 ]
+	assert_contains "$output" "$BATS_TEST_TMPDIR/x: not a kstatefs state"
+	[ ! -e "$BATS_TEST_TMPDIR/x" ]
+}
+
+# --- update -------------------------------------------------------------
+
+@test "update commits the command's output" {
+	kstate set "$S" 41
+	kstate update "$S" -- sh -c "$INCR"
+	assert_file "$S/data" '42\n'
+	assert_version "$S" 2
+	no_txn_files "$S"
+}
+
+@test "update: a failing command aborts with its status and leaves nothing" {
+	kstate set "$S" 1
+	run kstate update "$S" -- sh -c 'cat >/dev/null; echo junk; exit 7'
+	assert_eq "$status" 7
+	assert_file "$S/data" '1\n'
+	assert_version "$S" 1
+	no_txn_files "$S"
+	run kstate update "$S" -- "$BATS_TEST_TMPDIR/no-such-command"
+	assert_eq "$status" 127
+	assert_contains "$output" "no-such-command: No such file or directory"
+	no_txn_files "$S"
+}
+
+@test "update: 4 concurrent incrementers reach the exact count" {
+	kstate set "$S" 0
+	local i j errors=$BATS_TEST_TMPDIR/errors
+	for ((j = 0; j < 4; j++)); do
+		for ((i = 0; i < 50; i++)); do
+			kstate update "$S" -- sh -c "$INCR" || echo "update failed"
+		done >>"$errors" 2>&1 &
+	done
+	wait
+	assert_eq "$(cat "$errors")" ""
+	assert_file "$S/data" '200\n'
+	assert_version "$S" 201
+	no_txn_files "$S"
+}
+
+@test "update --tries gives up on conflicts, reports it, and leaves nothing" {
+	kstate set "$S" 0
+	# The command commits behind update's back every time: every
+	# attempt conflicts.
+	run kstate update --tries 3 "$S" -- sh -c "\"$KSTATE\" set $S x; cat"
+	assert_eq "$status" 3
+	assert_contains "$output" "$S"
+	assert_contains "$output" "Resource temporarily unavailable"
+	assert_contains "$output" "3 tries"
+	assert_version "$S" 4
+	no_txn_files "$S"
+}
+
+@test "update killed while its command runs removes its transaction" {
+	kstate set "$S" 0
+	"$KSTATE" update "$S" -- sh -c 'sleep 1; cat' &
+	local pid=$!
+	wait_for 5 txn_files "$S"
+	kill -TERM "$pid"
+	local st=0
+	wait "$pid" || st=$?
+	assert_eq "$st" 143
+	assert_file "$S/data" '0\n'
+	no_txn_files "$S"
+}
+
+# --- wait ---------------------------------------------------------------
+
+@test "wait --after V returns at once when the version is past V" {
+	kstate set "$S" a
+	kstate set "$S" b
+	run kstate wait "$S" --after 1
+	assert_eq "$status" 0
+	assert_eq "$output" 2
+}
+
+@test "wait: a commit ends the wait, and the new version is printed" {
+	kstate set "$S" a
+	(sleep 0.3; "$KSTATE" set "$S" b) &
+	run kstate wait "$S" --timeout 20
+	assert_eq "$status" 0
+	assert_eq "$output" 2
+	wait
+}
+
+@test "wait --timeout: status 1 when nothing happens, after the timeout" {
+	kstate set "$S" a
+	local t0=$EPOCHREALTIME
+	run kstate wait "$S" --timeout 0.5
+	local ms=$(((${EPOCHREALTIME/./} - ${t0/./}) / 1000))
+	assert_eq "$status" 1
+	assert_eq "$output" ""
+	[ "$ms" -ge 490 ] || { echo "returned after $ms ms"; return 1; }
+	[ "$ms" -lt 5000 ] || { echo "returned after $ms ms"; return 1; }
+	run kstate wait "$S" --after 1 --timeout 0
+	assert_eq "$status" 1
+}
+
+# --- when ---------------------------------------------------------------
+
+@test "when: true at once" {
+	kstate set "$S" 5
+	run kstate when "$S" --timeout 5 -- sh -c 'read -r n; [ "$n" -ge 5 ]'
+	assert_eq "$status" 0
+}
+
+@test "when: the predicate runs again only when the state changes" {
+	kstate set "$S" 0
+	local runs=$BATS_TEST_TMPDIR/runs
+	(
+		sleep 0.5
+		for i in 1 2 3; do
+			"$KSTATE" set "$S" "$i"
+			sleep 0.3
+		done
+	) &
+	run kstate when "$S" --timeout 20 -- sh -c "echo run >>$runs; read -r n; [ \"\$n\" -ge 3 ]"
+	assert_eq "$status" 0
+	wait
+	# 0, then 1, 2, 3 (some may coalesce), never in a loop while nothing
+	# changes.
+	local n
+	n=$(wc -l <"$runs")
+	echo "$n runs"
+	[ "$n" -ge 2 ] && [ "$n" -le 4 ]
+}
+
+@test "when --timeout: status 1, with one run of the predicate" {
+	kstate set "$S" 0
+	local runs=$BATS_TEST_TMPDIR/runs
+	run kstate when "$S" --timeout 0.5 -- sh -c "echo run >>$runs; false"
+	assert_eq "$status" 1
+	assert_eq "$(wc -l <"$runs")" 1 "predicate runs"
+}
+
+# --- watch --------------------------------------------------------------
+
+@test "watch --max-rate coalesces a burst and still sees the last value" {
+	kstate set "$S" 0
+	local out=$BATS_TEST_TMPDIR/seen
+	: >"$out"
+	ks_bg "$KSTATE" watch "$S" --max-rate 5 -- sh -c "cat >>$out"
+	wait_for 10 grep -qx 0 "$out"
+	local t0=$SECONDS i
+	for ((i = 1; i <= 100; i++)); do
+		"$KSTATE" set "$S" "$i"
+	done
+	wait_for 10 eval "[ \"\$(tail -n 1 $out)\" = 100 ]"
+	local elapsed=$((SECONDS - t0 + 1)) runs
+	runs=$(wc -l <"$out")
+	echo "$runs runs in about $elapsed s"
+	# At most 5 a second (and the first run), far fewer than 101.
+	[ "$runs" -le $((5 * elapsed + 2)) ]
+	# And nothing after the last value.
+	sleep 0.5
+	assert_eq "$(tail -n 1 "$out")" 100
+	assert_eq "$(wc -l <"$out")" "$runs"
+}
+
+@test "watch runs the command on every change when changes are slow" {
+	kstate set "$S" 0
+	local out=$BATS_TEST_TMPDIR/seen i
+	: >"$out"
+	ks_bg "$KSTATE" watch "$S" -- sh -c "cat >>$out"
+	wait_for 10 grep -qx 0 "$out"
+	for i in 1 2 3; do
+		"$KSTATE" set "$S" "$i"
+		wait_for 10 grep -qx "$i" "$out"
+	done
+	assert_eq "$(tr '\n' ' ' <"$out")" "0 1 2 3 "
+}
+
+# --- ls -----------------------------------------------------------------
+
+@test "ls lists states with version, size and time of the last commit" {
+	kstate set "$MNT/alpha" 12345
+	kstate set "$MNT/alpha" 1234
+	mkdir "$MNT/beta"
+	run kstate ls "$MNT"
+	assert_eq "$status" 0
+	echo "$output"
+	[ "${#lines[@]}" -eq 2 ]
+	read -r name version size time <<<"${lines[0]}"
+	assert_eq "$name $version $size" "alpha 2 5"
+	[[ $time =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$ ]]
+	read -r name version size time <<<"${lines[1]}"
+	assert_eq "$name $version $size $time" "beta 0 0 -"
+	cd "$MNT"
+	run kstate ls
+	assert_eq "${#lines[@]}" 2
+	run kstate ls "$MNT/nowhere"
+	[ "$status" -ne 0 ]
+	assert_contains "$output" "$MNT/nowhere: No such file or directory"
+}
+
+# --- usage --------------------------------------------------------------
+
+@test "--help for kstate and for every command; usage errors" {
+	run kstate --help
+	assert_eq "$status" 0
+	for c in get set update wait when watch ls; do
+		assert_contains "$output" "kstate $c"
+		run kstate "$c" --help
+		assert_eq "$status" 0
+		assert_contains "$output" "Usage: kstate $c"
+		run kstate --help
+	done
+	run kstate frobnicate
+	assert_eq "$status" 2
+	assert_contains "$output" "unknown command"
+	run kstate wait "$S" --timeout soon
+	assert_eq "$status" 2
+	assert_contains "$output" "--timeout"
+	run kstate get
+	assert_eq "$status" 2
+	run kstate update "$S"
+	assert_eq "$status" 2
+	run kstate
+	assert_eq "$status" 2
+}

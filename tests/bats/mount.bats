@@ -1,0 +1,279 @@
+#!/usr/bin/env bats
+# SPEC 2: mounting, options, signals, exit status, the store.
+
+load helpers
+
+@test "--help prints usage and exits 0" {
+	run timeout 20 "$KSTATEFS" --help
+	assert_eq "$status" 0 "kstatefs --help status; output: $output"
+	assert_contains "$output" "--store"
+}
+
+@test "--version prints the version and exits 0" {
+	run timeout 20 "$KSTATEFS" --version
+	assert_eq "$status" 0 "kstatefs --version status; output: $output"
+	[[ "$output" =~ [0-9]+\.[0-9]+ ]] || {
+		echo "no version number in: $output"
+		return 1
+	}
+}
+
+@test "an unknown option is a usage error: exit 1" {
+	mkdir "$BATS_TEST_TMPDIR/m"
+	run timeout 20 "$KSTATEFS" --no-such-option "$BATS_TEST_TMPDIR/m"
+	assert_eq "$status" 1 "status; output: $output"
+	[ -n "$output" ] || { echo "no message"; return 1; }
+	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
+}
+
+@test "a bad --sync value is a usage error: exit 1" {
+	mkdir "$BATS_TEST_TMPDIR/m"
+	run timeout 20 "$KSTATEFS" -f --sync sometimes "$BATS_TEST_TMPDIR/m"
+	assert_eq "$status" 1 "status; output: $output"
+	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
+}
+
+@test "a bad -o max_size value is a usage error: exit 1" {
+	mkdir "$BATS_TEST_TMPDIR/m"
+	run timeout 20 "$KSTATEFS" -f -o max_size=lots "$BATS_TEST_TMPDIR/m"
+	assert_eq "$status" 1 "status; output: $output"
+	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
+}
+
+@test "no mountpoint is a usage error: exit 1" {
+	run timeout 20 "$KSTATEFS"
+	assert_eq "$status" 1 "status; output: $output"
+}
+
+@test "a mountpoint that does not exist: exit 2" {
+	run timeout 20 "$KSTATEFS" "$BATS_TEST_TMPDIR/no/such/dir"
+	assert_eq "$status" 2 "status; output: $output"
+	[ -n "$output" ] || { echo "no message"; return 1; }
+}
+
+@test "-f: mounts, serves, and fusermount3 -u ends it with status 0" {
+	ks_mount
+	mkdir "$MNT/s"
+	echo hello >"$MNT/s/data"
+	assert_file "$MNT/s/data" 'hello\n'
+	ks_unmount
+	refute ks_is_mounted "$MNT"
+}
+
+@test "without -f: returns once the mount is usable; fusermount3 -u ends the daemon" {
+	local m=$BATS_TEST_TMPDIR/d pid
+	mkdir "$m"
+	KS_DAEMON_MNTS+=("$m")
+	run env $(ks_san_env) timeout 20 "$KSTATEFS" "$m"
+	assert_eq "$status" 0 "kstatefs status; output: $output"
+	# Usable at once: no waiting, no retry.
+	ks_is_mounted "$m"
+	mountpoint -q "$m"
+	mkdir "$m/s"
+	echo 7 >"$m/s/data"
+	assert_file "$m/s/data" '7\n'
+	pid=$(ks_daemon_pid "$m")
+	[ -n "$pid" ] || { echo "no kstatefs process serving $m"; return 1; }
+	fusermount3 -u "$m"
+	wait_for 20 eval "! ks_alive $pid"
+	refute ks_is_mounted "$m"
+	ks_sanitizer_check
+}
+
+@test "without -f: SIGTERM to the daemon unmounts cleanly" {
+	local m=$BATS_TEST_TMPDIR/d pid
+	mkdir "$m"
+	KS_DAEMON_MNTS+=("$m")
+	run env $(ks_san_env) timeout 20 "$KSTATEFS" "$m"
+	assert_eq "$status" 0 "kstatefs status; output: $output"
+	mkdir "$m/s"
+	pid=$(ks_daemon_pid "$m")
+	[ -n "$pid" ] || { echo "no kstatefs process serving $m"; return 1; }
+	kill -TERM "$pid"
+	wait_for 20 eval "! ks_alive $pid"
+	wait_for 10 eval "! ks_is_mounted $m"
+	ks_sanitizer_check
+}
+
+@test "-f: SIGTERM unmounts cleanly and exits 0" {
+	ks_mount
+	mkdir "$MNT/s"
+	local pid=$KS_PID st=0
+	KS_PID=
+	KS_DAEMON_MNTS+=("$MNT")
+	kill -TERM "$pid"
+	wait_for 20 eval "! ks_alive $pid"
+	wait "$pid" || st=$?
+	assert_eq "$st" 0 "exit status after SIGTERM; log: $(cat "$KS_LOG")"
+	wait_for 10 eval "! ks_is_mounted $MNT"
+	ks_sanitizer_check "$KS_LOG"
+}
+
+@test "-f: SIGINT unmounts cleanly and exits 0" {
+	ks_mount
+	local pid=$KS_PID st=0
+	KS_PID=
+	KS_DAEMON_MNTS+=("$MNT")
+	kill -INT "$pid"
+	wait_for 20 eval "! ks_alive $pid"
+	wait "$pid" || st=$?
+	assert_eq "$st" 0 "exit status after SIGINT; log: $(cat "$KS_LOG")"
+	wait_for 10 eval "! ks_is_mounted $MNT"
+	ks_sanitizer_check "$KS_LOG"
+}
+
+@test "without --store, states vanish at unmount" {
+	ks_mount
+	mkdir "$MNT/s"
+	echo x >"$MNT/s/data"
+	ks_unmount
+	ks_mount
+	run ls -A "$MNT"
+	assert_eq "$output" "" "the root after a remount"
+}
+
+@test "the usual FUSE options are accepted: -d, -o allow_other" {
+	ks_mount -d -o allow_other
+	mkdir "$MNT/s"
+	echo x >"$MNT/s/data"
+	assert_file "$MNT/s/data" 'x\n'
+}
+
+@test "--store: created if missing; states, pages and versions survive a remount" {
+	local store=$BATS_TEST_TMPDIR/store/sub
+	ks_mount --store "$store"
+	[ -d "$store" ]
+	mkdir "$MNT/a" "$MNT/b" "$MNT/empty"
+	echo one >"$MNT/a/data"
+	echo two >"$MNT/a/data"
+	printf 'bee' >"$MNT/b/data"
+	ks_unmount
+	ks_mount --store "$store"
+	run ls "$MNT"
+	assert_eq "$output" "$(printf 'a\nb\nempty')" "states after remount"
+	assert_file "$MNT/a/data" 'two\n'
+	assert_version "$MNT/a" 2
+	assert_file "$MNT/b/data" 'bee'
+	assert_version "$MNT/b" 1
+	assert_file "$MNT/empty/data" ''
+	assert_version "$MNT/empty" 0
+}
+
+@test "--store: deletes and renames survive a remount" {
+	local store=$BATS_TEST_TMPDIR/store
+	ks_mount --store "$store"
+	mkdir "$MNT/a" "$MNT/b" "$MNT/c"
+	echo A >"$MNT/a/data"
+	echo C >"$MNT/c/data"
+	rmdir "$MNT/b"
+	mv "$MNT/c" "$MNT/d"
+	ks_unmount
+	ks_mount --store "$store"
+	run ls "$MNT"
+	assert_eq "$output" "$(printf 'a\nd')" "states after remount"
+	assert_file "$MNT/d/data" 'C\n'
+	assert_version "$MNT/d" 1
+}
+
+@test "--store: versions go on rising after a remount" {
+	local store=$BATS_TEST_TMPDIR/store
+	ks_mount --store "$store" --sync none
+	mkdir "$MNT/s"
+	for i in 1 2 3; do echo $i >"$MNT/s/data"; done
+	ks_unmount
+	ks_mount --store "$store" --sync none
+	assert_version "$MNT/s" 3
+	echo 4 >"$MNT/s/data"
+	assert_version "$MNT/s" 4
+	assert_file "$MNT/s/data" '4\n'
+}
+
+@test "--store: transactions are gone after a restart" {
+	local store=$BATS_TEST_TMPDIR/store
+	ks_mount --store "$store"
+	mkdir "$MNT/s"
+	echo base >"$MNT/s/data"
+	echo pending >"$MNT/s/t"
+	ks_unmount
+	ks_mount --store "$store"
+	[ ! -e "$MNT/s/t" ] || { echo "transaction t survived the restart"; return 1; }
+	assert_file "$MNT/s/data" 'base\n'
+	assert_version "$MNT/s" 1
+}
+
+@test "--store: a second daemon on the same store exits 2 naming the holder" {
+	local store=$BATS_TEST_TMPDIR/store m2=$BATS_TEST_TMPDIR/m2
+	ks_mount --store "$store"
+	mkdir "$m2"
+	KS_DAEMON_MNTS+=("$m2")
+	run timeout 20 "$KSTATEFS" -f --store "$store" "$m2"
+	assert_eq "$status" 2 "second kstatefs status; output: $output"
+	refute ks_is_mounted "$m2"
+	assert_contains "$output" "$KS_PID" "the message should name the holder (pid $KS_PID)"
+	# The first one is unharmed.
+	mkdir "$MNT/s"
+	echo ok >"$MNT/s/data"
+	assert_file "$MNT/s/data" 'ok\n'
+}
+
+# ks_crash: kill -9 the daemon (no clean shutdown, no compaction at exit) and
+# detach its mount.
+ks_crash() {
+	local pid=$KS_PID
+	KS_PID=
+	kill -KILL "$pid"
+	wait "$pid" || true
+	fusermount3 -u "$MNT" || fusermount3 -uz "$MNT"
+}
+
+# store_log STORE: the store file written last (the log being appended to).
+store_log() {
+	find "$1" -type f -size +0 -printf '%T@ %p\n' | sort -n | tail -n 1 | cut -d' ' -f2-
+}
+
+@test "--store: a torn last record is dropped, the rest recovered" {
+	local store=$BATS_TEST_TMPDIR/store f
+	ks_mount --store "$store" --sync none
+	mkdir "$MNT/s"
+	for i in 1 2 3 4 5; do echo "value $i" >"$MNT/s/data"; done
+	ks_crash
+	# A crash in the middle of the next record: a partial record at the end.
+	f=$(store_log "$store")
+	[ -n "$f" ] || { echo "no file in the store"; return 1; }
+	printf '\x17\x00\x00\x00\x42\x42' >>"$f"
+	ks_mount --store "$store"
+	assert_file "$MNT/s/data" 'value 5\n'
+	assert_version "$MNT/s" 5
+}
+
+@test "--store: damage before the end stops the mount (exit 2) naming the file" {
+	local store=$BATS_TEST_TMPDIR/store f size m2=$BATS_TEST_TMPDIR/m2 i
+	local letters=({A..Z})
+	ks_mount --store "$store" --sync none
+	for i in $(seq 1 40); do
+		mkdir "$MNT/s$i"
+		head -c 200 /dev/zero | tr '\0' "${letters[i % 26]}" >"$MNT/s$i/data"
+	done
+	ks_crash
+	f=$(store_log "$store")
+	size=$(stat -c %s "$f")
+	[ "$size" -gt 4000 ] || { echo "store file $f too small ($size)"; return 1; }
+	# Flip a byte a third of the way in: inside a record that many good
+	# ones follow.
+	ks_py "$f" <<-'EOF'
+		import sys
+		with open(sys.argv[1], "r+b") as f:
+		    f.seek(0, 2)
+		    off = f.tell() // 3
+		    f.seek(off)
+		    b = f.read(1)
+		    f.seek(off)
+		    f.write(bytes([b[0] ^ 0x5a]))
+	EOF
+	mkdir "$m2"
+	KS_DAEMON_MNTS+=("$m2")
+	run timeout 20 "$KSTATEFS" -f --store "$store" "$m2"
+	assert_eq "$status" 2 "kstatefs on a damaged store; output: $output"
+	refute ks_is_mounted "$m2"
+	assert_contains "$output" "$(basename "$f")" "the message should name the damaged file"
+}
