@@ -6,6 +6,7 @@
  */
 #include "config.h"
 #include "daemon.h"
+#include "store_log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -25,6 +26,8 @@
 #define MAX_SIZE_LIMIT (64UL << 20)
 
 struct options {
+	char *mountpoint;
+	int extra_args;
 	char *store;
 	char *sync;
 	char *max_size;
@@ -49,6 +52,23 @@ static const struct fuse_opt option_spec[] = {
 	OPT("--version", version),
 	FUSE_OPT_END
 };
+
+/* Takes the mountpoint out of the arguments, so that a bad one is ours to
+ * report (exit status 2), not a usage error of the option parser. */
+static int take_mountpoint(void *data, const char *arg, int key,
+			   struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	if (key != FUSE_OPT_KEY_NONOPT)
+		return 1;
+	if (o->mountpoint) {
+		o->extra_args = 1;
+		return 0;
+	}
+	o->mountpoint = strdup(arg);
+	return o->mountpoint ? 0 : -1;
+}
 
 static void usage(FILE *out, const char *prog)
 {
@@ -215,6 +235,32 @@ static int add_root(struct ks_daemon *d)
 	return 0;
 }
 
+static int open_store(const struct options *o, struct ks_daemon *d)
+{
+	enum ks_sync sync = o->sync && strcmp(o->sync, "none") == 0
+				    ? KS_SYNC_NONE : KS_SYNC_FULL;
+	char msg[512] = "";
+	int err = ks_log_open(o->store, sync, &d->store, msg, sizeof(msg));
+
+	if (err) {
+		fprintf(stderr, "kstatefs: %s\n", msg[0] ? msg : strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
+static int recover_store(struct ks_daemon *d)
+{
+	char msg[512] = "";
+	int err = ks_log_recover(d->store, d->eng, msg, sizeof(msg));
+
+	if (err) {
+		fprintf(stderr, "kstatefs: %s\n", msg[0] ? msg : strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
 static int serve(struct ks_daemon *d, struct fuse_cmdline_opts *cl)
 {
 	struct fuse_loop_config *lc;
@@ -222,6 +268,8 @@ static int serve(struct ks_daemon *d, struct fuse_cmdline_opts *cl)
 
 	if (fuse_daemonize(cl->foreground) != 0)
 		return EXIT_MOUNT;
+	if (d->store)
+		ks_log_owner(d->store);
 	err = notifier_start(d);
 	if (err) {
 		fprintf(stderr, "kstatefs: cannot start the notifier: %s\n",
@@ -256,7 +304,7 @@ int main(int argc, char *argv[])
 	struct stat mst;
 	int status = EXIT_MOUNT, err;
 
-	if (fuse_opt_parse(&args, &o, option_spec, NULL) != 0)
+	if (fuse_opt_parse(&args, &o, option_spec, take_mountpoint) != 0)
 		return EXIT_USAGE;
 	if (o.help) {
 		usage(stdout, argv[0]);
@@ -271,11 +319,21 @@ int main(int argc, char *argv[])
 	}
 	if (fuse_parse_cmdline(&args, &cl) != 0) {
 		fuse_opt_free_args(&args);
+		free(o.mountpoint);
 		return EXIT_USAGE;
 	}
-	if (!cl.mountpoint) {
-		usage(stderr, argv[0]);
+	if (!o.mountpoint || o.extra_args) {
+		fprintf(stderr, o.mountpoint ? "kstatefs: one mountpoint only\n"
+					     : "kstatefs: no mountpoint\n");
+		fprintf(stderr, "usage: %s [OPTIONS] MOUNTPOINT (see --help)\n",
+			argv[0]);
 		status = EXIT_USAGE;
+		goto out_args;
+	}
+	cl.mountpoint = realpath(o.mountpoint, NULL);
+	if (!cl.mountpoint) {
+		fprintf(stderr, "kstatefs: cannot mount on %s: %s\n",
+			o.mountpoint, strerror(errno));
 		goto out_args;
 	}
 	if (engine_config(&o, &cfg) != 0) {
@@ -288,10 +346,9 @@ int main(int argc, char *argv[])
 		status = EXIT_USAGE;
 		goto out_args;
 	}
-	if (o.store) {
-		fprintf(stderr, "kstatefs: --store is not available in this "
-				"build\n");
-		status = EXIT_MOUNT;
+	if (o.sync && !o.store) {
+		fprintf(stderr, "kstatefs: --sync needs --store\n");
+		status = EXIT_USAGE;
 		goto out_args;
 	}
 	if (stat(cl.mountpoint, &mst) != 0 || !S_ISDIR(mst.st_mode)) {
@@ -301,12 +358,6 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 
-	err = ks_engine_new(&cfg, NULL, &d.eng);
-	if (err) {
-		fprintf(stderr, "kstatefs: %s\n", strerror(err));
-		goto out_args;
-	}
-	ks_engine_set_listener(d.eng, on_commit, &d);
 	d.mountpoint = cl.mountpoint;
 	d.timeout = 86400.0;
 	clock_gettime(CLOCK_REALTIME, &d.started);
@@ -314,11 +365,24 @@ int main(int argc, char *argv[])
 	pthread_mutex_init(&d.poll_lock, NULL);
 	u64map_init(&d.pollers);
 	if (add_root(&d))
+		goto out_tables;
+	if (o.store && open_store(&o, &d) != 0)
+		goto out_tables;
+	err = ks_engine_new(&cfg, d.store, &d.eng);
+	if (err) {
+		fprintf(stderr, "kstatefs: %s\n", strerror(err));
 		goto out_engine;
+	}
+	if (d.store && recover_store(&d) != 0)
+		goto out_engine;
+	ks_engine_set_listener(d.eng, on_commit, &d);
 
 	d.se = fuse_session_new(&args, &ks_ops, sizeof(ks_ops), &d);
-	if (!d.se)
+	if (!d.se) {
+		/* It has said why: almost always an unknown option. */
+		status = EXIT_USAGE;
 		goto out_engine;
+	}
 	if (fuse_set_signal_handlers(d.se) != 0)
 		goto out_session;
 	if (fuse_session_mount(d.se, cl.mountpoint) != 0)
@@ -335,12 +399,17 @@ out_session:
 	fuse_session_destroy(d.se);
 	notifier_stop(&d);
 out_engine:
+	/* The store goes first: its compaction reads the engine. */
+	if (d.store)
+		ks_log_close(d.store);
+	ks_engine_free(d.eng);
+out_tables:
 	inode_table_free(&d);
 	u64map_free(&d.pollers);
 	pthread_mutex_destroy(&d.poll_lock);
-	ks_engine_free(d.eng);
 out_args:
 	free(cl.mountpoint);
+	free(o.mountpoint);
 	fuse_opt_free_args(&args);
 	free(o.store);
 	free(o.sync);
