@@ -471,6 +471,7 @@ struct ks_log {
 	/* Owned by whoever has busy set: */
 	int fd;
 	uint64_t end;           /* end of the last good record */
+	uint64_t alloc_end;     /* the file is zeros from end to here */
 	uint64_t synced;        /* powerloss: the file holds [0, synced) */
 	uint64_t next_seq;
 	struct buf batch;       /* the spare buffer, swapped with pend */
@@ -580,6 +581,30 @@ static int sync_point(struct ks_log *log)
 	return 0;
 }
 
+/* Keeps zeros written ahead of the end of the log.  An fdatasync after a
+ * write that grows the file must commit the new size to the journal too;
+ * after a write into blocks the file already has, only the data: about
+ * twice as fast on ext4.  Zeros are never a record, so recovery takes them
+ * for the end of the log.  Failing here (a full disk) costs only speed. */
+#define PREALLOC (64 * 1024)
+
+static void preallocate(struct ks_log *log)
+{
+	static const unsigned char zeros[PREALLOC];
+	uint64_t want = log->end + PREALLOC;
+
+	if (log->alloc_end < log->end)
+		log->alloc_end = log->end;
+	if (log->alloc_end >= log->end + PREALLOC / 4)
+		return;
+	if (write_all(log, log->fd, zeros, want - log->alloc_end,
+		      log->alloc_end) == 0) {
+		log->alloc_end = want;
+	} else if (log->io.ftruncate(log->fd, (off_t)log->end) == 0) {
+		log->alloc_end = log->end;
+	}
+}
+
 /* The leader's work: give sequence numbers and checksums, write, sync. */
 static int write_batch(struct ks_log *log, struct buf *b)
 {
@@ -616,9 +641,11 @@ static int write_batch(struct ks_log *log, struct buf *b)
 		err = write_all(log, log->fd, b->p, b->len, log->end);
 		if (err) {
 			log->next_seq = seq0;
+			log->alloc_end = log->end;
 			return write_failed(log, log->end, err);
 		}
 		log->end += b->len;
+		preallocate(log);
 		if (log->sync == KS_SYNC_NONE)
 			return 0;
 	}
@@ -1015,8 +1042,12 @@ static int compact(struct ks_log *log)
 	}
 	oldfd = log->fd;
 	old_end = log->end;
+	/* Zeros written ahead are no use there any more (and are no damage
+	 * if this is lost). */
+	if (log->alloc_end > log->end && ftruncate(oldfd, (off_t)log->end))
+		(void)0;
 	log->fd = fd;
-	log->end = log->synced = SEG_HDR_LEN;
+	log->end = log->synced = log->alloc_end = SEG_HDR_LEN;
 	first_seq = log->next_seq;
 	pthread_mutex_lock(&log->mu);
 	log->seg = seg;
@@ -1294,8 +1325,10 @@ void ks_log_close(struct ks_store *store)
 	pthread_mutex_unlock(&log->mu);
 	if (log->fd >= 0) {
 		/* A clean stop makes everything durable, --sync none too. */
-		if (!atomic_load(&log->fatal))
-			sync_point(log);
+		if (!atomic_load(&log->fatal) && sync_point(log) == 0 &&
+		    log->alloc_end > log->end &&
+		    ftruncate(log->fd, (off_t)log->end) == 0)
+			log->alloc_end = log->end;
 		close(log->fd);
 	}
 	close(log->lockfd); /* releases the flock */
@@ -1574,17 +1607,23 @@ static int replay_segment(struct replay *rp, uint64_t seg, bool last)
 			off += HDR + f.len;
 			continue;
 		}
-		/* Bad bytes.  A torn tail if it is the end of the log and
-		 * nothing whole follows; otherwise damage. */
-		if (!last || any_frame_after(buf, size, off + 1)) {
+		/* Zeros to the end: the end (zeros written ahead).  Other bad
+		 * bytes: a torn tail if it is the end of the log and nothing
+		 * whole follows; otherwise damage. */
+		if (all_zero(buf + off, size - off)) {
+			if (!last) {
+				size = off;
+				break;
+			}
+		} else if (!last || any_frame_after(buf, size, off + 1)) {
 			err = damaged(rp, name, off, why);
 			goto out;
-		}
-		if (!all_zero(buf + off, size - off))
+		} else {
 			fprintf(stderr, "kstatefs: store %s: dropped a torn "
 				"record at the end of %s (byte offset %zu, "
 				"%zu bytes)\n", log->dir, name, off,
 				size - off);
+		}
 		if (ftruncate(fd, (off_t)off) || fdatasync(fd)) {
 			err = fail(rp->msg, rp->msglen, errno,
 				   "cannot cut the torn end of %s/%s: %s",
@@ -1596,7 +1635,7 @@ static int replay_segment(struct replay *rp, uint64_t seg, bool last)
 	}
 	if (last) {
 		log->fd = fd;
-		log->end = log->synced = size;
+		log->end = log->synced = log->alloc_end = size;
 		fd = -1;
 	} else {
 		log->old_bytes += size;
@@ -1671,7 +1710,7 @@ int ks_log_recover(struct ks_store *store, struct ks_engine *eng,
 				   "%s: %s", log->dir, strerror(err));
 			goto out;
 		}
-		log->end = log->synced = SEG_HDR_LEN;
+		log->end = log->synced = log->alloc_end = SEG_HDR_LEN;
 		last = 1;
 	} else {
 		last = segs.v[segs.n - 1];
