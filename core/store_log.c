@@ -710,16 +710,31 @@ static uint64_t live_estimate(struct ks_log *log)
 	return ks_engine_live_bytes(log->eng) + log->nstates * 128;
 }
 
-static void maybe_compact_locked(struct ks_log *log)
+/* Has the log outgrown the live data?  mu held. */
+static bool over_threshold_locked(struct ks_log *log)
 {
 	uint64_t logb = log->old_bytes + log->log_end;
 
+	return logb > KS_LOG_COMPACT_RATIO * live_estimate(log) +
+		      KS_LOG_COMPACT_SLACK && logb > log->compact_floor;
+}
+
+static bool over_threshold(struct ks_log *log)
+{
+	bool over;
+
+	pthread_mutex_lock(&log->mu);
+	over = over_threshold_locked(log);
+	pthread_mutex_unlock(&log->mu);
+	return over;
+}
+
+static void maybe_compact_locked(struct ks_log *log)
+{
 	if (log->compacting || log->closing || atomic_load(&log->fatal))
 		return;
-	if (logb <= KS_LOG_COMPACT_RATIO * live_estimate(log) +
-		    KS_LOG_COMPACT_SLACK || logb <= log->compact_floor)
-		return;
-	start_compaction_locked(log);
+	if (over_threshold_locked(log))
+		start_compaction_locked(log);
 }
 
 static int log_append(struct ks_store *store, const struct ks_rec *recs,
@@ -1116,6 +1131,11 @@ static void *compactor(void *arg)
 				strerror(err));
 		pthread_mutex_lock(&log->mu);
 		log->compacting = false;
+		/* Commits that came during the compaction may have grown the
+		 * log past the mark again; nothing else would notice if they
+		 * were the last for a while. */
+		if (!err)
+			maybe_compact_locked(log);
 	}
 	pthread_mutex_unlock(&log->mu);
 	return NULL;
@@ -1320,6 +1340,9 @@ void ks_log_close(struct ks_store *store)
 	pthread_mutex_unlock(&log->mu);
 	if (log->thread_started)
 		pthread_join(log->thread, NULL);
+	/* Leave the store small: the next start reads less. */
+	if (log->eng && !atomic_load(&log->fatal) && over_threshold(log))
+		compact_now(log);
 	pthread_mutex_lock(&log->mu);
 	own_file_locked(log);
 	pthread_mutex_unlock(&log->mu);
