@@ -5,6 +5,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,8 +60,14 @@ int ks_engine_new(const struct ks_engine_config *cfg, struct ks_store *store,
 		free(eng);
 		return ENOMEM;
 	}
+	if (ks_events_init(&eng->events, KS_EVENTS_CAPACITY)) {
+		free(eng->buckets);
+		free(eng);
+		return ENOMEM;
+	}
 	eng->next_id = 1;
 	pthread_rwlock_init(&eng->table_lock, NULL);
+	pthread_mutex_init(&eng->multi_lock, NULL);
 	*out = eng;
 	return 0;
 }
@@ -76,6 +84,8 @@ void ks_engine_free(struct ks_engine *eng)
 {
 	if (!eng)
 		return;
+	ks_multi_free_all(eng);
+	pthread_mutex_destroy(&eng->multi_lock);
 	for (size_t i = 0; i < eng->nbuckets; i++) {
 		struct ks_state *st = eng->buckets[i], *next;
 
@@ -86,8 +96,36 @@ void ks_engine_free(struct ks_engine *eng)
 		}
 	}
 	free(eng->buckets);
+	ks_events_destroy(&eng->events);
 	pthread_rwlock_destroy(&eng->table_lock);
 	free(eng);
+}
+
+struct ks_events *ks_engine_events(struct ks_engine *eng)
+{
+	return &eng->events;
+}
+
+void ks_emit(struct ks_engine *eng, const char *line)
+{
+	ks_events_append(&eng->events, &line, 1);
+}
+
+void ks_commit_line(struct ks_state *st, uint64_t v, char *buf, size_t len)
+{
+	pthread_mutex_lock(&st->lock);
+	snprintf(buf, len, "commit %s %" PRIu64 "\n", st->name, v);
+	pthread_mutex_unlock(&st->lock);
+}
+
+static void emit_named(struct ks_engine *eng, const char *what,
+		       const char *name, const char *name2)
+{
+	char line[2 * KS_NAME_MAX + 32];
+
+	snprintf(line, sizeof(line), "%s %s%s%s\n", what, name,
+		 name2 ? " " : "", name2 ? name2 : "");
+	ks_emit(eng, line);
 }
 
 void ks_engine_set_listener(struct ks_engine *eng, ks_commit_listener fn,
@@ -254,6 +292,7 @@ int ks_state_create(struct ks_engine *eng, const char *name,
 	eng->next_id++;
 	table_insert(eng, st);
 	eng->nstates++;
+	emit_named(eng, "create", name, NULL);
 	table_grow(eng);
 	if (out)
 		*out = ks_state_ref(st);
@@ -301,6 +340,7 @@ int ks_state_delete(struct ks_engine *eng, const char *name)
 		goto out;
 	table_remove(eng, st);
 	eng->nstates--;
+	emit_named(eng, "delete", name, NULL);
 	pthread_mutex_lock(&st->lock);
 	st->deleted = true;
 	atomic_fetch_sub(&eng->bytes, st->current->len);
@@ -344,6 +384,7 @@ int ks_state_rename(struct ks_engine *eng, const char *oldname,
 	st->attr.ctime = rec.time;
 	pthread_mutex_unlock(&st->lock);
 	table_insert(eng, st);
+	emit_named(eng, "rename", oldname, newname);
 out:
 	pthread_rwlock_unlock(&eng->table_lock);
 	return err;
@@ -510,6 +551,12 @@ int ks_state_commit_bytes(struct ks_state *st, const void *bytes, size_t len,
 		goto out;
 	}
 	ks_state_install(st, page);
+	{
+		char line[KS_NAME_MAX + 48];
+
+		ks_commit_line(st, v, line, sizeof(line));
+		ks_emit(eng, line);
+	}
 	if (version)
 		*version = v;
 out:

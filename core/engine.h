@@ -66,6 +66,9 @@ void ks_engine_set_listener(struct ks_engine *eng, ks_commit_listener fn,
 const struct ks_engine_config *ks_engine_config(const struct ks_engine *eng);
 void ks_engine_stats(struct ks_engine *eng, struct ks_engine_stats *out);
 
+/* The event stream (.events). */
+struct ks_events *ks_engine_events(struct ks_engine *eng);
+
 /* Is NAME acceptable as a state name?  0 or EINVAL / ENAMETOOLONG. */
 int ks_name_check(const char *name);
 
@@ -199,5 +202,46 @@ int ks_txn_commit(struct ks_txn *txn, uint64_t *version);
 /* Commits the named transaction NAME onto ST's data: mv NAME data. */
 int ks_txn_commit_named(struct ks_state *st, const char *name,
 			uint64_t *version);
+
+/* ---- transactions over several states (.txn/T) ------------------------ */
+
+struct ks_multi;
+
+/* Begins transaction NAME (EEXIST, ENOSPC past max_txns, EINVAL); *out
+ * gets a reference. */
+int ks_multi_create(struct ks_engine *eng, const char *name,
+		    struct ks_multi **out);
+int ks_multi_find(struct ks_engine *eng, const char *name,
+		  struct ks_multi **out);
+/* Aborts NAME: ENOTEMPTY while states are joined (rm -r unjoins them
+ * first), ENOENT. */
+int ks_multi_remove(struct ks_engine *eng, const char *name);
+struct ks_multi *ks_multi_ref(struct ks_multi *m);
+void ks_multi_unref(struct ks_multi *m);
+bool ks_multi_gone(struct ks_multi *m);
+/* A number the daemon keeps with the transaction (its inode), 0 at first. */
+void ks_multi_set_tag(struct ks_multi *m, uint64_t tag);
+uint64_t ks_multi_tag(struct ks_multi *m);
+struct timespec ks_multi_ctime(const struct ks_multi *m);
+void ks_multi_foreach(struct ks_engine *eng,
+		      void (*fn)(void *arg, struct ks_multi *m,
+				 const char *name),
+		      void *arg);
+/* ST joins M with its current version as base (if not joined yet); *out
+ * gets a reference to the member's private transaction. */
+int ks_multi_join(struct ks_multi *m, struct ks_state *st,
+		  struct ks_txn **out);
+/* The member transaction of ST, if joined: ENOENT otherwise. */
+int ks_multi_member(struct ks_multi *m, struct ks_state *st,
+		    struct ks_txn **out);
+/* ST leaves M, its changes dropped (rm .txn/T/NAME). */
+int ks_multi_leave(struct ks_multi *m, struct ks_state *st);
+void ks_multi_foreach_member(struct ks_multi *m,
+			     void (*fn)(void *arg, struct ks_state *st,
+					struct ks_txn *txn),
+			     void *arg);
+/* Commits every member at once: 0, or EAGAIN (nothing applied) if any
+ * member's state was committed since it joined.  On success M is removed. */
+int ks_multi_commit(struct ks_multi *m);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "engine.h"
+#include "events.h"
 #include "store.h"
 
 struct ks_engine {
@@ -22,6 +23,11 @@ struct ks_engine {
 	size_t nbuckets;
 	size_t nstates;
 	uint64_t next_id;
+
+	struct ks_events events;
+	pthread_mutex_t multi_lock;
+	struct ks_multi *multis;     /* transactions over several states */
+	uint32_t nmultis;
 
 	atomic_uint_fast64_t txns;
 	atomic_uint_fast64_t commits;
@@ -75,11 +81,22 @@ struct ks_txn {
 };
 
 void ks_now(struct timespec *ts);
+void ks_multi_free_all(struct ks_engine *eng);
 /* Appends through the store, if there is one. */
 int ks_store_append(struct ks_engine *eng, const struct ks_rec *recs,
 		    size_t n);
 /* Swaps in a new current page; called with commit_lock held. */
 void ks_state_install(struct ks_state *st, struct ks_page *page);
 void ks_txn_unlink_locked(struct ks_txn *txn);
+/* The page a commit of txn (txn->lock held) installs over cur. */
+struct ks_page *ks_txn_build_page(struct ks_txn *txn, const struct ks_page *cur,
+				  uint64_t version, const struct timespec *now);
+/* After a commit the transaction goes on, based on page (txn->lock held). */
+void ks_txn_rebase(struct ks_txn *txn, struct ks_page *page);
+/* Formats the .events line of a commit of st at version v into buf. */
+void ks_commit_line(struct ks_state *st, uint64_t v, char *buf, size_t len);
+/* Appends one event line (a commit: with the state's commit lock held, so
+ * that the stream is in commit order). */
+void ks_emit(struct ks_engine *eng, const char *line);
 
 #endif

@@ -460,7 +460,7 @@ void ks_txn_set_error(struct ks_txn *txn, int err)
 
 /* The page a commit installs, built from the transaction (txn->lock held)
  * over cur, the current page (for PATCH). */
-static struct ks_page *build_page(struct ks_txn *txn, const struct ks_page *cur,
+struct ks_page *ks_txn_build_page(struct ks_txn *txn, const struct ks_page *cur,
 				  uint64_t version, const struct timespec *now)
 {
 	struct ks_page *page;
@@ -506,7 +506,7 @@ static struct ks_page *build_page(struct ks_txn *txn, const struct ks_page *cur,
 }
 
 /* After a commit the transaction goes on, based on the new page. */
-static void rebase(struct ks_txn *txn, struct ks_page *page)
+void ks_txn_rebase(struct ks_txn *txn, struct ks_page *page)
 {
 	ks_page_unref(txn->base);
 	txn->base = ks_page_ref(page);
@@ -559,7 +559,7 @@ int ks_txn_commit(struct ks_txn *txn, uint64_t *version)
 	if (txn->written) {
 		v++;
 		ks_now(&now);
-		page = build_page(txn, cur, v, &now);
+		page = ks_txn_build_page(txn, cur, v, &now);
 		if (!page) {
 			err = ENOMEM;
 			goto out;
@@ -572,6 +572,12 @@ int ks_txn_commit(struct ks_txn *txn, uint64_t *version)
 		if (err)
 			goto out;
 		ks_state_install(st, ks_page_ref(page));
+		{
+			char line[KS_NAME_MAX + 48];
+
+			ks_commit_line(st, v, line, sizeof(line));
+			ks_emit(eng, line);
+		}
 	}
 	pthread_mutex_lock(&st->lock);
 	ks_txn_ref(txn);
@@ -579,7 +585,7 @@ int ks_txn_commit(struct ks_txn *txn, uint64_t *version)
 	txn->base_version = v;
 	pthread_mutex_unlock(&st->lock);
 	ks_txn_unref(txn);
-	rebase(txn, page ? page : cur);
+	ks_txn_rebase(txn, page ? page : cur);
 out:
 	pthread_mutex_unlock(&st->commit_lock);
 	pthread_mutex_unlock(&txn->lock);

@@ -24,20 +24,38 @@
 
 enum ks_role {
 	ROLE_ROOT,
-	ROLE_STATE,    /* a state's directory */
+	ROLE_STATE,        /* a state's directory */
 	ROLE_DATA,
 	ROLE_VERSION,
-	ROLE_TXN,      /* a transaction file */
+	ROLE_EVERY,        /* NAME/every */
+	ROLE_TXN,          /* a transaction file */
+	ROLE_TXN_ROOT,     /* .txn */
+	ROLE_COMMIT_DIR,   /* .commit */
+	ROLE_MULTI,        /* .txn/T */
+	ROLE_MEMBER,       /* .txn/T/NAME */
+	ROLE_EVENTS,       /* .events */
+	ROLE_STATS,        /* .stats */
+	ROLE_VIEW,         /* NAME/every/PERIOD */
+	ROLE_VIEW_DATA,
+	ROLE_VIEW_VERSION,
 };
 
 #define INO_PER_STATE 8
+#define INO_TXN_ROOT 2
+#define INO_COMMIT_DIR 3
+#define INO_EVENTS 4
+#define INO_STATS 5
 #define INO_TXN_BASE (1ULL << 62)
+
+struct ks_view;
 
 struct ks_inode {
 	uint64_t ino;
 	enum ks_role role;
 	struct ks_state *st;    /* a reference; NULL for the root */
 	struct ks_txn *txn;     /* ROLE_TXN: a reference */
+	struct ks_multi *multi; /* ROLE_MULTI, ROLE_MEMBER: a reference */
+	struct ks_view *view;   /* ROLE_VIEW*: a reference */
 	uint64_t nlookup;       /* the kernel's references */
 	unsigned refs;          /* ours: open handles, calls in progress */
 	uid_t uid;              /* ROLE_TXN: creator and mode */
@@ -52,6 +70,10 @@ enum ks_fh_kind {
 	FH_NOTIFY,      /* the notifier's own write to version */
 	FH_TXN,         /* a transaction file */
 	FH_DIR,         /* a directory listing, taken at opendir */
+	FH_EVENTS,      /* .events */
+	FH_STATS,       /* .stats: a text pinned at offset 0 */
+	FH_VIEW_DATA,   /* NAME/every/P/data */
+	FH_VIEW_VERSION,
 };
 
 struct ks_fh {
@@ -63,6 +85,14 @@ struct ks_fh {
 	bool readable;
 	bool wrote;                /* DATA_TXN: written since the last commit */
 	bool committed;            /* DATA_TXN: committed at least once */
+	/* EVENTS */
+	uint64_t cursor;
+	char *pending;             /* the rest of lines already taken */
+	size_t pending_len, pending_off;
+	bool nonblock;
+	/* STATS */
+	char *stats;
+	size_t stats_len;
 	/* VERSION */
 	char text[24];
 	size_t text_len;
@@ -96,6 +126,14 @@ struct ks_daemon {
 	struct u64map pollers;     /* state id -> list of ks_fh waiting */
 
 	struct ks_notifier *notifier;
+
+	pthread_mutex_t events_lock;
+	struct parked_read *parked;   /* .events reads waiting for events */
+	struct ks_fh *event_pollers;  /* .events files with a poll handle */
+	unsigned events_open;
+	unsigned events_waiting;
+
+	struct ks_views *views;
 };
 
 /* inode.c */
@@ -108,6 +146,12 @@ void inode_put(struct ks_daemon *d, struct ks_inode *in);
  * one kernel lookup counted (for entry replies). */
 struct ks_inode *inode_lookup_state(struct ks_daemon *d, struct ks_state *st,
 				    enum ks_role role);
+/* A new inode of the given role for dynamic objects (multi-state
+ * transactions, their members, views), with one kernel lookup counted;
+ * the template's references are taken. */
+struct ks_inode *inode_new(struct ks_daemon *d, uint64_t ino,
+			   const struct ks_inode *tmpl);
+uint64_t inode_alloc_ino(struct ks_daemon *d, unsigned count);
 /* The inode of a transaction: created if the transaction has none. */
 struct ks_inode *inode_lookup_txn(struct ks_daemon *d, struct ks_txn *txn,
 				  uid_t uid, gid_t gid, mode_t mode);
@@ -121,22 +165,75 @@ uint64_t inode_state_ino(const struct ks_state *st, enum ks_role role);
 void fill_attr(struct ks_daemon *d, struct ks_inode *in, struct stat *st);
 /* How long the kernel may cache this inode's attributes. */
 double attr_timeout(struct ks_daemon *d, struct ks_inode *in);
+double entry_timeout(struct ks_daemon *d, enum ks_role role);
 void reply_entry(struct ks_daemon *d, fuse_req_t req, struct ks_inode *in);
 /* Tells the kernel a state's data and version attributes changed; called
  * before a commit is acknowledged. */
 void invalidate_state(struct ks_daemon *d, struct ks_state *st);
 
-/* poll.c */
-void poll_add(struct ks_daemon *d, struct ks_fh *fh, struct fuse_pollhandle *ph);
-void poll_remove(struct ks_daemon *d, struct ks_fh *fh);
-void poll_wake(struct ks_daemon *d, struct ks_state *st, uint64_t version);
+/* poll.c: the poll table, by key: a state's id for its version file, a
+ * view's inode for the view's version. */
+void poll_add(struct ks_daemon *d, uint64_t key, struct ks_fh *fh,
+	      struct fuse_pollhandle *ph);
+void poll_remove(struct ks_daemon *d, uint64_t key, struct ks_fh *fh);
+void poll_wake(struct ks_daemon *d, uint64_t key, uint64_t version);
+unsigned poll_waiting(struct ks_daemon *d);
 
 /* notifier.c: makes inotify events by writing to version through the
  * mount, from a thread that serves no requests. */
 int notifier_start(struct ks_daemon *d);
-void notifier_post(struct ks_daemon *d, struct ks_state *st);
+/* view: NULL for the state's own version, else the view's PERIOD name. */
+void notifier_post(struct ks_daemon *d, struct ks_state *st,
+		   const char *view, uint64_t key);
 void notifier_stop(struct ks_daemon *d);
 bool notifier_is_self(struct ks_daemon *d, pid_t tid);
+
+/* events.c: .events and .stats */
+void events_open(struct ks_daemon *d, struct ks_fh *fh, int flags);
+void events_release(struct ks_daemon *d, struct ks_fh *fh);
+void events_read(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
+		 size_t size);
+void events_poll(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
+		 struct fuse_pollhandle *ph);
+/* Something was appended to the stream: answer waiting readers. */
+void events_wake(struct ks_daemon *d);
+void events_shutdown(struct ks_daemon *d);
+int stats_text(struct ks_daemon *d, char **text, size_t *len);
+
+/* multi.c: .txn and .commit */
+int multi_lookup(struct ks_daemon *d, struct ks_inode *dir, const char *name,
+		 struct ks_inode **out);
+int multi_mkdir(struct ks_daemon *d, struct ks_inode *dir, const char *name,
+		struct ks_inode **out);
+int multi_rmdir(struct ks_daemon *d, struct ks_inode *dir, const char *name);
+int multi_unlink(struct ks_daemon *d, struct ks_inode *dir, const char *name);
+int multi_rename(struct ks_daemon *d, struct ks_inode *from, const char *name,
+		 struct ks_inode *to, const char *newname);
+int multi_open(struct ks_daemon *d, struct ks_inode *in, int flags,
+	       struct ks_fh *fh);
+void multi_list(struct ks_daemon *d, struct ks_inode *dir,
+		void (*add)(void *arg, const char *name, uint64_t ino,
+			    mode_t type),
+		void *arg);
+
+/* views.c: NAME/every/PERIOD */
+int views_init(struct ks_daemon *d);
+int views_start(struct ks_daemon *d);
+void views_stop(struct ks_daemon *d);
+void views_free(struct ks_daemon *d);
+int view_lookup(struct ks_daemon *d, struct ks_inode *dir, const char *name,
+		struct ks_inode **out);
+void views_list(struct ks_daemon *d, struct ks_state *st,
+		void (*add)(void *arg, const char *name, uint64_t ino,
+			    mode_t type),
+		void *arg);
+/* A commit of st: views that lag behind schedule their next move. */
+void views_on_commit(struct ks_daemon *d, struct ks_state *st);
+struct ks_page *view_shown(struct ks_view *v);
+uint64_t view_version_key(const struct ks_view *v);
+struct ks_view *view_ref(struct ks_view *v);
+void view_unref(struct ks_daemon *d, struct ks_view *v);
+unsigned views_count(struct ks_daemon *d);
 
 /* ops_*.c */
 extern const struct fuse_lowlevel_ops ks_ops;

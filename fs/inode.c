@@ -14,18 +14,30 @@ void inode_table_init(struct ks_daemon *d)
 	d->next_txn_ino = INO_TXN_BASE;
 }
 
-static void inode_free(struct ks_inode *in)
+static void inode_free(struct ks_daemon *d, struct ks_inode *in)
 {
 	ks_txn_unref(in->txn);
+	if (in->multi)
+		ks_multi_unref(in->multi);
+	if (in->view)
+		view_unref(d, in->view);
 	ks_state_unref(in->st);
 	free(in);
+}
+
+/* The root and its fixed entries live as long as the daemon. */
+static bool is_permanent(const struct ks_inode *in)
+{
+	return in->role == ROLE_ROOT || in->role == ROLE_TXN_ROOT ||
+	       in->role == ROLE_COMMIT_DIR || in->role == ROLE_EVENTS ||
+	       in->role == ROLE_STATS;
 }
 
 void inode_table_free(struct ks_daemon *d)
 {
 	for (size_t i = 0; i < d->inodes.cap; i++)
 		if (d->inodes.vals[i])
-			inode_free(d->inodes.vals[i]);
+			inode_free(d, d->inodes.vals[i]);
 	u64map_free(&d->inodes);
 	u64map_free(&d->data_ino);
 	pthread_mutex_destroy(&d->inode_lock);
@@ -64,7 +76,7 @@ struct ks_inode *inode_get(struct ks_daemon *d, uint64_t ino)
 static struct ks_inode *release_locked(struct ks_daemon *d,
 				       struct ks_inode *in)
 {
-	if (in->refs || in->nlookup || in->role == ROLE_ROOT)
+	if (in->refs || in->nlookup || is_permanent(in))
 		return NULL;
 	u64map_del(&d->inodes, in->ino);
 	if (in->txn && ks_txn_tag(in->txn) == in->ino)
@@ -83,7 +95,7 @@ void inode_put(struct ks_daemon *d, struct ks_inode *in)
 	dead = release_locked(d, in);
 	pthread_mutex_unlock(&d->inode_lock);
 	if (dead)
-		inode_free(dead);
+		inode_free(d, dead);
 }
 
 void inode_forget(struct ks_daemon *d, uint64_t ino, uint64_t nlookup)
@@ -98,7 +110,7 @@ void inode_forget(struct ks_daemon *d, uint64_t ino, uint64_t nlookup)
 	}
 	pthread_mutex_unlock(&d->inode_lock);
 	if (dead)
-		inode_free(dead);
+		inode_free(d, dead);
 }
 
 /* Finds ino or inserts a new inode made by the caller's template. */
@@ -120,11 +132,14 @@ static struct ks_inode *lookup_or_insert(struct ks_daemon *d, uint64_t ino,
 				ks_state_ref(in->st);
 			if (in->txn)
 				ks_txn_ref(in->txn);
+			if (in->multi)
+				ks_multi_ref(in->multi);
+			if (in->view)
+				view_ref(in->view);
 			if (u64map_put(&d->inodes, ino, in)) {
-				ks_txn_unref(in->txn);
-				ks_state_unref(in->st);
-				free(in);
-				in = NULL;
+				pthread_mutex_unlock(&d->inode_lock);
+				inode_free(d, in);
+				return NULL;
 			}
 		}
 	}
@@ -134,6 +149,23 @@ static struct ks_inode *lookup_or_insert(struct ks_daemon *d, uint64_t ino,
 	}
 	pthread_mutex_unlock(&d->inode_lock);
 	return in;
+}
+
+struct ks_inode *inode_new(struct ks_daemon *d, uint64_t ino,
+			   const struct ks_inode *tmpl)
+{
+	return lookup_or_insert(d, ino, tmpl);
+}
+
+uint64_t inode_alloc_ino(struct ks_daemon *d, unsigned count)
+{
+	uint64_t ino;
+
+	pthread_mutex_lock(&d->inode_lock);
+	ino = d->next_txn_ino;
+	d->next_txn_ino += count;
+	pthread_mutex_unlock(&d->inode_lock);
+	return ino;
 }
 
 struct ks_inode *inode_lookup_state(struct ks_daemon *d, struct ks_state *st,

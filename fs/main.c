@@ -146,8 +146,10 @@ static void on_commit(void *arg, struct ks_state *st, uint64_t version)
 	struct ks_daemon *d = arg;
 
 	invalidate_state(d, st);
-	poll_wake(d, st, version);
-	notifier_post(d, st);
+	poll_wake(d, ks_state_id(st), version);
+	notifier_post(d, st, NULL, ks_state_id(st));
+	views_on_commit(d, st);
+	events_wake(d);
 }
 
 void ks_op_init(void *userdata, struct fuse_conn_info *conn)
@@ -220,17 +222,28 @@ const struct fuse_lowlevel_ops ks_ops = {
 	.removexattr = ks_op_removexattr,
 };
 
+/* The root and its own entries, which live as long as the daemon. */
 static int add_root(struct ks_daemon *d)
 {
-	struct ks_inode *root = calloc(1, sizeof(*root));
+	static const struct { uint64_t ino; enum ks_role role; } fixed[] = {
+		{ FUSE_ROOT_ID, ROLE_ROOT },
+		{ INO_TXN_ROOT, ROLE_TXN_ROOT },
+		{ INO_COMMIT_DIR, ROLE_COMMIT_DIR },
+		{ INO_EVENTS, ROLE_EVENTS },
+		{ INO_STATS, ROLE_STATS },
+	};
 
-	if (!root)
-		return ENOMEM;
-	root->ino = FUSE_ROOT_ID;
-	root->role = ROLE_ROOT;
-	if (u64map_put(&d->inodes, FUSE_ROOT_ID, root)) {
-		free(root);
-		return ENOMEM;
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		struct ks_inode *in = calloc(1, sizeof(*in));
+
+		if (!in)
+			return ENOMEM;
+		in->ino = fixed[i].ino;
+		in->role = fixed[i].role;
+		if (u64map_put(&d->inodes, in->ino, in)) {
+			free(in);
+			return ENOMEM;
+		}
 	}
 	return 0;
 }
@@ -271,8 +284,10 @@ static int serve(struct ks_daemon *d, struct fuse_cmdline_opts *cl)
 	if (d->store)
 		ks_log_owner(d->store);
 	err = notifier_start(d);
+	if (!err)
+		err = views_start(d);
 	if (err) {
-		fprintf(stderr, "kstatefs: cannot start the notifier: %s\n",
+		fprintf(stderr, "kstatefs: cannot start a thread: %s\n",
 			strerror(err));
 		return EXIT_MOUNT;
 	}
@@ -363,8 +378,9 @@ int main(int argc, char *argv[])
 	clock_gettime(CLOCK_REALTIME, &d.started);
 	inode_table_init(&d);
 	pthread_mutex_init(&d.poll_lock, NULL);
+	pthread_mutex_init(&d.events_lock, NULL);
 	u64map_init(&d.pollers);
-	if (add_root(&d))
+	if (add_root(&d) || views_init(&d))
 		goto out_tables;
 	if (o.store && open_store(&o, &d) != 0)
 		goto out_tables;
@@ -396,6 +412,8 @@ int main(int argc, char *argv[])
 out_signals:
 	fuse_remove_signal_handlers(d.se);
 out_session:
+	views_stop(&d);
+	events_shutdown(&d);
 	fuse_session_destroy(d.se);
 	notifier_stop(&d);
 out_engine:
@@ -405,7 +423,9 @@ out_engine:
 	ks_engine_free(d.eng);
 out_tables:
 	inode_table_free(&d);
+	views_free(&d);
 	u64map_free(&d.pollers);
+	pthread_mutex_destroy(&d.events_lock);
 	pthread_mutex_destroy(&d.poll_lock);
 out_args:
 	free(cl.mountpoint);

@@ -23,26 +23,37 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* One version file to touch: a state's, or one of its views'. */
+struct job {
+	struct ks_state *st;     /* a reference */
+	char view[32];           /* the PERIOD name, or "" */
+};
+
 struct ks_notifier {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct u64map pending;   /* state id -> state reference */
+	struct u64map pending;   /* key -> struct job */
 	bool stop;
 	atomic_int tid;
 };
 
 /* Opens by full path each time: a descriptor kept open on the mount would
  * make `fusermount3 -u` fail with EBUSY. */
-static void touch_version(struct ks_daemon *d, struct ks_state *st)
+static void touch_version(struct ks_daemon *d, const struct job *job)
 {
 	char name[KS_NAME_MAX + 1], path[PATH_MAX];
-	int fd;
+	int fd, n;
 
-	if (!ks_state_name(st, name))
+	if (!ks_state_name(job->st, name))
 		return;
-	if (snprintf(path, sizeof(path), "%s/%s/version", d->mountpoint,
-		     name) >= (int)sizeof(path))
+	if (job->view[0])
+		n = snprintf(path, sizeof(path), "%s/%s/every/%s/version",
+			     d->mountpoint, name, job->view);
+	else
+		n = snprintf(path, sizeof(path), "%s/%s/version",
+			     d->mountpoint, name);
+	if (n >= (int)sizeof(path))
 		return;
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -71,12 +82,13 @@ static void *notifier_main(void *arg)
 		pthread_mutex_unlock(&n->lock);
 
 		for (size_t i = 0; i < batch.cap; i++) {
-			struct ks_state *st = batch.vals[i];
+			struct job *job = batch.vals[i];
 
-			if (!st)
+			if (!job)
 				continue;
-			touch_version(d, st);
-			ks_state_unref(st);
+			touch_version(d, job);
+			ks_state_unref(job->st);
+			free(job);
 		}
 		u64map_free(&batch);
 		pthread_mutex_lock(&n->lock);
@@ -104,18 +116,31 @@ int notifier_start(struct ks_daemon *d)
 	return err;
 }
 
-void notifier_post(struct ks_daemon *d, struct ks_state *st)
+void notifier_post(struct ks_daemon *d, struct ks_state *st,
+		   const char *view, uint64_t key)
 {
 	struct ks_notifier *n = d->notifier;
-	uint64_t id = ks_state_id(st);
+	struct job *job;
 
 	if (!n)
 		return;
 	pthread_mutex_lock(&n->lock);
-	if (!n->stop && !u64map_get(&n->pending, id) &&
-	    u64map_put(&n->pending, id, st) == 0) {
-		ks_state_ref(st);
-		pthread_cond_signal(&n->cond);
+	if (n->stop || u64map_get(&n->pending, key)) {
+		/* Already queued: one write serves every commit so far. */
+		pthread_mutex_unlock(&n->lock);
+		return;
+	}
+	job = calloc(1, sizeof(*job));
+	if (job) {
+		job->st = ks_state_ref(st);
+		if (view)
+			snprintf(job->view, sizeof(job->view), "%s", view);
+		if (u64map_put(&n->pending, key, job) == 0) {
+			pthread_cond_signal(&n->cond);
+		} else {
+			ks_state_unref(job->st);
+			free(job);
+		}
 	}
 	pthread_mutex_unlock(&n->lock);
 }
@@ -136,9 +161,14 @@ void notifier_stop(struct ks_daemon *d)
 	pthread_cond_signal(&n->cond);
 	pthread_mutex_unlock(&n->lock);
 	pthread_join(n->thread, NULL);
-	for (size_t i = 0; i < n->pending.cap; i++)
-		if (n->pending.vals[i])
-			ks_state_unref(n->pending.vals[i]);
+	for (size_t i = 0; i < n->pending.cap; i++) {
+		struct job *job = n->pending.vals[i];
+
+		if (job) {
+			ks_state_unref(job->st);
+			free(job);
+		}
+	}
 	u64map_free(&n->pending);
 	pthread_cond_destroy(&n->cond);
 	pthread_mutex_destroy(&n->lock);

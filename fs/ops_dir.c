@@ -11,18 +11,48 @@
 
 static bool is_fixed_name(const char *name)
 {
-	return strcmp(name, "data") == 0 || strcmp(name, "version") == 0;
+	return strcmp(name, "data") == 0 || strcmp(name, "version") == 0 ||
+	       strcmp(name, "every") == 0;
 }
 
-static void reply_negative(struct ks_daemon *d, fuse_req_t req)
+/* The root's own entries, or 0. */
+static uint64_t root_entry(const char *name)
+{
+	if (strcmp(name, ".txn") == 0)
+		return INO_TXN_ROOT;
+	if (strcmp(name, ".commit") == 0)
+		return INO_COMMIT_DIR;
+	if (strcmp(name, ".events") == 0)
+		return INO_EVENTS;
+	if (strcmp(name, ".stats") == 0)
+		return INO_STATS;
+	return 0;
+}
+
+static void reply_negative(struct ks_daemon *d, fuse_req_t req,
+			   enum ks_role dir_role)
 {
 	struct fuse_entry_param e;
 
 	/* Names change only through this mount, so the kernel may remember
-	 * that one does not exist. */
+	 * that one does not exist; transactions over several states come
+	 * and go by commits too. */
 	memset(&e, 0, sizeof(e));
-	e.entry_timeout = d->timeout;
+	e.entry_timeout = dir_role == ROLE_TXN_ROOT || dir_role == ROLE_MULTI ||
+			  dir_role == ROLE_COMMIT_DIR ? 0 : d->timeout;
 	fuse_reply_entry(req, &e);
+}
+
+static struct ks_inode *lookup_root_entry(struct ks_daemon *d, uint64_t ino)
+{
+	struct ks_inode *in = inode_get(d, ino);
+	struct ks_inode *counted;
+
+	if (!in)
+		return NULL;
+	counted = inode_new(d, ino, in);   /* finds it: counts the lookup */
+	inode_put(d, in);
+	return counted;
 }
 
 void ks_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -39,12 +69,26 @@ void ks_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	switch (dir->role) {
 	case ROLE_ROOT:
+		if (root_entry(name)) {
+			in = lookup_root_entry(d, root_entry(name));
+			break;
+		}
 		if (name[0] == '.' || ks_state_lookup(d->eng, name, &st)) {
 			err = ENOENT;
 			break;
 		}
 		in = inode_lookup_state(d, st, ROLE_STATE);
 		ks_state_unref(st);
+		break;
+	case ROLE_EVERY:
+	case ROLE_VIEW:
+		err = ks_state_deleted(dir->st) ? ENOENT
+						: view_lookup(d, dir, name, &in);
+		break;
+	case ROLE_TXN_ROOT:
+	case ROLE_COMMIT_DIR:
+	case ROLE_MULTI:
+		err = multi_lookup(d, dir, name, &in);
 		break;
 	case ROLE_STATE:
 		if (ks_state_deleted(dir->st))
@@ -53,6 +97,8 @@ void ks_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			in = inode_lookup_state(d, dir->st, ROLE_DATA);
 		else if (strcmp(name, "version") == 0)
 			in = inode_lookup_state(d, dir->st, ROLE_VERSION);
+		else if (strcmp(name, "every") == 0)
+			in = inode_lookup_state(d, dir->st, ROLE_EVERY);
 		else if (ks_txn_find(dir->st, name, &txn) == 0) {
 			uid_t uid;
 			gid_t gid;
@@ -69,13 +115,13 @@ void ks_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		err = ENOTDIR;
 		break;
 	}
-	inode_put(d, dir);
 	if (in)
 		reply_entry(d, req, in);
 	else if (err == ENOENT)
-		reply_negative(d, req);
+		reply_negative(d, req, dir->role);
 	else
 		fuse_reply_err(req, err ? err : ENOMEM);
+	inode_put(d, dir);
 }
 
 void ks_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -186,6 +232,23 @@ static int setattr_inode(struct ks_daemon *d, fuse_req_t req,
 		if (to_set & FUSE_SET_ATTR_SIZE)
 			return EACCES;
 		return (to_set & owner_bits) ? EPERM : 0;
+	case ROLE_MEMBER:
+		if (to_set & owner_bits)
+			return EPERM;
+		if (to_set & FUSE_SET_ATTR_SIZE) {
+			struct ks_txn *txn;
+			int err = fh && fh->txn
+				? 0 : ks_multi_join(in->multi, in->st, &txn);
+
+			if (err)
+				return err;
+			if (fh && fh->txn)
+				return ks_txn_truncate(fh->txn, attr->st_size);
+			err = ks_txn_truncate(txn, attr->st_size);
+			ks_txn_unref(txn);
+			return err;
+		}
+		return 0;
 	case ROLE_TXN:
 		if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
 			      FUSE_SET_ATTR_MODE)) {
@@ -208,8 +271,16 @@ static int setattr_inode(struct ks_daemon *d, fuse_req_t req,
 		if (to_set & FUSE_SET_ATTR_SIZE)
 			return ks_txn_truncate(in->txn, attr->st_size);
 		return 0;
+	case ROLE_VIEW_DATA:
+	case ROLE_VIEW_VERSION:
+	case ROLE_EVENTS:
+	case ROLE_STATS:
+		if (to_set & FUSE_SET_ATTR_SIZE)
+			return EACCES;
+		return (to_set & owner_bits) ? EPERM : 0;
+	default:
+		return (to_set & (owner_bits | FUSE_SET_ATTR_SIZE)) ? EPERM : 0;
 	}
-	return EINVAL;
 }
 
 void ks_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -251,9 +322,26 @@ void ks_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	if (dir->role == ROLE_TXN_ROOT || dir->role == ROLE_COMMIT_DIR ||
+	    dir->role == ROLE_MULTI) {
+		err = multi_mkdir(d, dir, name, &in);
+		inode_put(d, dir);
+		if (err)
+			fuse_reply_err(req, err);
+		else
+			reply_entry(d, req, in);
+		return;
+	}
 	if (dir->role != ROLE_ROOT) {
 		/* Directories inside a state are not a thing. */
-		fuse_reply_err(req, dir->role == ROLE_STATE ? EPERM : ENOTDIR);
+		fuse_reply_err(req, dir->role == ROLE_STATE ||
+				    dir->role == ROLE_EVERY ||
+				    dir->role == ROLE_VIEW ? EPERM : ENOTDIR);
+		inode_put(d, dir);
+		return;
+	}
+	if (root_entry(name)) {
+		fuse_reply_err(req, EEXIST);
 		inode_put(d, dir);
 		return;
 	}
@@ -267,6 +355,7 @@ void ks_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, err == ENAMETOOLONG ? EINVAL : err);
 		return;
 	}
+	events_wake(d);
 	in = inode_lookup_state(d, st, ROLE_STATE);
 	ks_state_unref(st);
 	if (in)
@@ -286,7 +375,9 @@ void ks_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	if (dir->role == ROLE_ROOT) {
+	if (dir->role == ROLE_ROOT && root_entry(name)) {
+		err = EPERM;
+	} else if (dir->role == ROLE_ROOT) {
 		err = ks_state_lookup(d->eng, name, &st);
 		if (!err) {
 			uint64_t id = ks_state_id(st);
@@ -296,9 +387,17 @@ void ks_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 				pthread_mutex_lock(&d->inode_lock);
 				u64map_del(&d->data_ino, id);
 				pthread_mutex_unlock(&d->inode_lock);
+				events_wake(d);
 			}
 			ks_state_unref(st);
 		}
+	} else if (dir->role == ROLE_TXN_ROOT || dir->role == ROLE_MULTI ||
+		   dir->role == ROLE_COMMIT_DIR) {
+		err = multi_rmdir(d, dir, name);
+	} else if (dir->role == ROLE_EVERY) {
+		err = EPERM;
+	} else if (dir->role == ROLE_STATE && strcmp(name, "every") == 0) {
+		err = EPERM;
 	} else if (dir->role == ROLE_STATE) {
 		struct ks_txn *txn;
 
@@ -331,7 +430,12 @@ void ks_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* rm T aborts the transaction. */
 		err = is_fixed_name(name) ? EPERM : ks_txn_unlink(dir->st, name);
 	} else if (dir->role == ROLE_ROOT) {
-		err = EISDIR;
+		err = root_entry(name) ? EPERM : EISDIR;
+	} else if (dir->role == ROLE_TXN_ROOT || dir->role == ROLE_MULTI ||
+		   dir->role == ROLE_COMMIT_DIR) {
+		err = multi_unlink(d, dir, name);
+	} else if (dir->role == ROLE_EVERY || dir->role == ROLE_VIEW) {
+		err = EPERM;
 	} else {
 		err = ENOTDIR;
 	}
@@ -399,21 +503,23 @@ void ks_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		err = EINVAL;
 	else if (flags & ~(unsigned)RENAME_NOREPLACE)
 		err = EINVAL;
+	else if (from->role == ROLE_TXN_ROOT || to->role == ROLE_COMMIT_DIR)
+		err = multi_rename(d, from, name, to, newname);
 	else if (from->role == ROLE_ROOT && to->role == ROLE_ROOT)
-		err = ks_state_rename(d->eng, name, newname);
+		err = root_entry(name) || root_entry(newname)
+			? EPERM : ks_state_rename(d->eng, name, newname);
 	else if (from->role == ROLE_STATE && to->role == ROLE_STATE)
 		/* Never EXDEV across states: mv would fall back to copying
 		 * and turn a commit into a blind write. */
 		err = from->st != to->st ? EPERM
 					 : rename_in_state(d, from->st, name,
 							   newname, flags);
-	else if ((from->role == ROLE_ROOT || from->role == ROLE_STATE) &&
-		 (to->role == ROLE_ROOT || to->role == ROLE_STATE))
-		err = EPERM;
 	else
-		err = ENOTDIR;
+		err = EPERM;
 	if (err == ENAMETOOLONG)
 		err = EINVAL;
+	if (!err && from->role == ROLE_ROOT)
+		events_wake(d);
 	inode_put(d, from);
 	inode_put(d, to);
 	fuse_reply_err(req, err);
@@ -449,8 +555,9 @@ void ks_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 				err = ENOMEM;
 			}
 		}
-	} else if (dir->role != ROLE_ROOT && dir->role != ROLE_STATE) {
-		err = ENOTDIR;
+	} else if (dir->role == ROLE_MULTI) {
+		/* Members are the existing states only. */
+		err = ENOENT;
 	}
 	inode_put(d, dir);
 	if (in)

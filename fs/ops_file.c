@@ -28,10 +28,21 @@ static struct ks_fh *fh_new(enum ks_fh_kind kind, struct ks_inode *in)
 	return fh;
 }
 
+/* The poll table key of a version file. */
+static uint64_t poll_key(struct ks_fh *fh)
+{
+	if (fh->kind == FH_VIEW_VERSION)
+		return view_version_key(fh->inode->view);
+	return ks_state_id(fh->inode->st);
+}
+
 static void fh_free(struct ks_daemon *d, struct ks_fh *fh)
 {
-	if (fh->kind == FH_VERSION)
-		poll_remove(d, fh);
+	if (fh->kind == FH_VERSION || fh->kind == FH_VIEW_VERSION)
+		poll_remove(d, poll_key(fh), fh);
+	if (fh->kind == FH_EVENTS)
+		events_release(d, fh);
+	free(fh->stats);
 	if (fh->kind != FH_NOTIFY && fh->inode->st)
 		ks_state_close_file(fh->inode->st);
 	ks_page_unref(fh->pinned);
@@ -50,6 +61,8 @@ static void reply_open(struct ks_daemon *d, fuse_req_t req,
 	fi->fh = (uintptr_t)fh;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
+	/* A stream: the shell's `read` then takes what it needs. */
+	fi->nonseekable = fh->kind == FH_EVENTS;
 	/* Only a write to data has anything to do at close. */
 	fi->noflush = fh->kind != FH_DATA_TXN;
 	if (created) {
@@ -85,8 +98,9 @@ void ks_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	if (dir->role != ROLE_STATE) {
-		/* No regular files at the root. */
-		fuse_reply_err(req, dir->role == ROLE_ROOT ? EPERM : ENOTDIR);
+		/* No regular files at the root; members of .txn/T are the
+		 * states that exist. */
+		fuse_reply_err(req, dir->role == ROLE_MULTI ? ENOENT : EPERM);
 		inode_put(d, dir);
 		return;
 	}
@@ -158,7 +172,10 @@ void ks_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	if (in->role == ROLE_ROOT || in->role == ROLE_STATE) {
+	if (in->role == ROLE_ROOT || in->role == ROLE_STATE ||
+	    in->role == ROLE_EVERY || in->role == ROLE_VIEW ||
+	    in->role == ROLE_TXN_ROOT || in->role == ROLE_COMMIT_DIR ||
+	    in->role == ROLE_MULTI) {
 		fuse_reply_err(req, EISDIR);
 		inode_put(d, in);
 		return;
@@ -190,11 +207,42 @@ void ks_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if ((fi->flags & O_TRUNC) && acc != O_RDONLY)
 			err = ks_txn_truncate(fh->txn, 0);
 		break;
+	case ROLE_MEMBER:
+		err = multi_open(d, in, fi->flags, fh);
+		break;
+	case ROLE_VIEW_DATA:
+		fh->kind = FH_VIEW_DATA;
+		fh->readable = true;
+		err = acc == O_RDONLY ? 0 : EACCES;
+		break;
+	case ROLE_VIEW_VERSION:
+		if (acc == O_RDONLY) {
+			struct ks_page *page = view_shown(in->view);
+
+			fh->kind = FH_VIEW_VERSION;
+			fh->readable = true;
+			atomic_store(&fh->seen, page->version);
+			ks_page_unref(page);
+		} else if (notifier_is_self(d, fuse_req_ctx(req)->pid)) {
+			fh->kind = FH_NOTIFY;
+		} else {
+			err = EACCES;
+		}
+		break;
+	case ROLE_EVENTS:
+	case ROLE_STATS:
+		fh->kind = in->role == ROLE_EVENTS ? FH_EVENTS : FH_STATS;
+		fh->readable = true;
+		if (acc != O_RDONLY)
+			err = EACCES;
+		else if (fh->kind == FH_EVENTS)
+			events_open(d, fh, fi->flags);
+		break;
 	default:
 		err = EINVAL;
 		break;
 	}
-	if (!err && fh->kind != FH_NOTIFY)
+	if (!err && fh->kind != FH_NOTIFY && in->st)
 		err = ks_state_open_file(in->st);
 	if (err) {
 		ks_txn_unref(fh->txn);
@@ -233,6 +281,45 @@ static void reply_txn(fuse_req_t req, struct ks_txn *txn, size_t size,
 	free(buf);
 }
 
+/* The version a version file reports: the state's, or its view's. */
+static uint64_t shown_version(struct ks_fh *fh)
+{
+	struct ks_page *page;
+	uint64_t v;
+
+	if (fh->kind != FH_VIEW_VERSION)
+		return ks_state_version(fh->inode->st);
+	page = view_shown(fh->inode->view);
+	v = page->version;
+	ks_page_unref(page);
+	return v;
+}
+
+/* .stats: offset 0 takes a fresh text, later offsets continue in it. */
+static void read_stats(fuse_req_t req, struct ks_fh *fh, size_t size,
+		       off_t off)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&fh->lock);
+	if (off == 0 || !fh->stats) {
+		free(fh->stats);
+		fh->stats = NULL;
+		if (stats_text(daemon_of(req), &fh->stats, &fh->stats_len)) {
+			pthread_mutex_unlock(&fh->lock);
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+	}
+	if (off >= 0 && (size_t)off < fh->stats_len) {
+		n = fh->stats_len - (size_t)off;
+		if (n > size)
+			n = size;
+	}
+	fuse_reply_buf(req, n ? fh->stats + off : NULL, n);
+	pthread_mutex_unlock(&fh->lock);
+}
+
 void ks_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {
@@ -253,13 +340,14 @@ void ks_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		reply_page(req, page, size, off);
 		ks_page_unref(page);
 		break;
-	case FH_VERSION: {
+	case FH_VERSION:
+	case FH_VIEW_VERSION: {
 		char text[24];
 		size_t len, n = 0;
 
 		pthread_mutex_lock(&fh->lock);
 		if (off == 0 || !fh->text_len) {
-			uint64_t v = ks_state_version(fh->inode->st);
+			uint64_t v = shown_version(fh);
 
 			fh->text_len = (size_t)snprintf(fh->text,
 				sizeof(fh->text), "%" PRIu64 "\n", v);
@@ -276,12 +364,29 @@ void ks_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, text + (n ? off : 0), n);
 		break;
 	}
+	case FH_VIEW_DATA:
+		pthread_mutex_lock(&fh->lock);
+		if (off == 0 || !fh->pinned) {
+			ks_page_unref(fh->pinned);
+			fh->pinned = view_shown(fh->inode->view);
+		}
+		page = ks_page_ref(fh->pinned);
+		pthread_mutex_unlock(&fh->lock);
+		reply_page(req, page, size, off);
+		ks_page_unref(page);
+		break;
 	case FH_DATA_TXN:
 	case FH_TXN:
 		if (fh->readable)
 			reply_txn(req, fh->txn, size, off);
 		else
 			fuse_reply_err(req, EBADF);
+		break;
+	case FH_EVENTS:
+		events_read(daemon_of(req), req, fh, size);
+		break;
+	case FH_STATS:
+		read_stats(req, fh, size, off);
 		break;
 	default:
 		fuse_reply_err(req, EBADF);
@@ -321,6 +426,8 @@ void ks_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 			fuse_reply_write(req, size);
 		return;
 	case FH_VERSION:
+	case FH_VIEW_VERSION:
+	case FH_VIEW_DATA:
 		fuse_reply_err(req, EACCES);
 		return;
 	default:
@@ -387,7 +494,7 @@ void ks_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static bool version_ready(struct ks_fh *fh)
 {
-	return ks_state_version(fh->inode->st) > atomic_load(&fh->seen);
+	return shown_version(fh) > atomic_load(&fh->seen);
 }
 
 void ks_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
@@ -397,7 +504,11 @@ void ks_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	struct ks_fh *fh = fh_of(fi);
 	const unsigned ready = POLLIN | POLLRDNORM | POLLPRI;
 
-	if (fh->kind != FH_VERSION) {
+	if (fh->kind == FH_EVENTS) {
+		events_poll(d, req, fh, ph);
+		return;
+	}
+	if (fh->kind != FH_VERSION && fh->kind != FH_VIEW_VERSION) {
 		/* Nothing to wait for: answer at once. */
 		if (ph)
 			fuse_pollhandle_destroy(ph);
@@ -412,7 +523,7 @@ void ks_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		return;
 	}
 	if (ph)
-		poll_add(d, fh, ph);
+		poll_add(d, poll_key(fh), fh, ph);
 	/* A commit between the check and poll_add found no handle: look
 	 * again now that it is registered. */
 	fuse_reply_poll(req, version_ready(fh) ? ready : 0);

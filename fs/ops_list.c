@@ -59,6 +59,11 @@ static void add(struct listing *l, const char *name, uint64_t ino,
 	l->ends[l->n++] = l->len;
 }
 
+static void add_any(void *arg, const char *name, uint64_t ino, mode_t type)
+{
+	add(arg, name, ino, type);
+}
+
 static void add_state(void *arg, struct ks_state *st)
 {
 	char name[KS_NAME_MAX + 1];
@@ -96,16 +101,31 @@ void ks_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	add(&l, ".", in->ino, S_IFDIR);
 	add(&l, "..", FUSE_ROOT_ID, S_IFDIR);
 	if (in->role == ROLE_ROOT) {
+		add(&l, ".txn", INO_TXN_ROOT, S_IFDIR);
+		add(&l, ".commit", INO_COMMIT_DIR, S_IFDIR);
+		add(&l, ".events", INO_EVENTS, S_IFREG);
+		add(&l, ".stats", INO_STATS, S_IFREG);
 		ks_engine_foreach(d->eng, add_state, &l);
-	} else if (in->role == ROLE_STATE && !ks_state_deleted(in->st)) {
+	} else if (in->st && ks_state_deleted(in->st)) {
+		l.err = ENOENT;
+	} else if (in->role == ROLE_STATE) {
 		struct txn_listing tl = { &l, d };
 
 		add(&l, "data", inode_data_ino(d, in->st), S_IFREG);
 		add(&l, "version", inode_state_ino(in->st, ROLE_VERSION),
 		    S_IFREG);
+		add(&l, "every", inode_state_ino(in->st, ROLE_EVERY), S_IFDIR);
 		ks_txn_foreach(in->st, add_txn, &tl);
-	} else if (in->role == ROLE_STATE) {
-		l.err = ENOENT;
+	} else if (in->role == ROLE_EVERY) {
+		views_list(d, in->st, add_any, &l);
+	} else if (in->role == ROLE_VIEW) {
+		add(&l, "data", in->view ? view_version_key(in->view) - 1 : 0,
+		    S_IFREG);
+		add(&l, "version", in->view ? view_version_key(in->view) : 0,
+		    S_IFREG);
+	} else if (in->role == ROLE_TXN_ROOT || in->role == ROLE_MULTI ||
+		   in->role == ROLE_COMMIT_DIR) {
+		multi_list(d, in, add_any, &l);
 	} else {
 		l.err = ENOTDIR;
 	}

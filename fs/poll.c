@@ -1,15 +1,16 @@
 /*
- * The poll table: open `version` files with a poll handle, by state.  A
+ * The poll table: open `version` files with a poll handle, by key (a
+ * state's id, or a view's inode).  A
  * commit wakes every one of them once and forgets their handles; the kernel
  * polls again and gets a fresh handle if the reader keeps waiting.  Only
  * the newest handle of an open file is kept.
  */
 #include "daemon.h"
 
-void poll_add(struct ks_daemon *d, struct ks_fh *fh, struct fuse_pollhandle *ph)
+void poll_add(struct ks_daemon *d, uint64_t id, struct ks_fh *fh,
+	      struct fuse_pollhandle *ph)
 {
 	struct fuse_pollhandle *old;
-	uint64_t id = ks_state_id(fh->inode->st);
 
 	pthread_mutex_lock(&d->poll_lock);
 	old = fh->ph;
@@ -32,10 +33,9 @@ void poll_add(struct ks_daemon *d, struct ks_fh *fh, struct fuse_pollhandle *ph)
 		fuse_pollhandle_destroy(old);
 }
 
-void poll_remove(struct ks_daemon *d, struct ks_fh *fh)
+void poll_remove(struct ks_daemon *d, uint64_t id, struct ks_fh *fh)
 {
 	struct fuse_pollhandle *ph;
-	uint64_t id = ks_state_id(fh->inode->st);
 
 	pthread_mutex_lock(&d->poll_lock);
 	if (fh->polled) {
@@ -61,10 +61,21 @@ void poll_remove(struct ks_daemon *d, struct ks_fh *fh)
 		fuse_pollhandle_destroy(ph);
 }
 
-void poll_wake(struct ks_daemon *d, struct ks_state *st, uint64_t version)
+unsigned poll_waiting(struct ks_daemon *d)
 {
-	uint64_t id = ks_state_id(st);
+	unsigned n = 0;
 
+	pthread_mutex_lock(&d->poll_lock);
+	for (size_t i = 0; i < d->pollers.cap; i++)
+		for (struct ks_fh *fh = d->pollers.vals[i]; fh;
+		     fh = fh->poll_next)
+			n += fh->ph != NULL;
+	pthread_mutex_unlock(&d->poll_lock);
+	return n;
+}
+
+void poll_wake(struct ks_daemon *d, uint64_t id, uint64_t version)
+{
 	pthread_mutex_lock(&d->poll_lock);
 	for (struct ks_fh *fh = u64map_get(&d->pollers, id); fh;
 	     fh = fh->poll_next) {

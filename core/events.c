@@ -1,0 +1,100 @@
+#include "events.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ks_events_init(struct ks_events *ev, size_t cap)
+{
+	ev->lines = calloc(cap, sizeof(*ev->lines));
+	if (!ev->lines)
+		return ENOMEM;
+	ev->cap = cap;
+	ev->next = 0;
+	ev->dropped = 0;
+	pthread_mutex_init(&ev->lock, NULL);
+	return 0;
+}
+
+void ks_events_destroy(struct ks_events *ev)
+{
+	for (size_t i = 0; ev->lines && i < ev->cap; i++)
+		free(ev->lines[i]);
+	free(ev->lines);
+	ev->lines = NULL;
+	pthread_mutex_destroy(&ev->lock);
+}
+
+void ks_events_append(struct ks_events *ev, const char *const *lines,
+		      size_t n)
+{
+	pthread_mutex_lock(&ev->lock);
+	for (size_t i = 0; i < n; i++) {
+		char **slot = &ev->lines[ev->next % ev->cap];
+
+		free(*slot);
+		*slot = strdup(lines[i]);
+		ev->next++;
+	}
+	pthread_mutex_unlock(&ev->lock);
+}
+
+uint64_t ks_events_end(struct ks_events *ev)
+{
+	uint64_t end;
+
+	pthread_mutex_lock(&ev->lock);
+	end = ev->next;
+	pthread_mutex_unlock(&ev->lock);
+	return end;
+}
+
+bool ks_events_pending(struct ks_events *ev, uint64_t cursor)
+{
+	return ks_events_end(ev) > cursor;
+}
+
+uint64_t ks_events_dropped(struct ks_events *ev)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&ev->lock);
+	n = ev->dropped;
+	pthread_mutex_unlock(&ev->lock);
+	return n;
+}
+
+size_t ks_events_read(struct ks_events *ev, uint64_t *cursor, char *buf,
+		      size_t len)
+{
+	static const char overflow[] = "overflow\n";
+	size_t used = 0;
+
+	pthread_mutex_lock(&ev->lock);
+	if (ev->next - *cursor > ev->cap) {
+		/* Overwritten before this reader got to them. */
+		ev->dropped += ev->next - *cursor;
+		*cursor = ev->next;
+		if (len >= sizeof(overflow) - 1) {
+			memcpy(buf, overflow, sizeof(overflow) - 1);
+			used = sizeof(overflow) - 1;
+		}
+	}
+	while (*cursor < ev->next) {
+		const char *line = ev->lines[*cursor % ev->cap];
+		size_t n = line ? strlen(line) : 0;
+
+		if (!line) {
+			/* Lost to a failed allocation: tell the reader. */
+			line = overflow;
+			n = sizeof(overflow) - 1;
+		}
+		if (used + n > len)
+			break;
+		memcpy(buf + used, line, n);
+		used += n;
+		(*cursor)++;
+	}
+	pthread_mutex_unlock(&ev->lock);
+	return used;
+}

@@ -1,0 +1,422 @@
+/*
+ * Transactions over several states (.txn/T).  Each member is an ordinary
+ * conflict-checked transaction on one state, begun when the state joins.
+ * The commit locks every member in ascending state id order, so that two
+ * commits over overlapping sets can never wait on each other in a circle,
+ * validates every member (written or only read), and applies the written
+ * ones as one store unit and one run of consecutive events.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct member {
+	struct ks_state *st;
+	struct ks_txn *txn;
+};
+
+struct ks_multi {
+	atomic_uint refs;
+	struct ks_engine *eng;
+	struct ks_multi *next;       /* in eng->multis, under multi_lock */
+	char *name;
+	atomic_bool gone;            /* removed or committed */
+	atomic_uint_fast64_t tag;    /* the daemon's inode number */
+	pthread_mutex_t lock;        /* members */
+	struct member *members;
+	size_t n, cap;
+	struct timespec ctime;
+};
+
+struct ks_multi *ks_multi_ref(struct ks_multi *m)
+{
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	return m;
+}
+
+void ks_multi_unref(struct ks_multi *m)
+{
+	if (!m || atomic_fetch_sub_explicit(&m->refs, 1,
+					    memory_order_acq_rel) != 1)
+		return;
+	for (size_t i = 0; i < m->n; i++) {
+		ks_txn_unref(m->members[i].txn);
+		ks_state_unref(m->members[i].st);
+	}
+	free(m->members);
+	free(m->name);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+static struct ks_multi *find_locked(struct ks_engine *eng, const char *name)
+{
+	for (struct ks_multi *m = eng->multis; m; m = m->next)
+		if (strcmp(m->name, name) == 0)
+			return m;
+	return NULL;
+}
+
+int ks_multi_create(struct ks_engine *eng, const char *name,
+		    struct ks_multi **out)
+{
+	struct ks_multi *m;
+	int err = 0;
+
+	if (!*name || strchr(name, '/') || strlen(name) > KS_NAME_MAX)
+		return EINVAL;
+	m = calloc(1, sizeof(*m));
+	if (!m || !(m->name = strdup(name))) {
+		free(m);
+		return ENOMEM;
+	}
+	atomic_init(&m->refs, 2); /* the table's and the caller's */
+	m->eng = eng;
+	pthread_mutex_init(&m->lock, NULL);
+	ks_now(&m->ctime);
+	pthread_mutex_lock(&eng->multi_lock);
+	if (find_locked(eng, name))
+		err = EEXIST;
+	else if (eng->nmultis >= eng->cfg.max_txns)
+		err = ENOSPC;
+	if (!err) {
+		m->next = eng->multis;
+		eng->multis = m;
+		eng->nmultis++;
+	}
+	pthread_mutex_unlock(&eng->multi_lock);
+	if (err) {
+		atomic_store(&m->refs, 1);
+		ks_multi_unref(m);
+		return err;
+	}
+	*out = m;
+	return 0;
+}
+
+int ks_multi_find(struct ks_engine *eng, const char *name,
+		  struct ks_multi **out)
+{
+	struct ks_multi *m;
+
+	pthread_mutex_lock(&eng->multi_lock);
+	m = find_locked(eng, name);
+	if (m)
+		*out = ks_multi_ref(m);
+	pthread_mutex_unlock(&eng->multi_lock);
+	return m ? 0 : ENOENT;
+}
+
+/* Takes m out of the table (under multi_lock). */
+static void unlist_locked(struct ks_engine *eng, struct ks_multi *m)
+{
+	struct ks_multi **pp = &eng->multis;
+
+	while (*pp && *pp != m)
+		pp = &(*pp)->next;
+	if (!*pp)
+		return;
+	*pp = m->next;
+	m->next = NULL;
+	atomic_store(&m->gone, true);
+	eng->nmultis--;
+	ks_multi_unref(m); /* the table's reference */
+}
+
+int ks_multi_remove(struct ks_engine *eng, const char *name)
+{
+	struct ks_multi *m;
+	int err = 0;
+
+	pthread_mutex_lock(&eng->multi_lock);
+	m = find_locked(eng, name);
+	if (!m) {
+		err = ENOENT;
+	} else {
+		pthread_mutex_lock(&m->lock);
+		if (m->n)
+			err = ENOTEMPTY;
+		pthread_mutex_unlock(&m->lock);
+		if (!err)
+			unlist_locked(eng, m);
+	}
+	pthread_mutex_unlock(&eng->multi_lock);
+	return err;
+}
+
+/* At engine teardown. */
+void ks_multi_free_all(struct ks_engine *eng)
+{
+	pthread_mutex_lock(&eng->multi_lock);
+	while (eng->multis)
+		unlist_locked(eng, eng->multis);
+	pthread_mutex_unlock(&eng->multi_lock);
+}
+
+void ks_multi_set_tag(struct ks_multi *m, uint64_t tag)
+{
+	atomic_store(&m->tag, tag);
+}
+
+uint64_t ks_multi_tag(struct ks_multi *m)
+{
+	return atomic_load(&m->tag);
+}
+
+bool ks_multi_gone(struct ks_multi *m)
+{
+	return atomic_load(&m->gone);
+}
+
+void ks_multi_foreach(struct ks_engine *eng,
+		      void (*fn)(void *arg, struct ks_multi *m,
+				 const char *name),
+		      void *arg)
+{
+	pthread_mutex_lock(&eng->multi_lock);
+	for (struct ks_multi *m = eng->multis; m; m = m->next)
+		fn(arg, m, m->name);
+	pthread_mutex_unlock(&eng->multi_lock);
+}
+
+struct timespec ks_multi_ctime(const struct ks_multi *m)
+{
+	return m->ctime;
+}
+
+static struct member *member_of(struct ks_multi *m, struct ks_state *st)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->members[i].st == st)
+			return &m->members[i];
+	return NULL;
+}
+
+int ks_multi_member(struct ks_multi *m, struct ks_state *st,
+		    struct ks_txn **out)
+{
+	struct member *mb;
+
+	pthread_mutex_lock(&m->lock);
+	mb = member_of(m, st);
+	if (mb)
+		*out = ks_txn_ref(mb->txn);
+	pthread_mutex_unlock(&m->lock);
+	return mb ? 0 : ENOENT;
+}
+
+int ks_multi_join(struct ks_multi *m, struct ks_state *st,
+		  struct ks_txn **out)
+{
+	struct member *mb;
+	struct ks_txn *txn;
+	int err = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if (atomic_load(&m->gone)) {
+		err = ENOENT;
+		goto out;
+	}
+	mb = member_of(m, st);
+	if (mb) {
+		*out = ks_txn_ref(mb->txn);
+		goto out;
+	}
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 4;
+		struct member *nm = realloc(m->members, cap * sizeof(*nm));
+
+		if (!nm) {
+			err = ENOMEM;
+			goto out;
+		}
+		m->members = nm;
+		m->cap = cap;
+	}
+	/* The base is the version now: joining is the moment it reads. */
+	err = ks_txn_begin(st, KS_TXN_CHECKED, false, NULL, &txn);
+	if (err)
+		goto out;
+	m->members[m->n].st = ks_state_ref(st);
+	m->members[m->n].txn = txn;
+	m->n++;
+	*out = ks_txn_ref(txn);
+out:
+	pthread_mutex_unlock(&m->lock);
+	return err;
+}
+
+int ks_multi_leave(struct ks_multi *m, struct ks_state *st)
+{
+	struct member *mb, gone;
+
+	pthread_mutex_lock(&m->lock);
+	mb = member_of(m, st);
+	if (!mb) {
+		pthread_mutex_unlock(&m->lock);
+		return ENOENT;
+	}
+	gone = *mb;
+	*mb = m->members[--m->n];
+	pthread_mutex_unlock(&m->lock);
+	ks_txn_unref(gone.txn);
+	ks_state_unref(gone.st);
+	return 0;
+}
+
+void ks_multi_foreach_member(struct ks_multi *m,
+			     void (*fn)(void *arg, struct ks_state *st,
+					struct ks_txn *txn),
+			     void *arg)
+{
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < m->n; i++)
+		fn(arg, m->members[i].st, m->members[i].txn);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static int by_state_id(const void *a, const void *b)
+{
+	uint64_t x = ((const struct member *)a)->st->id;
+	uint64_t y = ((const struct member *)b)->st->id;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Validates and applies; every commit lock and transaction lock held. */
+static int apply(struct ks_engine *eng, struct member *mb, size_t n,
+		 struct ks_page **pages, uint64_t *versions)
+{
+	struct ks_rec *recs = calloc(n ? n : 1, sizeof(*recs));
+	size_t nrec = 0;
+	struct timespec now;
+	int err = 0;
+
+	if (!recs)
+		return ENOMEM;
+	ks_now(&now);
+	for (size_t i = 0; i < n && !err; i++) {
+		struct ks_state *st = mb[i].st;
+		struct ks_txn *txn = mb[i].txn;
+		struct ks_page *cur;
+
+		pthread_mutex_lock(&st->lock);
+		cur = ks_page_ref(st->current);
+		if (st->deleted)
+			err = ENOENT;
+		else if (cur->version != txn->base_version)
+			err = EAGAIN;
+		pthread_mutex_unlock(&st->lock);
+		versions[i] = cur->version;
+		if (!err && txn->written) {
+			versions[i]++;
+			pages[i] = ks_txn_build_page(txn, cur, versions[i],
+						     &now);
+			if (!pages[i])
+				err = ENOMEM;
+			else
+				recs[nrec++] = (struct ks_rec){
+					.type = KS_REC_COMMIT,
+					.state_id = st->id,
+					.version = versions[i],
+					.bytes = pages[i]->bytes,
+					.len = pages[i]->len, .time = now };
+		}
+		ks_page_unref(cur);
+	}
+	if (err == EAGAIN)
+		atomic_fetch_add_explicit(&eng->conflicts, 1,
+					  memory_order_relaxed);
+	if (!err && nrec)
+		err = ks_store_append(eng, recs, nrec);
+	free(recs);
+	if (err)
+		return err;
+	{
+		char **lines = calloc(nrec ? nrec : 1, sizeof(*lines));
+		size_t nl = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			if (!pages[i])
+				continue;
+			ks_state_install(mb[i].st, ks_page_ref(pages[i]));
+			if (lines && (lines[nl] = malloc(KS_NAME_MAX + 48)))
+				ks_commit_line(mb[i].st, versions[i],
+					       lines[nl++], KS_NAME_MAX + 48);
+		}
+		/* One run of consecutive events for the whole commit. */
+		ks_events_append(&eng->events, (const char *const *)lines, nl);
+		for (size_t i = 0; i < nl; i++)
+			free(lines[i]);
+		free(lines);
+	}
+	return 0;
+}
+
+int ks_multi_commit(struct ks_multi *m)
+{
+	struct ks_engine *eng = m->eng;
+	struct ks_page **pages = NULL;
+	uint64_t *versions = NULL;
+	struct member *mb;
+	size_t n;
+	int err;
+
+	pthread_mutex_lock(&m->lock);
+	if (atomic_load(&m->gone)) {
+		pthread_mutex_unlock(&m->lock);
+		return ENOENT;
+	}
+	n = m->n;
+	mb = malloc((n ? n : 1) * sizeof(*mb));
+	pages = calloc(n ? n : 1, sizeof(*pages));
+	versions = calloc(n ? n : 1, sizeof(*versions));
+	if (!mb || !pages || !versions) {
+		pthread_mutex_unlock(&m->lock);
+		free(mb);
+		free(pages);
+		free(versions);
+		return ENOMEM;
+	}
+	memcpy(mb, m->members, n * sizeof(*mb));
+	qsort(mb, n, sizeof(*mb), by_state_id);
+	for (size_t i = 0; i < n; i++)
+		pthread_mutex_lock(&mb[i].txn->lock);
+	for (size_t i = 0; i < n; i++)
+		pthread_mutex_lock(&mb[i].st->commit_lock);
+	err = apply(eng, mb, n, pages, versions);
+	for (size_t i = n; i-- > 0;)
+		pthread_mutex_unlock(&mb[i].st->commit_lock);
+	for (size_t i = n; i-- > 0;) {
+		if (!err) {
+			struct ks_page *cur = ks_state_current(mb[i].st);
+
+			/* Each member goes on based on what it committed or
+			 * validated, like a single-state transaction. */
+			pthread_mutex_lock(&mb[i].st->lock);
+			mb[i].txn->base_version = versions[i];
+			pthread_mutex_unlock(&mb[i].st->lock);
+			ks_txn_rebase(mb[i].txn, pages[i] ? pages[i] : cur);
+			ks_page_unref(cur);
+		}
+		pthread_mutex_unlock(&mb[i].txn->lock);
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (!err) {
+		pthread_mutex_lock(&eng->multi_lock);
+		unlist_locked(eng, m);
+		pthread_mutex_unlock(&eng->multi_lock);
+		for (size_t i = 0; i < n; i++)
+			if (pages[i] && eng->listener)
+				eng->listener(eng->listener_arg, mb[i].st,
+					      versions[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		ks_page_unref(pages[i]);
+	free(pages);
+	free(versions);
+	free(mb);
+	return err;
+}

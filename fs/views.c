@@ -1,0 +1,364 @@
+/*
+ * Throttled views: NAME/every/PERIOD/{data,version}.
+ *
+ * A view shows a version of its state and moves on to the latest at most
+ * once per period.  It exists while the kernel or an open file refers to
+ * it.  An idle view costs nothing: a commit schedules the view's next move
+ * (no sooner than one period after its last), and one thread serves every
+ * scheduled view, waiting for the earliest due time.  A move wakes the
+ * view's pollers and makes its inotify event, like a commit does for the
+ * state's own version.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NSEC 1000000000ULL
+#define MAX_PERIOD (86400ULL * NSEC)
+#define MIN_PERIOD (NSEC / 1000)
+
+struct ks_view {
+	unsigned refs;              /* changed under views->lock */
+	struct ks_views *vs;
+	struct ks_state *st;        /* a reference */
+	char name[32];              /* the PERIOD as looked up */
+	uint64_t period;            /* ns */
+	uint64_t ino;               /* the directory; data +1, version +2 */
+	struct ks_page *shown;
+	uint64_t last_move;         /* CLOCK_MONOTONIC ns */
+	bool scheduled;
+	uint64_t due;
+	struct ks_view *next;       /* the state's views */
+};
+
+struct ks_views {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;        /* on CLOCK_MONOTONIC */
+	pthread_t thread;
+	bool started, stop;
+	struct u64map by_state;     /* state id -> first view */
+	unsigned count;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
+}
+
+/* "<n>ms", "<n>s" or "<n>hz"; 0 if the name is not a period. */
+static uint64_t parse_period(const char *name)
+{
+	unsigned long long n = 0;
+	const char *p = name;
+	uint64_t period;
+
+	if (*p < '1' || *p > '9')
+		return 0;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		n = n * 10 + (unsigned long long)(*p - '0');
+		if (n > MAX_PERIOD)
+			return 0;
+	}
+	if (strcmp(p, "ms") == 0)
+		period = n * 1000000ULL;
+	else if (strcmp(p, "s") == 0)
+		period = n * NSEC;
+	else if (strcmp(p, "hz") == 0)
+		period = NSEC / n;
+	else
+		return 0;
+	if (period < MIN_PERIOD || period > MAX_PERIOD)
+		return 0;
+	return period;
+}
+
+struct ks_view *view_ref(struct ks_view *v)
+{
+	pthread_mutex_lock(&v->vs->lock);
+	v->refs++;
+	pthread_mutex_unlock(&v->vs->lock);
+	return v;
+}
+
+static void unlist_locked(struct ks_views *vs, struct ks_view *v)
+{
+	uint64_t id = ks_state_id(v->st);
+	struct ks_view *head = u64map_get(&vs->by_state, id);
+
+	if (head == v) {
+		if (v->next)
+			u64map_put(&vs->by_state, id, v->next);
+		else
+			u64map_del(&vs->by_state, id);
+	} else {
+		while (head && head->next != v)
+			head = head->next;
+		if (head)
+			head->next = v->next;
+	}
+	vs->count--;
+}
+
+void view_unref(struct ks_daemon *d, struct ks_view *v)
+{
+	struct ks_views *vs = d->views;
+
+	pthread_mutex_lock(&vs->lock);
+	if (--v->refs != 0) {
+		pthread_mutex_unlock(&vs->lock);
+		return;
+	}
+	unlist_locked(vs, v);
+	pthread_mutex_unlock(&vs->lock);
+	ks_page_unref(v->shown);
+	ks_state_unref(v->st);
+	free(v);
+}
+
+uint64_t view_version_key(const struct ks_view *v)
+{
+	return v->ino + 2;
+}
+
+struct ks_page *view_shown(struct ks_view *v)
+{
+	struct ks_page *page;
+
+	pthread_mutex_lock(&v->vs->lock);
+	page = ks_page_ref(v->shown);
+	pthread_mutex_unlock(&v->vs->lock);
+	return page;
+}
+
+unsigned views_count(struct ks_daemon *d)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&d->views->lock);
+	n = d->views->count;
+	pthread_mutex_unlock(&d->views->lock);
+	return n;
+}
+
+/* Finds or makes the view NAME of st; views->lock held.  The caller takes
+ * its reference through the inode it makes. */
+static struct ks_view *find_or_make(struct ks_daemon *d, struct ks_state *st,
+				    const char *name, uint64_t period)
+{
+	struct ks_views *vs = d->views;
+	uint64_t id = ks_state_id(st);
+	struct ks_view *v;
+
+	for (v = u64map_get(&vs->by_state, id); v; v = v->next)
+		if (strcmp(v->name, name) == 0)
+			return v;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	v->vs = vs;
+	v->st = ks_state_ref(st);
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	v->period = period;
+	v->ino = inode_alloc_ino(d, 3);
+	v->shown = ks_state_current(st);
+	v->last_move = now_ns();
+	v->next = u64map_get(&vs->by_state, id);
+	if (u64map_put(&vs->by_state, id, v)) {
+		ks_page_unref(v->shown);
+		ks_state_unref(v->st);
+		free(v);
+		return NULL;
+	}
+	vs->count++;
+	return v;
+}
+
+int view_lookup(struct ks_daemon *d, struct ks_inode *dir, const char *name,
+		struct ks_inode **out)
+{
+	struct ks_views *vs = d->views;
+	struct ks_inode tmpl = { .st = dir->st };
+	uint64_t period, ino;
+	struct ks_view *v;
+
+	if (dir->role == ROLE_VIEW) {
+		if (strcmp(name, "data") == 0) {
+			tmpl.role = ROLE_VIEW_DATA;
+			ino = dir->view->ino + 1;
+		} else if (strcmp(name, "version") == 0) {
+			tmpl.role = ROLE_VIEW_VERSION;
+			ino = dir->view->ino + 2;
+		} else {
+			return ENOENT;
+		}
+		tmpl.view = dir->view;
+		*out = inode_new(d, ino, &tmpl);
+		return *out ? 0 : ENOMEM;
+	}
+	period = parse_period(name);
+	if (!period || strlen(name) >= sizeof(v->name))
+		return ENOENT;
+	pthread_mutex_lock(&vs->lock);
+	v = find_or_make(d, dir->st, name, period);
+	if (v)
+		v->refs++; /* held across inode_new, which takes its own */
+	pthread_mutex_unlock(&vs->lock);
+	if (!v)
+		return ENOMEM;
+	tmpl.role = ROLE_VIEW;
+	tmpl.view = v;
+	*out = inode_new(d, v->ino, &tmpl);
+	view_unref(d, v);
+	return *out ? 0 : ENOMEM;
+}
+
+void views_list(struct ks_daemon *d, struct ks_state *st,
+		void (*add)(void *arg, const char *name, uint64_t ino,
+			    mode_t type),
+		void *arg)
+{
+	struct ks_views *vs = d->views;
+
+	pthread_mutex_lock(&vs->lock);
+	for (struct ks_view *v = u64map_get(&vs->by_state, ks_state_id(st)); v;
+	     v = v->next)
+		add(arg, v->name, v->ino, S_IFDIR);
+	pthread_mutex_unlock(&vs->lock);
+}
+
+void views_on_commit(struct ks_daemon *d, struct ks_state *st)
+{
+	struct ks_views *vs = d->views;
+	uint64_t now = now_ns();
+	bool wake = false;
+
+	pthread_mutex_lock(&vs->lock);
+	for (struct ks_view *v = u64map_get(&vs->by_state, ks_state_id(st)); v;
+	     v = v->next) {
+		if (v->scheduled)
+			continue;
+		v->scheduled = true;
+		v->due = v->last_move + v->period;
+		if (v->due < now)
+			v->due = now;
+		wake = true;
+	}
+	if (wake)
+		pthread_cond_signal(&vs->cond);
+	pthread_mutex_unlock(&vs->lock);
+}
+
+/* The scheduled view due first, or NULL; views->lock held. */
+static struct ks_view *earliest(struct ks_views *vs)
+{
+	struct ks_view *first = NULL;
+
+	for (size_t i = 0; i < vs->by_state.cap; i++)
+		for (struct ks_view *v = vs->by_state.vals[i]; v; v = v->next)
+			if (v->scheduled && (!first || v->due < first->due))
+				first = v;
+	return first;
+}
+
+static void *views_main(void *arg)
+{
+	struct ks_daemon *d = arg;
+	struct ks_views *vs = d->views;
+
+	pthread_mutex_lock(&vs->lock);
+	while (!vs->stop) {
+		struct ks_view *v = earliest(vs);
+		struct ks_page *old;
+		uint64_t now = now_ns(), version;
+		struct timespec until;
+
+		if (!v) {
+			pthread_cond_wait(&vs->cond, &vs->lock);
+			continue;
+		}
+		if (v->due > now) {
+			until.tv_sec = (time_t)(v->due / NSEC);
+			until.tv_nsec = (long)(v->due % NSEC);
+			pthread_cond_timedwait(&vs->cond, &vs->lock, &until);
+			continue;
+		}
+		/* Move on to the latest version. */
+		v->scheduled = false;
+		v->last_move = now;
+		old = v->shown;
+		v->shown = ks_state_current(v->st);
+		version = v->shown->version;
+		v->refs++;
+		pthread_mutex_unlock(&vs->lock);
+
+		ks_page_unref(old);
+		poll_wake(d, view_version_key(v), version);
+		notifier_post(d, v->st, v->name, view_version_key(v));
+		view_unref(d, v);
+		pthread_mutex_lock(&vs->lock);
+	}
+	pthread_mutex_unlock(&vs->lock);
+	return NULL;
+}
+
+/* The thread starts after the daemon forked away from its parent. */
+int views_start(struct ks_daemon *d)
+{
+	struct ks_views *vs = d->views;
+	int err;
+
+	err = pthread_create(&vs->thread, NULL, views_main, d);
+	vs->started = err == 0;
+	return err;
+}
+
+int views_init(struct ks_daemon *d)
+{
+	struct ks_views *vs = calloc(1, sizeof(*vs));
+	pthread_condattr_t ca;
+
+	if (!vs)
+		return ENOMEM;
+	pthread_mutex_init(&vs->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&vs->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	u64map_init(&vs->by_state);
+	d->views = vs;
+	return 0;
+}
+
+void views_stop(struct ks_daemon *d)
+{
+	struct ks_views *vs = d->views;
+
+	if (!vs || !vs->started)
+		return;
+	pthread_mutex_lock(&vs->lock);
+	vs->stop = true;
+	pthread_cond_signal(&vs->cond);
+	pthread_mutex_unlock(&vs->lock);
+	pthread_join(vs->thread, NULL);
+	vs->started = false;
+}
+
+void views_free(struct ks_daemon *d)
+{
+	struct ks_views *vs = d->views;
+
+	if (!vs)
+		return;
+	/* Every view belonged to an inode or open file, freed by now. */
+	u64map_free(&vs->by_state);
+	pthread_cond_destroy(&vs->cond);
+	pthread_mutex_destroy(&vs->lock);
+	free(vs);
+	d->views = NULL;
+}
