@@ -508,6 +508,35 @@ static void test_append(void)
 	ks_engine_free(eng);
 }
 
+static void test_append_grow_efbig(void)
+{
+	struct ks_engine *eng = kt_engine(16, 16, 16, NULL);
+	struct ks_state *st = kt_state(eng, "log");
+	struct ks_txn *t;
+	struct ks_page *p;
+
+	/* A truncate that grows the page counts towards max_size too:
+	 * 10 bytes, then 10 appended, is 20 > 16. */
+	put(st, "ab");
+	t = begin(st, KS_TXN_APPEND, false, NULL);
+	KT_ERR(ks_txn_truncate(t, 10), 0);
+	wr(t, "0123456789", 0);
+	KT_ERR(ks_txn_commit(t, NULL), EFBIG);
+	ks_txn_unref(t);
+	t = begin(st, KS_TXN_APPEND, false, NULL);
+	KT_ERR(ks_txn_truncate(t, 16), 0);
+	wr(t, "x", 0);
+	KT_ERR(ks_txn_commit(t, NULL), EFBIG);
+	ks_txn_unref(t);
+	/* No page larger than max_size was ever installed. */
+	p = ks_state_current(st);
+	KT_CHECK(p->len <= 16);
+	KT_EQ(p->version, 1);
+	ks_page_unref(p);
+	ks_state_unref(st);
+	ks_engine_free(eng);
+}
+
 /* ---- limits and errors -------------------------------------------------- */
 
 static void test_efbig(void)
@@ -938,6 +967,8 @@ int main(void)
 	       "empty, last byte");
 	KT_RUN(test_append,
 	       "APPEND: written bytes go to the end of the latest page");
+	KT_RUN(test_append_grow_efbig,
+	       "APPEND: a truncate that grows counts towards max_size");
 	KT_RUN(test_efbig, "EFBIG past max_size in every mode, EINVAL < 0");
 	KT_RUN(test_efbig_fails_txn,
 	       "a write that failed with EFBIG marks the txn failed: commit "
