@@ -285,7 +285,7 @@ setup() {
 	run dd if=/dev/zero of="$S/data" bs=1 count=1 seek=4096 conv=notrunc status=none
 	[ "$status" -ne 0 ]
 	assert_contains "$output" "File too large"
-	assert_eq "$(ks_errno write "$S/data" w 1 4096)" "write:EFBIG"
+	assert_eq "$(ks_errno write "$S/data" w 1 4096)" "write:EFBIG close:EFBIG"
 	assert_file "$S/data" 'keep\n'
 	assert_version "$S" 1
 }
@@ -303,7 +303,7 @@ setup() {
 	ks_mount -o max_size=100
 	mkdir "$MNT/s"
 	assert_eq "$(ks_errno write "$MNT/s/data" wt 100)" OK
-	assert_eq "$(ks_errno write "$MNT/s/data" wt 101)" "write:EFBIG"
+	assert_eq "$(ks_errno write "$MNT/s/data" wt 101)" "write:EFBIG close:EFBIG"
 	assert_eq "$(stat -c %s "$MNT/s/data")" 100
 	assert_version "$MNT/s" 1
 	ks_unmount
@@ -312,7 +312,7 @@ setup() {
 	head -c 200000 /dev/urandom >"$BATS_TEST_TMPDIR/page"
 	cp "$BATS_TEST_TMPDIR/page" "$MNT/s/data"
 	cmp "$BATS_TEST_TMPDIR/page" "$MNT/s/data"
-	assert_eq "$(ks_errno write "$MNT/s/data" wt 200001)" "write:EFBIG"
+	assert_eq "$(ks_errno write "$MNT/s/data" wt 200001)" "write:EFBIG close:EFBIG"
 	cmp "$BATS_TEST_TMPDIR/page" "$MNT/s/data"
 }
 

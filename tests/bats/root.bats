@@ -4,7 +4,7 @@
 load helpers
 
 setup() {
-	ks_mount -o max_states=4
+	ks_mount
 }
 
 # as_user UID CMD...: runs CMD with that uid/gid and no supplementary groups.
@@ -45,6 +45,9 @@ make_reachable() {
 }
 
 @test "mkdir takes the owner from the call" {
+	ks_unmount
+	ks_mount -o allow_other
+	make_reachable
 	setpriv --regid=4321 --clear-groups -- mkdir "$MNT/g"
 	assert_eq "$(stat -c '%u %g' "$MNT/g")" "0 4321" "owner of g"
 	mkdir "$MNT/r"
@@ -106,6 +109,8 @@ make_reachable() {
 }
 
 @test "mkdir past max_states: ENOSPC; a deleted state frees its slot" {
+	ks_unmount
+	ks_mount -o max_states=4
 	mkdir "$MNT/a" "$MNT/b" "$MNT/c" "$MNT/d"
 	run mkdir "$MNT/e"
 	[ "$status" -ne 0 ]

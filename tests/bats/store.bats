@@ -26,7 +26,7 @@ ks_crash() {
 	kill -KILL "$pid"
 	wait "$pid" || true
 	fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null || true
-	ks_kill_bg
+	ks_kill_bg || true
 }
 
 # A writer: commits to state $1 with mv, as fast as it can, forever, and

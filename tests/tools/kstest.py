@@ -5,12 +5,14 @@ A test imports it with
     import os, sys; sys.path.insert(0, os.environ["KS_TOOLS"])
     from kstest import *
 
-Commits "by another process" really are made by another process (a shell),
-so that the daemon sees a different pid and the kernel a different file.
+Commits "by another process" really are made by another process (a shell
+started at import, before the test opens anything), so that the daemon sees
+a different pid and the kernel a different file.
 """
 import errno
 import os
 import select
+import shlex
 import subprocess
 import sys
 import time
@@ -30,15 +32,47 @@ def check(cond, msg):
         fail(msg)
 
 
-def sh(cmd, *args):
-    """Runs a shell command in another process; fails the test if it fails."""
-    r = subprocess.run(["sh", "-c", cmd, "sh"] + [str(a) for a in args],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=60)
-    if r.returncode != 0:
-        fail("%r exited %d: %s" % (cmd, r.returncode,
-                                   r.stderr.decode(errors="replace")))
-    return r.stdout
+class _Shell:
+    """A shell started before the test opens any file, that runs commands
+    for it.  Spawning a process from a process that holds a file of the
+    mount open would close that file in the child (close-on-exec), and every
+    close is a FUSE flush: for a write to data, a commit.  A process started
+    earlier has none of the test's files."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(["sh"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE)
+        tmp = os.environ.get("BATS_TEST_TMPDIR") or "/tmp"
+        self.out = os.path.join(tmp, "kstest.%d.out" % os.getpid())
+        self.err = self.out[:-4] + ".err"
+
+    def run(self, cmd, args, timeout):
+        line = "set -- %s; (%s) >%s 2>%s </dev/null; echo $?\n" % (
+            " ".join(shlex.quote(str(a)) for a in args), cmd,
+            shlex.quote(self.out), shlex.quote(self.err))
+        self.proc.stdin.write(line.encode())
+        self.proc.stdin.flush()
+        fd = self.proc.stdout.fileno()
+        if not select.select([fd], [], [], timeout)[0]:
+            fail("%r did not finish within %gs" % (cmd, timeout))
+        status = int(self.proc.stdout.readline())
+        with open(self.out, "rb") as f:
+            out = f.read()
+        with open(self.err, "rb") as f:
+            err = f.read()
+        return status, out, err
+
+
+_shell = _Shell()
+
+
+def sh(cmd, *args, timeout=60):
+    """Runs a shell command in another process (one that holds none of this
+    process's files); fails the test if it fails.  Returns its stdout."""
+    status, out, err = _shell.run(cmd, args, timeout)
+    if status != 0:
+        fail("%r exited %d: %s" % (cmd, status, err.decode(errors="replace")))
+    return out
 
 
 def commit(state, text):

@@ -3,7 +3,8 @@
 
     torn.py STATE COMMITS READER...
 
-A writer commits COMMITS versions of STATE; version k's page is one byte
+A writer commits COMMITS versions of STATE (more if a reader has not yet
+made 50 reads); version k's page is one byte
 repeated, BYTE(k) = "abc...z"[k % 26], LENGTH(BYTE) bytes long, so that
 consecutive versions differ in both byte and length.  Meanwhile each READER
 runs in its own process, in a loop, and checks every page it reads: one byte
@@ -28,6 +29,8 @@ import sys
 import time
 
 LETTERS = b"abcdefghijklmnopqrstuvwxyz"
+ENOUGH = 50       # reads each reader should make while the writer writes
+WRITE_FOR = 120   # seconds the writer may go on to let them
 
 
 def length(byte):
@@ -107,15 +110,25 @@ def reader(state, mode, stop, ready):
         reads += 1
         if reads == 1:
             open(ready, "w").close()
+        if reads == ENOUGH:
+            open(ready + ".enough", "w").close()
         if stopping:
             break
     print("%s: %d reads" % (mode, reads))
 
 
-def writer(state, commits):
+def writer(state, commits, readies):
+    """Commits at least COMMITS versions, and goes on until every reader has
+    read ENOUGH pages (or for at most WRITE_FOR seconds).  Returns the
+    number of commits."""
     dataf = os.path.join(state, "data")
     txn = os.path.join(state, "w")
-    for v in range(1, commits + 1):
+    until = time.monotonic() + WRITE_FOR
+    v = 0
+    while (v < commits or
+           (time.monotonic() < until and
+            not all(os.path.exists(r + ".enough") for r in readies))):
+        v += 1
         if v % 2:
             fd = os.open(dataf, os.O_WRONLY | os.O_TRUNC)
             os.write(fd, page(v))
@@ -125,6 +138,7 @@ def writer(state, commits):
             os.write(fd, page(v))
             os.close(fd)
             os.rename(txn, dataf)
+    return v
 
 
 def main():
@@ -137,6 +151,8 @@ def main():
     state, commits, modes = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     tmp = os.environ.get("BATS_TEST_TMPDIR") or "/tmp"
     stop = os.path.join(tmp, "torn.stop.%d" % os.getpid())
+    with open(os.path.join(state, "version")) as f:
+        start = int(f.read())
     # Version 0 is empty; start from a real page.
     writer_v0 = os.open(os.path.join(state, "data"),
                         os.O_WRONLY | os.O_TRUNC)
@@ -156,7 +172,7 @@ def main():
                 sys.stderr.write("FAIL: reader %s did not start\n" % mode)
                 return 1
             time.sleep(0.01)
-    writer(state, commits)
+    commits = writer(state, commits, [r for _, r, _ in procs])
     open(stop, "w").close()
     failed = 0
     for mode, ready, p in procs:
@@ -171,8 +187,9 @@ def main():
         failed = 1
     with open(os.path.join(state, "version")) as f:
         v = int(f.read())
-    if v != commits + 1:
-        sys.stderr.write("FAIL: version %d, expected %d\n" % (v, commits + 1))
+    if v != start + commits + 1:
+        sys.stderr.write("FAIL: version %d, expected %d\n"
+                         % (v, start + commits + 1))
         failed = 1
     return failed
 
