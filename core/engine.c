@@ -91,7 +91,19 @@ void ks_engine_free(struct ks_engine *eng)
 
 		for (; st; st = next) {
 			next = st->hnext;
+			/* Named transactions hold the state: drop them. */
+			pthread_mutex_lock(&st->lock);
+			while (st->txns) {
+				struct ks_txn *t = st->txns;
+
+				ks_txn_ref(t);
+				ks_txn_unlink_locked(t);
+				pthread_mutex_unlock(&st->lock);
+				ks_txn_unref(t);
+				pthread_mutex_lock(&st->lock);
+			}
 			st->deleted = true;
+			pthread_mutex_unlock(&st->lock);
 			ks_state_unref(st);
 		}
 	}

@@ -182,8 +182,10 @@ bool ks_txn_named(struct ks_txn *txn);
 struct timespec ks_txn_mtime(struct ks_txn *txn);
 /* Bytes [off, off+len) of the private page into buf; returns the count. */
 size_t ks_txn_read(struct ks_txn *txn, void *buf, size_t len, off_t off);
-/* EFBIG past max_size (and the transaction is marked failed: it will not
- * commit). */
+/* EFBIG past max_size, and nothing written.  The transaction itself is
+ * unharmed (a transaction file stays committable); a writer whose failed
+ * write must doom the whole transaction (direct writes to data) says so
+ * with ks_txn_set_error. */
 int ks_txn_write(struct ks_txn *txn, const void *buf, size_t len, off_t off);
 int ks_txn_truncate(struct ks_txn *txn, off_t len);
 bool ks_txn_written(struct ks_txn *txn);

@@ -75,6 +75,7 @@ struct ks_txn {
 	size_t cap;
 	unsigned char *mask;        /* PATCH: one bit per byte written */
 	long long set_len;          /* PATCH: truncated to this, or -1 */
+	long long keep_len;         /* PATCH: the smallest truncation, or -1 */
 	bool written;
 	int error;
 	struct timespec mtime;

@@ -57,6 +57,7 @@ int ks_txn_begin(struct ks_state *st, enum ks_txn_mode mode, bool empty,
 	atomic_init(&txn->refs, name ? 2 : 1);
 	txn->mode = mode;
 	txn->set_len = -1;
+	txn->keep_len = -1;
 	pthread_mutex_init(&txn->lock, NULL);
 	ks_now(&txn->mtime);
 
@@ -89,7 +90,7 @@ int ks_txn_begin(struct ks_state *st, enum ks_txn_mode mode, bool empty,
 		/* O_TRUNC: an explicit, empty page. */
 		txn->written = true;
 		if (mode == KS_TXN_PATCH)
-			txn->set_len = 0;
+			txn->set_len = txn->keep_len = 0;
 		else
 			txn->buf = malloc(1);
 		if (mode != KS_TXN_PATCH && !txn->buf) {
@@ -306,6 +307,8 @@ static int own_page(struct ks_txn *txn, size_t want)
 
 	if (txn->buf && txn->cap >= want)
 		return 0;
+	if (!txn->buf && txn->mode != KS_TXN_APPEND && txn->base->len > want)
+		want = txn->base->len;
 	cap = txn->cap ? txn->cap : 64;
 	while (cap < want)
 		cap *= 2;
@@ -412,6 +415,8 @@ int ks_txn_truncate(struct ks_txn *txn, off_t len)
 		if (txn->len > (size_t)len)
 			txn->len = (size_t)len;
 		txn->set_len = len;
+		if (txn->keep_len < 0 || len < txn->keep_len)
+			txn->keep_len = len;
 	} else {
 		err = own_page(txn, (size_t)len);
 		if (!err) {
@@ -493,7 +498,7 @@ struct ks_page *ks_txn_build_page(struct ks_txn *txn, const struct ks_page *cur,
 	if (!page)
 		return NULL;
 	{
-		size_t keep = txn->set_len >= 0 ? (size_t)txn->set_len : len;
+		size_t keep = txn->keep_len >= 0 ? (size_t)txn->keep_len : len;
 
 		if (keep > cur->len)
 			keep = cur->len;
@@ -515,6 +520,7 @@ void ks_txn_rebase(struct ks_txn *txn, struct ks_page *page)
 	txn->buf = txn->mask = NULL;
 	txn->len = txn->cap = 0;
 	txn->set_len = -1;
+	txn->keep_len = -1;
 	txn->written = false;
 }
 
@@ -550,8 +556,7 @@ int ks_txn_commit(struct ks_txn *txn, uint64_t *version)
 	}
 	v = cur->version;
 	if (txn->written && txn->mode == KS_TXN_APPEND &&
-	    txn->len > eng->cfg.max_size - (txn->set_len >= 0 &&
-					    (size_t)txn->set_len < cur->len
+	    txn->len > eng->cfg.max_size - (txn->set_len >= 0
 					    ? (size_t)txn->set_len : cur->len)) {
 		err = EFBIG;
 		goto out;
