@@ -10,6 +10,10 @@ NACC=5
 BAL=100
 TOTAL=500
 
+setup() {
+	ks_mount
+}
+
 bank() {
 	timeout -k 5 300 python3 "$KS_TOOLS/issue5/bank.py" "$@"
 }
@@ -83,7 +87,7 @@ crash() {
 	local pid=$KS_PID
 	KS_PID=
 	kill -KILL "$pid"
-	wait "$pid" || true
+	wait "$pid" 2>/dev/null || true
 }
 
 detach() {

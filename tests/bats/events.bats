@@ -23,7 +23,7 @@ def sh(cmd):
 events_py() {
 	local body
 	body=$(cat)
-	KS_PY_TIMEOUT=${KS_PY_TIMEOUT:-180} ks_py "$MNT" <<<"$PY_PRELUDE$body"
+	KS_PY_TIMEOUT=${KS_PY_TIMEOUT:-180} ks_py "$MNT" "$@" <<<"$PY_PRELUDE$body"
 }
 
 @test ".events: create, commit and delete lines, in order" {
@@ -197,50 +197,79 @@ events_py() {
 	EOF
 }
 
-@test ".events: a reader that stops reading gets 'overflow', then the newest events" {
+# burst_then_read N MARKER: opens .events, does not read it while N commits
+# of s happen (and MARKER, if not empty, is created), then reads.
+OVERFLOW_PY='n = int(sys.argv[2])
+marker = sys.argv[3]
+r = EventReader(mnt, start=False)   # opened, but not read
+out = subprocess.run([sys.executable,
+      os.path.join(os.environ["KS_TOOLS"], "issue5", "burst.py"),
+      mnt + "/s", str(n)], stdout=subprocess.PIPE, timeout=500)
+check(out.returncode == 0, "the writer failed")
+final = int(out.stdout)
+check(final == n, "version %d after %d commits" % (final, n))
+if marker:
+    sh("mkdir \"$1/%s\"" % marker)
+r.start()
+def check_run(lines):
+    """Between overflow lines nothing is missing."""
+    prev = None
+    for l in lines:
+        if l == "overflow":
+            prev = None
+            continue
+        w = l.split()
+        if w[0] == "create":
+            continue
+        check(len(w) == 3 and w[:2] == ["commit", "s"], "line %r" % l)
+        v = int(w[2])
+        if prev is not None and v != prev + 1:
+            fail("version %d after %d with no overflow between" % (v, prev))
+        prev = v
+    return prev
+'
+
+@test ".events: a reader that stops reading gets 'overflow', then continues with newer events" {
 	mkdir "$MNT/s"
-	KS_PY_TIMEOUT=600 events_py <<-'EOF'
-		n = 30000
-		r = EventReader(mnt, start=False)   # opened, but not read
-		out = subprocess.run([sys.executable,
-		      os.path.join(os.environ["KS_TOOLS"], "issue5", "burst.py"),
-		      mnt + "/s", str(n)], stdout=subprocess.PIPE, timeout=500)
-		check(out.returncode == 0, "the writer failed")
-		final = int(out.stdout)
-		check(final == n, "version %d after %d commits" % (final, n))
-		sh('mkdir "$1/marker"')
-		r.start()
-		lines = []
-		while True:
-		    lines.append(r.line())
-		    if lines[-1] == "create marker":
-		        break
-		    check(len(lines) <= n + 10, "more lines than events")
-		check("overflow" in lines, "no 'overflow' line among %d lines (first %r, last %r)"
-		      % (len(lines), lines[:3], lines[-3:]))
-		check(len(lines) < n, "all %d events were kept for a reader that did not read"
-		      % len(lines))
-		# Between overflow lines, nothing is missing; the newest are there.
-		prev = None
-		for l in lines[:-1]:
-		    if l == "overflow":
-		        prev = None
-		        continue
-		    w = l.split()
-		    check(len(w) == 3 and w[:2] == ["commit", "s"], "line %r" % l)
-		    v = int(w[2])
-		    check(prev is None or v == prev + 1, "version %d after %d with no overflow"
-		          " between" % (v, prev))
-		    prev = v
-		check(prev == final, "the last commit seen is %r, expected the newest, %d"
-		      % (prev, final))
-		# And it goes on as usual.
-		sh('echo x > "$1/s/data"')
-		got = r.line()
-		check(got == "commit s %d" % (final + 1), "after catching up: %r" % got)
-		print("%d lines; overflow at %r" % (len(lines),
-		      [i for i, l in enumerate(lines) if l == "overflow"][:5]))
-	EOF
+	KS_PY_TIMEOUT=600 events_py 30000 "" <<<"$OVERFLOW_PY"'
+lines = []
+while "overflow" not in lines:
+    lines.append(r.line())
+    check(len(lines) <= n, "no overflow line among the first %d lines" % n)
+check(len(lines) < n, "%d events were kept for a reader that did not read"
+      % (len(lines) - 1))
+check_run(lines)
+# Now it reads on: newer events come.
+sh("echo x > \"$1/s/data\"")
+want = "commit s %d" % (final + 1)
+while lines[-1] != want:
+    lines.append(r.line())
+    check(len(lines) <= n + 10, "more lines than events")
+check_run(lines)
+print("%d lines; overflow at %r" % (len(lines),
+      [i for i, l in enumerate(lines) if l == "overflow"][:5]))
+'
+}
+
+@test ".events: after 'overflow' a slow reader gets the newest events, made before it read again" {
+	# SPEC 6: "A reader too slow to keep up gets a line overflow and
+	# continues with the newest": the last events before it resumed reading
+	# (the creation of marker) are among the newest.
+	mkdir "$MNT/s"
+	KS_PY_TIMEOUT=600 events_py 30000 marker <<<"$OVERFLOW_PY"'
+lines = []
+while True:
+    lines.append(r.line(what="after %d lines (%r ... %r); waiting for create marker"
+                       % (len(lines), lines[:2], lines[-2:])))
+    if lines[-1] == "create marker":
+        break
+    check(len(lines) <= n + 10, "more lines than events")
+check("overflow" in lines, "no overflow line among %d lines" % len(lines))
+check(len(lines) < n, "all %d events kept for a reader that did not read" % len(lines))
+last = check_run(lines)
+check(last == final, "the last commit seen before create marker is %r, expected"
+      " the newest, %d" % (last, final))
+'
 }
 
 @test ".events: the shell idiom while read -r what name version ... < .events" {

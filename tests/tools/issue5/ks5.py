@@ -189,14 +189,14 @@ class EventReader:
                 line, buf = buf.split(b"\n", 1)
                 self.q.put(("line", line.decode()))
 
-    def line(self, timeout=20.0):
+    def line(self, timeout=20.0, what=""):
         """The next line (without the newline); fails the test after
-        TIMEOUT seconds without one."""
+        TIMEOUT seconds without one (saying WHAT was awaited)."""
         import queue
         try:
             kind, val = self.q.get(timeout=timeout)
         except queue.Empty:
-            fail("no .events line within %gs" % timeout)
+            fail("no .events line within %gs%s" % (timeout, what and ": " + what))
         if kind == "error":
             fail("read(.events) failed: %s" % val)
         if kind == "eof":
