@@ -56,8 +56,7 @@ struct kstate_txn {
 	char name[64];       /* its name in the state directory */
 	char *buf;           /* the page the caller edits */
 	size_t len, cap;
-	char *orig;          /* the page as it began, to detect "unchanged" */
-	size_t orig_len;
+	size_t orig_len;     /* the file's length, to know when to truncate */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -414,10 +413,6 @@ EXPORT struct kstate_txn *kstate_start_transaction(struct kstate *s)
 	if (len < 0)
 		goto fail;
 	t->len = t->orig_len = (size_t)len;
-	t->orig = malloc(t->len ? t->len : 1);
-	if (!t->orig)
-		goto fail;
-	memcpy(t->orig, t->buf, t->len);
 	return t;
 
 fail:
@@ -448,7 +443,6 @@ EXPORT int kstate_set_length(struct kstate_txn *t, size_t length)
 static void txn_free(struct kstate_txn *t)
 {
 	free(t->buf);
-	free(t->orig);
 	free(t);
 }
 
@@ -457,14 +451,12 @@ EXPORT int kstate_commit(struct kstate_txn *t)
 	int dirfd = t->state->dirfd;
 	int err = 0;
 
-	/* An unchanged page is not written: the rename then only checks
-	 * that the base is still current, and commits nothing. */
-	if (t->len != t->orig_len || memcmp(t->buf, t->orig, t->len) != 0) {
-		if (t->len < t->orig_len && ftruncate(t->fd, (off_t)t->len) < 0)
-			err = errno;
-		if (!err && write_all(t->fd, t->buf, t->len) < 0)
-			err = errno;
-	}
+	/* Always written, even if unchanged: a commit is a new version,
+	 * which is what `kstate set` and anyone waiting for it expect. */
+	if (t->len < t->orig_len && ftruncate(t->fd, (off_t)t->len) < 0)
+		err = errno;
+	if (!err && write_all(t->fd, t->buf, t->len) < 0)
+		err = errno;
 	/* Close before the rename: close flushes anything the kernel still
 	 * caches and reports write errors (EFBIG) that must stop the commit. */
 	if (close(t->fd) < 0 && !err)

@@ -87,9 +87,10 @@ size_t kstate_get_length(const struct kstate_txn *txn);
 int kstate_set_length(struct kstate_txn *txn, size_t length);
 
 /* Commits: 0 if nobody committed since the transaction began, and the page
- * becomes the state's new version (if the page is unchanged, nothing is
- * written and the version stays).  Otherwise -1 with errno EAGAIN, or
- * another errno.  The transaction is over either way: TXN is freed. */
+ * becomes the state's next version (even if unchanged).  Otherwise -1 with
+ * errno EAGAIN, or another errno (EFBIG: the page is too large), and the
+ * state is as it was.  The transaction is over either way: TXN is freed and
+ * its file removed. */
 int kstate_commit(struct kstate_txn *txn);
 
 /* Throws the transaction away and frees TXN. */

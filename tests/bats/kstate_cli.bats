@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # SPEC 7: the kstate command, on a real mount.
 
+bats_require_minimum_version 1.5.0
 load helpers
 
 setup() {
@@ -93,7 +94,7 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 	assert_file "$S/data" '1\n'
 	assert_version "$S" 1
 	no_txn_files "$S"
-	run kstate update "$S" -- "$BATS_TEST_TMPDIR/no-such-command"
+	run -127 kstate update "$S" -- "$BATS_TEST_TMPDIR/no-such-command"
 	assert_eq "$status" 127
 	assert_contains "$output" "no-such-command: No such file or directory"
 	no_txn_files "$S"
@@ -101,13 +102,15 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 
 @test "update: 4 concurrent incrementers reach the exact count" {
 	kstate set "$S" 0
-	local i j errors=$BATS_TEST_TMPDIR/errors
+	local i j errors=$BATS_TEST_TMPDIR/errors pids=()
 	for ((j = 0; j < 4; j++)); do
 		for ((i = 0; i < 50; i++)); do
 			kstate update "$S" -- sh -c "$INCR" || echo "update failed"
 		done >>"$errors" 2>&1 &
+		pids+=($!)
 	done
-	wait
+	# Not a bare wait: the daemon is a background job of this shell too.
+	wait "${pids[@]}"
 	assert_eq "$(cat "$errors")" ""
 	assert_file "$S/data" '200\n'
 	assert_version "$S" 201
@@ -153,10 +156,11 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 @test "wait: a commit ends the wait, and the new version is printed" {
 	kstate set "$S" a
 	(sleep 0.3; "$KSTATE" set "$S" b) &
+	local pid=$!
 	run kstate wait "$S" --timeout 20
 	assert_eq "$status" 0
 	assert_eq "$output" 2
-	wait
+	wait "$pid"
 }
 
 @test "wait --timeout: status 1 when nothing happens, after the timeout" {
@@ -190,9 +194,10 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 			sleep 0.3
 		done
 	) &
+	local pid=$!
 	run kstate when "$S" --timeout 20 -- sh -c "echo run >>$runs; read -r n; [ \"\$n\" -ge 3 ]"
 	assert_eq "$status" 0
-	wait
+	wait "$pid"
 	# 0, then 1, 2, 3 (some may coalesce), never in a loop while nothing
 	# changes.
 	local n

@@ -54,11 +54,12 @@ setup() {
 
 	# C and shell writers on one counter: 3 programs and the shell loop of
 	# SPEC 4.3, 20 increments each, lose nothing.
-	local s=$MNT/hits i j
+	local s=$MNT/hits i j pids=()
 	for ((j = 0; j < 3; j++)); do
 		for ((i = 0; i < 20; i++)); do
 			LD_LIBRARY_PATH=$lib "$BATS_TEST_TMPDIR/counter" "$s" >/dev/null || echo FAILED
 		done &
+		pids+=($!)
 	done
 	for ((i = 0; i < 20; i++)); do
 		until
@@ -70,7 +71,7 @@ setup() {
 			rm -f "$s/t.$$"
 		done
 	done
-	wait
+	wait "${pids[@]}"
 	assert_file "$s/data" '81\n'
 	assert_version "$s" 81
 }
