@@ -158,6 +158,9 @@ void ks_engine_stats(struct ks_engine *eng, struct ks_engine_stats *out)
 	out->states = eng->nstates;
 	pthread_rwlock_unlock(&eng->table_lock);
 	out->txns = atomic_load_explicit(&eng->txns, memory_order_relaxed);
+	pthread_mutex_lock(&eng->multi_lock);
+	out->txns += eng->nmultis;
+	pthread_mutex_unlock(&eng->multi_lock);
 	out->commits = atomic_load_explicit(&eng->commits,
 					    memory_order_relaxed);
 	out->conflicts = atomic_load_explicit(&eng->conflicts,

@@ -72,9 +72,10 @@ size_t ks_events_read(struct ks_events *ev, uint64_t *cursor, char *buf,
 
 	pthread_mutex_lock(&ev->lock);
 	if (ev->next - *cursor > ev->cap) {
-		/* Overwritten before this reader got to them. */
-		ev->dropped += ev->next - *cursor;
-		*cursor = ev->next;
+		/* Overwritten before this reader got to them: it goes on
+		 * with the newest events, those the ring still holds. */
+		ev->dropped += ev->next - ev->cap - *cursor;
+		*cursor = ev->next - ev->cap;
 		if (len >= sizeof(overflow) - 1) {
 			memcpy(buf, overflow, sizeof(overflow) - 1);
 			used = sizeof(overflow) - 1;

@@ -2,7 +2,8 @@
  * The event stream behind .events: a bounded ring of text lines, shared by
  * every reader.  A reader is a cursor (a sequence number); one that falls
  * more than the ring's capacity behind gets an `overflow` line and goes on
- * with the newest events, so memory stays bounded whatever the readers do.
+ * with the newest events (the ring's whole content, oldest first), so
+ * memory stays bounded whatever the readers do.
  */
 #ifndef KSTATEFS_CORE_EVENTS_H
 #define KSTATEFS_CORE_EVENTS_H
@@ -36,7 +37,7 @@ uint64_t ks_events_end(struct ks_events *ev);
 /* Copies whole lines after *cursor into buf (at most len bytes; at least
  * one line if len allows it), advancing *cursor.  Returns the bytes copied:
  * 0 when nothing is pending.  A reader that fell behind gets "overflow\n"
- * and its cursor moves to the end. */
+ * and its cursor moves to the oldest event still held. */
 size_t ks_events_read(struct ks_events *ev, uint64_t *cursor, char *buf,
 		      size_t len);
 bool ks_events_pending(struct ks_events *ev, uint64_t cursor);

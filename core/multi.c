@@ -380,8 +380,10 @@ int ks_multi_commit(struct ks_multi *m)
 		free(versions);
 		return ENOMEM;
 	}
-	memcpy(mb, m->members, n * sizeof(*mb));
-	qsort(mb, n, sizeof(*mb), by_state_id);
+	if (n) {
+		memcpy(mb, m->members, n * sizeof(*mb));
+		qsort(mb, n, sizeof(*mb), by_state_id);
+	}
 	for (size_t i = 0; i < n; i++)
 		pthread_mutex_lock(&mb[i].txn->lock);
 	for (size_t i = 0; i < n; i++)

@@ -1425,8 +1425,10 @@ static int list_dir(struct ks_log *log, struct nums *segs, struct nums *snaps)
 			unlinkat(log->dirfd, de->d_name, 0);
 	}
 	closedir(d);
-	qsort(segs->v, segs->n, sizeof(uint64_t), cmp_u64);
-	qsort(snaps->v, snaps->n, sizeof(uint64_t), cmp_u64);
+	if (segs->n)
+		qsort(segs->v, segs->n, sizeof(uint64_t), cmp_u64);
+	if (snaps->n)
+		qsort(snaps->v, snaps->n, sizeof(uint64_t), cmp_u64);
 	return err;
 }
 

@@ -42,7 +42,9 @@ static void fh_free(struct ks_daemon *d, struct ks_fh *fh)
 		poll_remove(d, poll_key(fh), fh);
 	if (fh->kind == FH_EVENTS)
 		events_release(d, fh);
+	pthread_mutex_lock(&fh->lock);   /* a last reply may still be going */
 	free(fh->stats);
+	pthread_mutex_unlock(&fh->lock);
 	if (fh->kind != FH_NOTIFY && fh->inode->st)
 		ks_state_close_file(fh->inode->st);
 	ks_page_unref(fh->pinned);
@@ -316,6 +318,8 @@ static void read_stats(fuse_req_t req, struct ks_fh *fh, size_t size,
 		if (n > size)
 			n = size;
 	}
+	/* The reply is made under the lock that release takes before it
+	 * frees the text. */
 	fuse_reply_buf(req, n ? fh->stats + off : NULL, n);
 	pthread_mutex_unlock(&fh->lock);
 }

@@ -158,6 +158,7 @@ void ks_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct ks_fh *fh = fh_of(fi);
 	size_t start = (size_t)off, end = start;
+	char *copy;
 
 	if (off < 0 || start > fh->listing_len) {
 		fuse_reply_buf(req, NULL, 0);
@@ -171,7 +172,17 @@ void ks_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			break;
 		end = fh->ends[i];
 	}
-	fuse_reply_buf(req, fh->listing + start, end - start);
+	/* Reply from a copy: once the kernel has the reply, the reader may
+	 * close the directory and releasedir free the listing while
+	 * fuse_reply_buf (or a sanitizer watching it) still looks at it. */
+	copy = malloc(end - start + 1);
+	if (!copy) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(copy, fh->listing + start, end - start);
+	fuse_reply_buf(req, copy, end - start);
+	free(copy);
 }
 
 void ks_op_releasedir(fuse_req_t req, fuse_ino_t ino,
