@@ -1,0 +1,231 @@
+/*
+ * Commits per second, and the baselines they are compared with.
+ *
+ *   bench_commit [-t SECONDS] [-r ROUNDS] [-s PAGE] NAME=MODE:PATH[:THREADS]...
+ *
+ * PATH is a state directory (a plain directory on tmpfs or disk), created
+ * if missing; with THREADS > 1, thread i works on PATH<i>.  Modes:
+ *
+ *   rename  open(txn, O_CREAT|O_TRUNC), write the page, close,
+ *           rename(txn, data): the commit of SPEC 4.3
+ *   fsync   pwrite(data, page, 0) + fsync on data opened once O_WRONLY|
+ *           O_TRUNC: every fsync commits (SPEC 4.1)
+ *   stat    fstat of an open transaction file: a FUSE round trip that does
+ *           nothing (transaction attributes are never cached)
+ *   poll    poll(timeout 0) of an open data file: the same, by FUSE_POLL
+ *   raw     write the bytes of one store record (page + 48) with pwrite,
+ *           then fdatasync, into blocks the file already has (a ring of
+ *           8 MiB written at setup): what a durable commit cannot beat
+ *   append  the same, appending: each fdatasync also commits a new size
+ *   txn1    a transaction over one state by .txn/ (SPEC 5): mkdir .txn/T,
+ *           write the page to .txn/T/m1, mv .txn/T .commit/ (PATH is the
+ *           mount)
+ *   txn2    the same over two states, m1 and m2
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct ctx {
+	int dirfd;
+	int fd;
+	size_t size;
+	unsigned char *page;
+	uint64_t n;
+	off_t off;
+	off_t ring;          /* raw: the size of the ring, 0 to append */
+	int members;
+};
+
+static struct ctx *ctx_new(const char *path, const struct bench_opts *o,
+			   size_t size)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+
+	CHECK(c, "calloc");
+	bench_mkdir(path);
+	c->dirfd = open(path, O_RDONLY | O_DIRECTORY);
+	CHECK(c->dirfd >= 0, "open %s", path);
+	c->fd = -1;
+	c->size = size;
+	c->page = bench_page(size, 0);
+	(void)o;
+	return c;
+}
+
+static void *rename_setup(const char *path, const struct bench_opts *o)
+{
+	return ctx_new(path, o, o->page);
+}
+
+static void rename_op(void *arg)
+{
+	struct ctx *c = arg;
+	int fd = openat(c->dirfd, "txn", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	CHECK(fd >= 0, "open txn");
+	c->page[0] = (unsigned char)c->n++;
+	CHECK(write(fd, c->page, c->size) == (ssize_t)c->size, "write txn");
+	CHECK(close(fd) == 0, "close txn");
+	CHECK(renameat(c->dirfd, "txn", c->dirfd, "data") == 0,
+	      "rename txn data");
+}
+
+static void *fsync_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = ctx_new(path, o, o->page);
+
+	c->fd = openat(c->dirfd, "data", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	CHECK(c->fd >= 0, "open %s/data", path);
+	return c;
+}
+
+static void fsync_op(void *arg)
+{
+	struct ctx *c = arg;
+
+	c->page[0] = (unsigned char)c->n++;
+	CHECK(pwrite(c->fd, c->page, c->size, 0) == (ssize_t)c->size,
+	      "pwrite data");
+	CHECK(fsync(c->fd) == 0, "fsync data");
+}
+
+static void *stat_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = ctx_new(path, o, 0);
+
+	c->fd = openat(c->dirfd, "noop", O_RDWR | O_CREAT, 0644);
+	CHECK(c->fd >= 0, "open %s/noop", path);
+	return c;
+}
+
+static void stat_op(void *arg)
+{
+	struct ctx *c = arg;
+	struct stat st;
+
+	CHECK(fstat(c->fd, &st) == 0, "fstat");
+}
+
+static void *poll_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = ctx_new(path, o, 0);
+
+	c->fd = openat(c->dirfd, "data", O_RDONLY);
+	CHECK(c->fd >= 0, "open %s/data", path);
+	return c;
+}
+
+static void poll_op(void *arg)
+{
+	struct ctx *c = arg;
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+	CHECK(poll(&p, 1, 0) == 1, "poll data");
+}
+
+/* The record header and commit time the store adds to a page. */
+#define RECORD_OVERHEAD 48
+
+#define RING (8 << 20)
+
+static void *append_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = ctx_new(path, o, o->page + RECORD_OVERHEAD);
+
+	c->fd = openat(c->dirfd, "raw", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	CHECK(c->fd >= 0, "open %s/raw", path);
+	return c;
+}
+
+static void *raw_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = append_setup(path, o);
+	unsigned char *ring = calloc(1, RING);
+
+	CHECK(ring, "calloc");
+	CHECK(write(c->fd, ring, RING) == RING, "write %s/raw", path);
+	CHECK(fsync(c->fd) == 0, "fsync %s/raw", path);
+	c->ring = RING;
+	free(ring);
+	return c;
+}
+
+static void raw_op(void *arg)
+{
+	struct ctx *c = arg;
+
+	c->page[0] = (unsigned char)c->n++;
+	CHECK(pwrite(c->fd, c->page, c->size, c->off) == (ssize_t)c->size,
+	      "pwrite raw");
+	CHECK(fdatasync(c->fd) == 0, "fdatasync raw");
+	c->off += (off_t)c->size;
+	if (c->ring && c->off + (off_t)c->size > c->ring)
+		c->off = 0;
+}
+
+static void *txn_setup(const char *path, const struct bench_opts *o,
+		       int members)
+{
+	struct ctx *c = ctx_new(path, o, o->page);
+
+	c->members = members;
+	CHECK(mkdirat(c->dirfd, "m1", 0755) == 0 || errno == EEXIST, "mkdir m1");
+	CHECK(mkdirat(c->dirfd, "m2", 0755) == 0 || errno == EEXIST, "mkdir m2");
+	return c;
+}
+
+static void *txn1_setup(const char *path, const struct bench_opts *o)
+{
+	return txn_setup(path, o, 1);
+}
+
+static void *txn2_setup(const char *path, const struct bench_opts *o)
+{
+	return txn_setup(path, o, 2);
+}
+
+static void txn_op(void *arg)
+{
+	static const char *const member[] = { ".txn/T/m1", ".txn/T/m2" };
+	struct ctx *c = arg;
+
+	CHECK(mkdirat(c->dirfd, ".txn/T", 0755) == 0, "mkdir .txn/T");
+	c->page[0] = (unsigned char)c->n++;
+	for (int i = 0; i < c->members; i++) {
+		int fd = openat(c->dirfd, member[i], O_WRONLY | O_TRUNC);
+
+		CHECK(fd >= 0, "open %s", member[i]);
+		CHECK(write(fd, c->page, c->size) == (ssize_t)c->size,
+		      "write %s", member[i]);
+		CHECK(close(fd) == 0, "close %s", member[i]);
+	}
+	CHECK(renameat(c->dirfd, ".txn/T", c->dirfd, ".commit/T") == 0,
+	      "mv .txn/T .commit/");
+}
+
+static const struct bench_rate_mode modes[] = {
+	{ "rename", rename_setup, rename_op },
+	{ "fsync", fsync_setup, fsync_op },
+	{ "stat", stat_setup, stat_op },
+	{ "poll", poll_setup, poll_op },
+	{ "raw", raw_setup, raw_op },
+	{ "append", append_setup, raw_op },
+	{ "txn1", txn1_setup, txn_op },
+	{ "txn2", txn2_setup, txn_op },
+	{ NULL, NULL, NULL },
+};
+
+int main(int argc, char **argv)
+{
+	return bench_rates(argc, argv, modes,
+			   "[-t SECONDS] [-r ROUNDS] [-s PAGE] "
+			   "NAME=rename|fsync|stat|poll|raw|append|txn1|txn2:PATH"
+			   "[:THREADS]...");
+}
