@@ -9,9 +9,11 @@
  * daemon recognises the thread by its id and makes the write a no-op.
  *
  * It must be a thread that serves no FUSE requests (its writes are served
- * by the others).  Commits only mark their state pending; a burst of
- * commits to one state makes as few writes as the thread can keep up with,
- * and the last commit is always followed by one.
+ * by the others).  Commits only mark their state pending, and the thread
+ * takes what is pending at most once per BATCH_INTERVAL: under a stream of
+ * commits each write (three requests: open, write, release) then serves
+ * every commit of that interval, and the last commit is always followed by
+ * one, at most BATCH_INTERVAL later.
  */
 #include "daemon.h"
 
@@ -21,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
+
+#define BATCH_INTERVAL_NS 1000000L   /* 1 ms */
 
 /* One version file to touch: a state's, or one of its views'. */
 struct job {
@@ -64,10 +69,19 @@ static void touch_version(struct ks_daemon *d, const struct job *job)
 	close(fd);
 }
 
+/* Sleeps until `until` (CLOCK_MONOTONIC) unless stopped; n->lock held. */
+static void wait_until(struct ks_notifier *n, const struct timespec *until)
+{
+	while (!n->stop &&
+	       pthread_cond_timedwait(&n->cond, &n->lock, until) != ETIMEDOUT)
+		;
+}
+
 static void *notifier_main(void *arg)
 {
 	struct ks_daemon *d = arg;
 	struct ks_notifier *n = d->notifier;
+	struct timespec next = { 0, 0 };
 	struct u64map batch;
 
 	atomic_store(&n->tid, (int)syscall(SYS_gettid));
@@ -75,8 +89,16 @@ static void *notifier_main(void *arg)
 	for (;;) {
 		while (!n->stop && n->pending.len == 0)
 			pthread_cond_wait(&n->cond, &n->lock);
+		/* Let the commits of this interval gather into one write. */
+		wait_until(n, &next);
 		if (n->stop)
 			break;
+		clock_gettime(CLOCK_MONOTONIC, &next);
+		next.tv_nsec += BATCH_INTERVAL_NS;
+		if (next.tv_nsec >= 1000000000L) {
+			next.tv_sec++;
+			next.tv_nsec -= 1000000000L;
+		}
 		batch = n->pending;
 		u64map_init(&n->pending);
 		pthread_mutex_unlock(&n->lock);
@@ -105,7 +127,14 @@ int notifier_start(struct ks_daemon *d)
 	if (!n)
 		return ENOMEM;
 	pthread_mutex_init(&n->lock, NULL);
-	pthread_cond_init(&n->cond, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&n->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	u64map_init(&n->pending);
 	d->notifier = n;
 	err = pthread_create(&n->thread, NULL, notifier_main, d);
