@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -399,6 +400,12 @@ int main(int argc, char *argv[])
 		status = EXIT_USAGE;
 		goto out_engine;
 	}
+	/* A shell starts background jobs with SIGINT ignored, and libfuse
+	 * only takes over signals left at their default: SIGINT and SIGTERM
+	 * must unmount however the daemon was started. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
 	if (fuse_set_signal_handlers(d.se) != 0)
 		goto out_session;
 	if (fuse_session_mount(d.se, cl.mountpoint) != 0)
