@@ -180,13 +180,13 @@ void poll_wake(struct ks_daemon *d, uint64_t key, uint64_t version);
 unsigned poll_waiting(struct ks_daemon *d);
 
 /* notifier.c: makes inotify events by writing to version through the
- * mount, from a thread that serves no requests. */
+ * mount, from a child process that serves no requests. */
 int notifier_start(struct ks_daemon *d);
 /* view: NULL for the state's own version, else the view's PERIOD name. */
 void notifier_post(struct ks_daemon *d, struct ks_state *st,
 		   const char *view, uint64_t key);
 void notifier_stop(struct ks_daemon *d);
-bool notifier_is_self(struct ks_daemon *d, pid_t tid);
+bool notifier_is_self(struct ks_daemon *d, pid_t pid);
 
 /* events.c: .events and .stats */
 void events_open(struct ks_daemon *d, struct ks_fh *fh, int flags);

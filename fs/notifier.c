@@ -3,17 +3,24 @@
  *
  * The kernel makes inotify events only for operations that pass through
  * the VFS, and a commit by fsync, close or another state's transaction is
- * the daemon's own doing.  So after every commit this thread opens the
- * state's `version` through the mount and writes to it: the kernel then
- * reports IN_MODIFY and IN_CLOSE_WRITE on `version` to its watchers.  The
- * daemon recognises the thread by its id and makes the write a no-op.
+ * the daemon's own doing.  So after every commit the state's `version` is
+ * opened through the mount and written to: the kernel then reports
+ * IN_MODIFY and IN_CLOSE_WRITE on `version` to its watchers.  The daemon
+ * recognises the writer by its process id and makes the write a no-op.
  *
- * It must be a thread that serves no FUSE requests (its writes are served
- * by the others).  Commits only mark their state pending, and the thread
- * takes what is pending at most once per BATCH_INTERVAL: under a stream of
- * commits each write (three requests: open, write, release) then serves
- * every commit of that interval, and the last commit is always followed by
- * one, at most BATCH_INTERVAL later.
+ * The writes come from a small child process, the toucher, fed paths
+ * through a pipe by the notifier thread.  Not from a thread of the daemon:
+ * a thread waiting in a request to its own mount when the daemon is killed
+ * (kill -9) never returns, the daemon never finishes dying, /dev/fuse is
+ * never closed, and the mount hangs for everyone.  A child's request is
+ * aborted when the daemon's /dev/fuse closes, and the child then exits at
+ * the end of the pipe.
+ *
+ * Commits only mark their state pending, and the notifier takes what is
+ * pending at most once per BATCH_INTERVAL: under a stream of commits each
+ * write (three requests: open, write, release) then serves every commit of
+ * that interval, and the last commit is always followed by one, at most
+ * BATCH_INTERVAL later.
  */
 #include "daemon.h"
 
@@ -22,7 +29,10 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,15 +50,17 @@ struct ks_notifier {
 	pthread_cond_t cond;
 	struct u64map pending;   /* key -> struct job */
 	bool stop;
-	atomic_int tid;
+	pid_t toucher;           /* the child that writes to version */
+	int pipe_fd;             /* its paths, each ending in a NUL */
 };
 
-/* Opens by full path each time: a descriptor kept open on the mount would
- * make `fusermount3 -u` fail with EBUSY. */
-static void touch_version(struct ks_daemon *d, const struct job *job)
+/* Sends the path of a version file to the toucher. */
+static void send_path(struct ks_daemon *d, const struct job *job)
 {
 	char name[KS_NAME_MAX + 1], path[PATH_MAX];
-	int fd, n;
+	const char *p = path;
+	size_t left;
+	int n;
 
 	if (!ks_state_name(job->st, name))
 		return;
@@ -58,15 +70,86 @@ static void touch_version(struct ks_daemon *d, const struct job *job)
 	else
 		n = snprintf(path, sizeof(path), "%s/%s/version",
 			     d->mountpoint, name);
-	if (n >= (int)sizeof(path))
+	if (n < 0 || n >= (int)sizeof(path))
 		return;
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return; /* renamed or deleted meanwhile: nobody to tell */
-	if (write(fd, "", 1) < 0) {
-		/* Nothing to recover: the next commit tries again. */
+	for (left = (size_t)n + 1; left;) {
+		ssize_t w = write(d->notifier->pipe_fd, p, left);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* the toucher is gone: nobody to tell */
+		p += w;
+		left -= (size_t)w;
 	}
-	close(fd);
+}
+
+/* The toucher: opens each path it is sent, writes a byte, closes.  By full
+ * path each time: a descriptor kept open on the mount would make
+ * `fusermount3 -u` fail with EBUSY. */
+static void touch_paths(int in)
+{
+	char buf[2 * PATH_MAX];
+	size_t have = 0;
+
+	for (;;) {
+		ssize_t r = read(in, buf + have, sizeof(buf) - have);
+		size_t start = 0;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			_exit(0);
+		have += (size_t)r;
+		for (size_t i = 0; i < have; i++) {
+			int fd;
+
+			if (buf[i])
+				continue;
+			fd = open(buf + start, O_WRONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				/* Only the event matters; errors too. */
+				if (write(fd, "", 1) < 0)
+					(void)0;
+				close(fd);
+			}
+			start = i + 1;
+		}
+		memmove(buf, buf + start, have - start);
+		have -= start;
+		if (have == sizeof(buf))
+			have = 0; /* no path is that long: drop it */
+	}
+}
+
+static pid_t start_toucher(int *pipe_out)
+{
+	int p[2];
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC))
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		/* Keep nothing of the daemon's: not /dev/fuse (the kernel
+		 * must see it close when the daemon dies), not the store's
+		 * lock. */
+		if (dup2(p[0], 3) < 0)
+			_exit(1);
+		syscall(SYS_close_range, 4U, ~0U, 0U);
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+		touch_paths(3);
+	}
+	close(p[0]);
+	*pipe_out = p[1];
+	return pid;
 }
 
 /* Sleeps until `until` (CLOCK_MONOTONIC) unless stopped; n->lock held. */
@@ -84,7 +167,6 @@ static void *notifier_main(void *arg)
 	struct timespec next = { 0, 0 };
 	struct u64map batch;
 
-	atomic_store(&n->tid, (int)syscall(SYS_gettid));
 	pthread_mutex_lock(&n->lock);
 	for (;;) {
 		while (!n->stop && n->pending.len == 0)
@@ -108,7 +190,7 @@ static void *notifier_main(void *arg)
 
 			if (!job)
 				continue;
-			touch_version(d, job);
+			send_path(d, job);
 			ks_state_unref(job->st);
 			free(job);
 		}
@@ -136,9 +218,17 @@ int notifier_start(struct ks_daemon *d)
 		pthread_condattr_destroy(&ca);
 	}
 	u64map_init(&n->pending);
+	n->toucher = start_toucher(&n->pipe_fd);
+	if (n->toucher < 0) {
+		err = errno;
+		free(n);
+		return err;
+	}
 	d->notifier = n;
 	err = pthread_create(&n->thread, NULL, notifier_main, d);
 	if (err) {
+		close(n->pipe_fd);
+		waitpid(n->toucher, NULL, 0);
 		d->notifier = NULL;
 		free(n);
 	}
@@ -174,9 +264,9 @@ void notifier_post(struct ks_daemon *d, struct ks_state *st,
 	pthread_mutex_unlock(&n->lock);
 }
 
-bool notifier_is_self(struct ks_daemon *d, pid_t tid)
+bool notifier_is_self(struct ks_daemon *d, pid_t pid)
 {
-	return d->notifier && atomic_load(&d->notifier->tid) == (int)tid;
+	return d->notifier && d->notifier->toucher == pid;
 }
 
 void notifier_stop(struct ks_daemon *d)
@@ -190,6 +280,9 @@ void notifier_stop(struct ks_daemon *d)
 	pthread_cond_signal(&n->cond);
 	pthread_mutex_unlock(&n->lock);
 	pthread_join(n->thread, NULL);
+	/* The end of the pipe ends the toucher. */
+	close(n->pipe_fd);
+	waitpid(n->toucher, NULL, 0);
 	for (size_t i = 0; i < n->pending.cap; i++) {
 		struct job *job = n->pending.vals[i];
 
