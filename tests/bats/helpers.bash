@@ -243,7 +243,7 @@ ks_unmount() {
 ks_daemon_pid() {
 	local p cmd
 	for p in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
 		case $cmd in
 		*kstatefs*" $1 "*) echo "${p#/proc/}"; return 0 ;;
 		esac
