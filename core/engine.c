@@ -131,12 +131,11 @@ void ks_commit_line(struct ks_state *st, uint64_t v, char *buf, size_t len)
 }
 
 static void emit_named(struct ks_engine *eng, const char *what,
-		       const char *name, const char *name2)
+		       const char *name)
 {
-	char line[2 * KS_NAME_MAX + 32];
+	char line[KS_NAME_MAX + 16];
 
-	snprintf(line, sizeof(line), "%s %s%s%s\n", what, name,
-		 name2 ? " " : "", name2 ? name2 : "");
+	snprintf(line, sizeof(line), "%s %s\n", what, name);
 	ks_emit(eng, line);
 }
 
@@ -307,7 +306,7 @@ int ks_state_create(struct ks_engine *eng, const char *name,
 	eng->next_id++;
 	table_insert(eng, st);
 	eng->nstates++;
-	emit_named(eng, "create", name, NULL);
+	emit_named(eng, "create", name);
 	table_grow(eng);
 	if (out)
 		*out = ks_state_ref(st);
@@ -341,23 +340,35 @@ int ks_state_delete(struct ks_engine *eng, const char *name)
 		err = ENOENT;
 		goto out;
 	}
+	/* The commit lock keeps commits out, and `deleted`, set in the same
+	 * hold as the checks, keeps new files and transactions out while
+	 * the store makes the deletion durable. */
+	pthread_mutex_lock(&st->commit_lock);
 	pthread_mutex_lock(&st->lock);
 	if (st->ntxns)
 		err = ENOTEMPTY;
 	else if (st->open_files)
 		err = EBUSY;
+	else
+		st->deleted = true;
 	pthread_mutex_unlock(&st->lock);
-	if (err)
-		goto out;
-	rec = (struct ks_rec){ .type = KS_REC_DELETE, .state_id = st->id };
-	err = ks_store_append(eng, &rec, 1);
+	if (!err) {
+		rec = (struct ks_rec){ .type = KS_REC_DELETE,
+				       .state_id = st->id };
+		err = ks_store_append(eng, &rec, 1);
+		if (err) {
+			pthread_mutex_lock(&st->lock);
+			st->deleted = false;
+			pthread_mutex_unlock(&st->lock);
+		}
+	}
+	pthread_mutex_unlock(&st->commit_lock);
 	if (err)
 		goto out;
 	table_remove(eng, st);
 	eng->nstates--;
-	emit_named(eng, "delete", name, NULL);
+	emit_named(eng, "delete", name);
 	pthread_mutex_lock(&st->lock);
-	st->deleted = true;
 	atomic_fetch_sub(&eng->bytes, st->current->len);
 	pthread_mutex_unlock(&st->lock);
 	ks_state_unref(st);
@@ -399,7 +410,16 @@ int ks_state_rename(struct ks_engine *eng, const char *oldname,
 	st->attr.ctime = rec.time;
 	pthread_mutex_unlock(&st->lock);
 	table_insert(eng, st);
-	emit_named(eng, "rename", oldname, newname);
+	/* .events knows creations and deletions only (SPEC 6): a rename is
+	 * the old name going and the new one coming, consecutively. */
+	{
+		char gone[KS_NAME_MAX + 16], came[KS_NAME_MAX + 16];
+		const char *lines[2] = { gone, came };
+
+		snprintf(gone, sizeof(gone), "delete %s\n", oldname);
+		snprintf(came, sizeof(came), "create %s\n", newname);
+		ks_events_append(&eng->events, lines, 2);
+	}
 out:
 	pthread_rwlock_unlock(&eng->table_lock);
 	return err;

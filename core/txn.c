@@ -330,21 +330,31 @@ static int own_page(struct ks_txn *txn, size_t want)
 	return 0;
 }
 
+/* PATCH: the written bytes and a mask of which they are, grown as writes
+ * come (never all of max_size up front: a descriptor per dd would). */
 static int patch_write(struct ks_txn *txn, const void *buf, size_t len,
 		       size_t off)
 {
-	size_t max = txn->st->eng->cfg.max_size;
+	size_t want = off + len;
 
-	if (!txn->mask) {
-		txn->buf = calloc(1, max ? max : 1);
-		txn->mask = calloc(1, max / 8 + 1);
-		if (!txn->buf || !txn->mask) {
-			free(txn->buf);
-			free(txn->mask);
-			txn->buf = txn->mask = NULL;
+	if (want > txn->cap) {
+		size_t cap = txn->cap ? txn->cap : 64;
+		unsigned char *nb, *nm;
+
+		while (cap < want)
+			cap *= 2;
+		nb = realloc(txn->buf, cap);
+		if (!nb)
 			return ENOMEM;
-		}
-		txn->cap = max;
+		txn->buf = nb;
+		nm = realloc(txn->mask, cap / 8 + 1);
+		if (!nm)
+			return ENOMEM;
+		memset(nm + (txn->mask ? txn->cap / 8 + 1 : 0), 0,
+		       cap / 8 + 1 - (txn->mask ? txn->cap / 8 + 1 : 0));
+		memset(nb + txn->cap, 0, cap - txn->cap);
+		txn->mask = nm;
+		txn->cap = cap;
 	}
 	memcpy(txn->buf + off, buf, len);
 	for (size_t i = off; i < off + len; i++)

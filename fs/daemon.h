@@ -53,7 +53,7 @@ struct ks_inode {
 	uint64_t ino;
 	enum ks_role role;
 	struct ks_state *st;    /* a reference; NULL for the root */
-	struct ks_txn *txn;     /* ROLE_TXN: a reference */
+	struct ks_txn *txn;     /* ROLE_TXN, and after it ROLE_DATA: a ref */
 	struct ks_multi *multi; /* ROLE_MULTI, ROLE_MEMBER: a reference */
 	struct ks_view *view;   /* ROLE_VIEW*: a reference */
 	uint64_t nlookup;       /* the kernel's references */
@@ -155,6 +155,8 @@ uint64_t inode_alloc_ino(struct ks_daemon *d, unsigned count);
 /* The inode of a transaction: created if the transaction has none. */
 struct ks_inode *inode_lookup_txn(struct ks_daemon *d, struct ks_txn *txn,
 				  uid_t uid, gid_t gid, mode_t mode);
+/* The inode of a transaction over several states (.txn/T). */
+struct ks_inode *inode_lookup_multi(struct ks_daemon *d, struct ks_multi *m);
 void inode_forget(struct ks_daemon *d, uint64_t ino, uint64_t nlookup);
 /* Makes the transaction inode in the state's data inode (after mv T data). */
 void inode_become_data(struct ks_daemon *d, struct ks_inode *in);

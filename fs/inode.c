@@ -113,40 +113,48 @@ void inode_forget(struct ks_daemon *d, uint64_t ino, uint64_t nlookup)
 		inode_free(d, dead);
 }
 
-/* Finds ino or inserts a new inode made by the caller's template. */
+/* Finds ino or inserts a new inode made by the caller's template, and
+ * counts a kernel lookup and a reference of ours; inode_lock held. */
+static struct ks_inode *lookup_or_insert_locked(struct ks_daemon *d,
+						uint64_t ino,
+						const struct ks_inode *tmpl)
+{
+	struct ks_inode *in = u64map_get(&d->inodes, ino);
+
+	if (!in) {
+		in = malloc(sizeof(*in));
+		if (!in)
+			return NULL;
+		*in = *tmpl;
+		in->ino = ino;
+		in->nlookup = 0;
+		in->refs = 0;
+		if (u64map_put(&d->inodes, ino, in)) {
+			free(in);
+			return NULL;
+		}
+		/* None of these takes inode_lock. */
+		if (in->st)
+			ks_state_ref(in->st);
+		if (in->txn)
+			ks_txn_ref(in->txn);
+		if (in->multi)
+			ks_multi_ref(in->multi);
+		if (in->view)
+			view_ref(in->view);
+	}
+	in->nlookup++;
+	in->refs++;
+	return in;
+}
+
 static struct ks_inode *lookup_or_insert(struct ks_daemon *d, uint64_t ino,
 					 const struct ks_inode *tmpl)
 {
 	struct ks_inode *in;
 
 	pthread_mutex_lock(&d->inode_lock);
-	in = u64map_get(&d->inodes, ino);
-	if (!in) {
-		in = malloc(sizeof(*in));
-		if (in) {
-			*in = *tmpl;
-			in->ino = ino;
-			in->nlookup = 0;
-			in->refs = 0;
-			if (in->st)
-				ks_state_ref(in->st);
-			if (in->txn)
-				ks_txn_ref(in->txn);
-			if (in->multi)
-				ks_multi_ref(in->multi);
-			if (in->view)
-				view_ref(in->view);
-			if (u64map_put(&d->inodes, ino, in)) {
-				pthread_mutex_unlock(&d->inode_lock);
-				inode_free(d, in);
-				return NULL;
-			}
-		}
-	}
-	if (in) {
-		in->nlookup++;
-		in->refs++;
-	}
+	in = lookup_or_insert_locked(d, ino, tmpl);
 	pthread_mutex_unlock(&d->inode_lock);
 	return in;
 }
@@ -187,31 +195,47 @@ struct ks_inode *inode_lookup_txn(struct ks_daemon *d, struct ks_txn *txn,
 	struct ks_inode *in;
 	uint64_t ino;
 
+	/* The tag and the table change together: a forget in between
+	 * would leave a transaction with an inode it does not know. */
 	pthread_mutex_lock(&d->inode_lock);
 	ino = ks_txn_tag(txn);
-	if (!ino) {
+	if (!ino)
 		ino = d->next_txn_ino++;
+	in = lookup_or_insert_locked(d, ino, &tmpl);
+	if (in)
 		ks_txn_set_tag(txn, ino);
-	}
 	pthread_mutex_unlock(&d->inode_lock);
-	in = lookup_or_insert(d, ino, &tmpl);
+	return in;
+}
+
+struct ks_inode *inode_lookup_multi(struct ks_daemon *d, struct ks_multi *m)
+{
+	struct ks_inode tmpl = { .role = ROLE_MULTI, .multi = m };
+	struct ks_inode *in;
+	uint64_t ino;
+
+	pthread_mutex_lock(&d->inode_lock);
+	ino = ks_multi_tag(m);
+	if (!ino)
+		ino = d->next_txn_ino++;
+	in = lookup_or_insert_locked(d, ino, &tmpl);
+	if (in)
+		ks_multi_set_tag(m, ino);
+	pthread_mutex_unlock(&d->inode_lock);
 	return in;
 }
 
 void inode_become_data(struct ks_daemon *d, struct ks_inode *in)
 {
-	struct ks_txn *txn;
-
 	pthread_mutex_lock(&d->inode_lock);
-	txn = in->txn;
-	in->txn = NULL;
+	/* The transaction stays referenced until the inode is freed: a
+	 * request that saw the old role may still be using it. */
 	in->role = ROLE_DATA;
-	if (txn && ks_txn_tag(txn) == in->ino)
-		ks_txn_set_tag(txn, 0);
+	if (in->txn && ks_txn_tag(in->txn) == in->ino)
+		ks_txn_set_tag(in->txn, 0);
 	/* If this allocation fails, lookups keep answering with the old
 	 * data inode; both serve the same state, so nothing is lost. */
 	(void)u64map_put(&d->data_ino, ks_state_id(in->st),
 			 (void *)(uintptr_t)in->ino);
 	pthread_mutex_unlock(&d->inode_lock);
-	ks_txn_unref(txn);
 }

@@ -256,7 +256,15 @@ static int setattr_inode(struct ks_daemon *d, fuse_req_t req,
 			gid_t gid;
 			mode_t mode;
 
+			const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
 			ks_txn_owner(in->txn, &uid, &gid, &mode);
+			/* Its owner (or root) may; only root gives it away. */
+			if (ctx->uid != 0 && ctx->uid != uid)
+				return EPERM;
+			if ((to_set & FUSE_SET_ATTR_UID) && ctx->uid != 0 &&
+			    attr->st_uid != uid)
+				return EPERM;
 			if (to_set & FUSE_SET_ATTR_UID)
 				uid = attr->st_uid;
 			if (to_set & FUSE_SET_ATTR_GID)

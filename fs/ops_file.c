@@ -109,8 +109,13 @@ void ks_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (strcmp(name, "data") == 0 || strcmp(name, "version") == 0)
 		err = EEXIST;
 	else
+		/* A copy of data, or empty with O_TRUNC; and empty with
+		 * O_EXCL too: tools that write a new file through a
+		 * temporary one (sed -i, cp, mkstemp) make it with O_EXCL
+		 * and would otherwise leave the old tail behind. */
 		err = ks_txn_begin(dir->st, KS_TXN_CHECKED,
-				   (fi->flags & O_TRUNC) != 0, name, &txn);
+				   (fi->flags & (O_TRUNC | O_EXCL)) != 0, name,
+				   &txn);
 	if (err) {
 		fuse_reply_err(req, err);
 		inode_put(d, dir);
@@ -387,6 +392,8 @@ void ks_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fuse_reply_err(req, EBADF);
 		break;
 	case FH_EVENTS:
+		/* The flags of this read: fcntl may have changed them. */
+		fh->nonblock = (fi->flags & O_NONBLOCK) != 0;
 		events_read(daemon_of(req), req, fh, size);
 		break;
 	case FH_STATS:

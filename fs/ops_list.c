@@ -164,7 +164,15 @@ void ks_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	/* Whole entries only. */
+	/* Whole entries only, from the first entry boundary at or after
+	 * off (an offset from lseek may fall inside an entry). */
+	if (start) {
+		size_t i = 0;
+
+		while (i < fh->nends && fh->ends[i] < start)
+			i++;
+		start = end = i < fh->nends ? fh->ends[i] : fh->listing_len;
+	}
 	for (size_t i = 0; i < fh->nends; i++) {
 		if (fh->ends[i] <= start)
 			continue;

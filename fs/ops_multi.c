@@ -12,21 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct ks_inode *multi_inode(struct ks_daemon *d, struct ks_multi *m)
-{
-	struct ks_inode tmpl = { .role = ROLE_MULTI, .multi = m };
-	uint64_t ino;
-
-	pthread_mutex_lock(&d->inode_lock);
-	ino = ks_multi_tag(m);
-	if (!ino) {
-		ino = d->next_txn_ino++;
-		ks_multi_set_tag(m, ino);
-	}
-	pthread_mutex_unlock(&d->inode_lock);
-	return inode_new(d, ino, &tmpl);
-}
-
 int multi_lookup(struct ks_daemon *d, struct ks_inode *dir, const char *name,
 		 struct ks_inode **out)
 {
@@ -37,7 +22,7 @@ int multi_lookup(struct ks_daemon *d, struct ks_inode *dir, const char *name,
 	case ROLE_TXN_ROOT:
 		if (ks_multi_find(d->eng, name, &m))
 			return ENOENT;
-		*out = multi_inode(d, m);
+		*out = inode_lookup_multi(d, m);
 		ks_multi_unref(m);
 		break;
 	case ROLE_MULTI: {
@@ -70,7 +55,7 @@ int multi_mkdir(struct ks_daemon *d, struct ks_inode *dir, const char *name,
 	err = ks_multi_create(d->eng, name, &m);
 	if (err)
 		return err;
-	*out = multi_inode(d, m);
+	*out = inode_lookup_multi(d, m);
 	ks_multi_unref(m);
 	if (!*out) {
 		ks_multi_remove(d->eng, name);

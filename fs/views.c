@@ -12,6 +12,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@
 #define MIN_PERIOD (NSEC / 1000)
 
 struct ks_view {
-	unsigned refs;              /* changed under views->lock */
+	atomic_uint refs;           /* dropped to 0 under views->lock */
 	struct ks_views *vs;
 	struct ks_state *st;        /* a reference */
 	char name[32];              /* the PERIOD as looked up */
@@ -78,11 +79,11 @@ static uint64_t parse_period(const char *name)
 	return period;
 }
 
+/* Takes no lock (inode_lock may be held): the caller holds a reference
+ * already, so the view cannot be going away. */
 struct ks_view *view_ref(struct ks_view *v)
 {
-	pthread_mutex_lock(&v->vs->lock);
-	v->refs++;
-	pthread_mutex_unlock(&v->vs->lock);
+	atomic_fetch_add(&v->refs, 1);
 	return v;
 }
 
@@ -109,8 +110,10 @@ void view_unref(struct ks_daemon *d, struct ks_view *v)
 {
 	struct ks_views *vs = d->views;
 
+	/* The last reference goes under the lock that find_or_make takes
+	 * references under, so a view is never found while it is freed. */
 	pthread_mutex_lock(&vs->lock);
-	if (--v->refs != 0) {
+	if (atomic_fetch_sub(&v->refs, 1) != 1) {
 		pthread_mutex_unlock(&vs->lock);
 		return;
 	}
@@ -149,7 +152,8 @@ unsigned views_count(struct ks_daemon *d)
 /* Finds or makes the view NAME of st; views->lock held.  The caller takes
  * its reference through the inode it makes. */
 static struct ks_view *find_or_make(struct ks_daemon *d, struct ks_state *st,
-				    const char *name, uint64_t period)
+				    const char *name, uint64_t period,
+				    uint64_t ino)
 {
 	struct ks_views *vs = d->views;
 	uint64_t id = ks_state_id(st);
@@ -165,7 +169,7 @@ static struct ks_view *find_or_make(struct ks_daemon *d, struct ks_state *st,
 	v->st = ks_state_ref(st);
 	snprintf(v->name, sizeof(v->name), "%s", name);
 	v->period = period;
-	v->ino = inode_alloc_ino(d, 3);
+	v->ino = ino;
 	v->shown = ks_state_current(st);
 	v->last_move = now_ns();
 	v->next = u64map_get(&vs->by_state, id);
@@ -204,10 +208,13 @@ int view_lookup(struct ks_daemon *d, struct ks_inode *dir, const char *name,
 	period = parse_period(name);
 	if (!period || strlen(name) >= sizeof(v->name))
 		return ENOENT;
+	/* Numbers taken before vs->lock (inode_lock is never taken under
+	 * it); wasted if the view exists. */
+	ino = inode_alloc_ino(d, 3);
 	pthread_mutex_lock(&vs->lock);
-	v = find_or_make(d, dir->st, name, period);
+	v = find_or_make(d, dir->st, name, period, ino);
 	if (v)
-		v->refs++; /* held across inode_new, which takes its own */
+		atomic_fetch_add(&v->refs, 1); /* held across inode_new */
 	pthread_mutex_unlock(&vs->lock);
 	if (!v)
 		return ENOMEM;
@@ -294,7 +301,7 @@ static void *views_main(void *arg)
 		old = v->shown;
 		v->shown = ks_state_current(v->st);
 		version = v->shown->version;
-		v->refs++;
+		atomic_fetch_add(&v->refs, 1);
 		pthread_mutex_unlock(&vs->lock);
 
 		ks_page_unref(old);
