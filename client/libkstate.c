@@ -394,19 +394,29 @@ EXPORT struct kstate_txn *kstate_start_transaction(struct kstate *s)
 	t->state = s;
 	/* Creating a file begins a transaction.  The name only has to be
 	 * new: pid and counter make it unique here, the random part across
-	 * hosts and pid namespaces, and O_EXCL makes sure. */
+	 * hosts and pid namespaces, and mknod fails if it exists.  Not
+	 * open(O_CREAT | O_EXCL): a file made that way starts empty (so
+	 * that sed -i and cp work), and this one must start as a copy of
+	 * data. */
 	for (i = 0;; i++) {
 		snprintf(t->name, sizeof t->name, "txn.%ld.%lu.%08x",
 			 (long)getpid(), atomic_fetch_add(&counter, 1),
 			 (unsigned)(rng_next() >> 32));
-		t->fd = openat(s->dirfd, t->name,
-			       O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (t->fd >= 0)
+		if (mknodat(s->dirfd, t->name, S_IFREG | 0600, 0) == 0)
 			break;
 		if (errno != EEXIST || i == 10) {
 			free(t);
 			return NULL;
 		}
+	}
+	t->fd = openat(s->dirfd, t->name, O_RDWR | O_CLOEXEC);
+	if (t->fd < 0) {
+		int e = errno;
+
+		unlinkat(s->dirfd, t->name, 0);
+		free(t);
+		errno = e;
+		return NULL;
 	}
 	/* The file starts as a copy of data at the transaction's base. */
 	len = read_page(t->fd, &t->buf, &t->cap);
