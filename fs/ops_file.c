@@ -337,12 +337,16 @@ void ks_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	switch (fh->kind) {
 	case FH_DATA_READ:
-		/* Offset 0 takes the latest version; later offsets go on
-		 * in the pinned one, so a reader sees one whole version. */
+	case FH_VIEW_DATA:
+		/* Offset 0 takes the latest version (of the state, or of its
+		 * view); later offsets go on in the pinned one, so a reader
+		 * sees one whole version. */
 		pthread_mutex_lock(&fh->lock);
 		if (off == 0 || !fh->pinned) {
 			ks_page_unref(fh->pinned);
-			fh->pinned = ks_state_current(fh->inode->st);
+			fh->pinned = fh->kind == FH_VIEW_DATA
+				? view_shown(fh->inode->view)
+				: ks_state_current(fh->inode->st);
 		}
 		page = ks_page_ref(fh->pinned);
 		pthread_mutex_unlock(&fh->lock);
@@ -373,17 +377,6 @@ void ks_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, text + (n ? off : 0), n);
 		break;
 	}
-	case FH_VIEW_DATA:
-		pthread_mutex_lock(&fh->lock);
-		if (off == 0 || !fh->pinned) {
-			ks_page_unref(fh->pinned);
-			fh->pinned = view_shown(fh->inode->view);
-		}
-		page = ks_page_ref(fh->pinned);
-		pthread_mutex_unlock(&fh->lock);
-		reply_page(req, page, size, off);
-		ks_page_unref(page);
-		break;
 	case FH_DATA_TXN:
 	case FH_TXN:
 		if (fh->readable)
