@@ -8,6 +8,7 @@
 #include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static bool is_fixed_name(const char *name)
 {
@@ -391,6 +392,14 @@ void ks_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 			uint64_t id = ks_state_id(st);
 
 			err = ks_state_delete(d->eng, name);
+			/* The kernel sends release after close has returned:
+			 * a program that closes its last file and removes the
+			 * state at once may get here first.  Give releases
+			 * in flight a moment before calling the state busy. */
+			for (int i = 0; err == EBUSY && i < 50; i++) {
+				usleep(1000);
+				err = ks_state_delete(d->eng, name);
+			}
 			if (!err) {
 				pthread_mutex_lock(&d->inode_lock);
 				u64map_del(&d->data_ino, id);
