@@ -1,0 +1,119 @@
+/*
+ * Locks that know their place in the lock order.
+ *
+ * Every mutex and rwlock of kstatefs, in core/ and in fs/, is a struct
+ * ks_lock or ks_rwlock with a rank from enum ks_lock_rank below.  A thread
+ * may take a lock only if its rank is greater than the rank of every lock it
+ * already holds; locks of one rank that are taken together (the commit locks
+ * of a multi-state commit, in state-id order) carry an order key that must
+ * rise.  In checked builds (KS_LOCK_CHECK: debug and sanitizer builds, see
+ * meson.build) a lock taken out of order aborts at once with the names of
+ * both locks, and ks_lock_assert_held() checks, as SQLite's
+ * sqlite3_mutex_held() does, that a function documented "called with X
+ * held" (every *_locked function) really runs with X held by the calling
+ * thread.  In unchecked builds the wrappers are plain pthread calls.
+ *
+ * The one piece of per-thread state (the list of locks a thread holds)
+ * exists only in checked builds; it is what lockdep-style checking needs,
+ * and it is never read by anything but the checks.
+ */
+#ifndef KSTATEFS_CORE_LOCK_H
+#define KSTATEFS_CORE_LOCK_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+/*
+ * The whole lock order, outermost first.  core/engine.h and the daemon's
+ * header explain each lock; this enum is the order the checks enforce.
+ */
+enum ks_lock_rank {
+	/* fs/: a FUSE request on an open file holds its handle while it
+	 * commits (and while the store makes the commit durable) */
+	KS_RANK_FS_HANDLE = 10,
+	/* core/: the engine */
+	KS_RANK_TABLE = 20,        /* engine->table_lock (rwlock) */
+	KS_RANK_MULTI_LIST = 30,   /* engine->multi_lock: the list of .txn/T */
+	KS_RANK_MULTI = 40,        /* one .txn/T's members */
+	KS_RANK_TXN = 50,          /* a transaction's private page; several
+				    * in state-id order */
+	KS_RANK_COMMIT = 60,       /* state->commit_lock; several in state-id
+				    * order */
+	KS_RANK_STATE = 70,        /* state->lock */
+	KS_RANK_EVENTS = 80,       /* the .events ring */
+	/* core/: stores, taken inside a commit */
+	KS_RANK_STORE = 90,        /* a store's own state (group commit) */
+	KS_RANK_STORE_INNER = 95,  /* below it (compaction, I/O shims) */
+	/* fs/: taken by the commit listener, after every core lock is
+	 * released, and by requests */
+	KS_RANK_FS_INODES = 110,   /* the inode table */
+	KS_RANK_FS_VIEWS = 120,    /* the view table */
+	KS_RANK_FS_VIEW = 125,     /* one view */
+	KS_RANK_FS_POLL = 130,     /* the poll table */
+	KS_RANK_FS_NOTIFIER = 140, /* the inotify notifier's queue */
+	KS_RANK_FS_EVENTS = 150,   /* parked .events readers */
+	/* leaves: nothing is taken while one of these is held */
+	KS_RANK_LEAF = 200,
+};
+
+struct ks_lock {
+	pthread_mutex_t mutex;
+	const char *name;
+	enum ks_lock_rank rank;
+};
+
+struct ks_rwlock {
+	pthread_rwlock_t rwlock;
+	const char *name;
+	enum ks_lock_rank rank;
+#ifdef KS_LOCK_CHECK
+	pthread_t writer;
+	bool written;
+#endif
+};
+
+void ks_lock_init(struct ks_lock *l, const char *name,
+		  enum ks_lock_rank rank);
+void ks_lock_destroy(struct ks_lock *l);
+void ks_lock(struct ks_lock *l);
+/* For locks of one rank taken together: KEY must rise (state ids). */
+void ks_lock_nested(struct ks_lock *l, uint64_t key);
+void ks_unlock(struct ks_lock *l);
+
+void ks_rwlock_init(struct ks_rwlock *l, const char *name,
+		    enum ks_lock_rank rank);
+void ks_rwlock_destroy(struct ks_rwlock *l);
+void ks_rdlock(struct ks_rwlock *l);
+void ks_wrlock(struct ks_rwlock *l);
+void ks_rwunlock(struct ks_rwlock *l);
+
+/* pthread_cond_wait / timedwait on a ks_lock (held by the caller). */
+void ks_cond_wait(pthread_cond_t *cv, struct ks_lock *l);
+int ks_cond_timedwait(pthread_cond_t *cv, struct ks_lock *l,
+		      const struct timespec *abstime);
+
+#ifdef KS_LOCK_CHECK
+bool ks_lock_held(const struct ks_lock *l);
+/* Held by this thread, shared or exclusive. */
+bool ks_rwlock_held(const struct ks_rwlock *l);
+bool ks_rwlock_held_exclusive(const struct ks_rwlock *l);
+/* Aborts, naming the lock and the function, unless held. */
+void ks_lock_fail_not_held(const char *name, const char *func);
+#define ks_lock_assert_held(l)                                            \
+	(ks_lock_held(l) ? (void)0 : ks_lock_fail_not_held((l)->name, __func__))
+#define ks_rwlock_assert_held(l)                                          \
+	(ks_rwlock_held(l) ? (void)0                                      \
+			   : ks_lock_fail_not_held((l)->name, __func__))
+#define ks_rwlock_assert_held_exclusive(l)                                \
+	(ks_rwlock_held_exclusive(l)                                      \
+		 ? (void)0                                                \
+		 : ks_lock_fail_not_held((l)->name, __func__))
+#else
+#define ks_lock_assert_held(l) ((void)(l))
+#define ks_rwlock_assert_held(l) ((void)(l))
+#define ks_rwlock_assert_held_exclusive(l) ((void)(l))
+#endif
+
+#endif
