@@ -15,7 +15,7 @@ setup() {
 }
 
 bank() {
-	timeout -k 5 300 python3 "$KS_TOOLS/issue5/bank.py" "$@"
+	timeout -k 5 300 python3 "$KS_TOOLS/workloads/bank.py" "$@"
 }
 
 # start_workers ROUND NTRANSFERS: 4 transfer and 2 audit processes in the

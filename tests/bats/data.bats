@@ -34,9 +34,6 @@ setup() {
 
 @test "binary pages: every byte value, NULs included" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		page = bytes(range(256)) * 16
 		fd = os.open(s + "/data", os.O_WRONLY | os.O_TRUNC)
@@ -68,9 +65,6 @@ setup() {
 
 @test "write-only without O_TRUNC: the ranges apply to the version current at close" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		commit(s, "abcdefgh")
 		fd = os.open(s + "/data", os.O_WRONLY)
@@ -85,9 +79,6 @@ setup() {
 
 @test "O_TRUNC writes never conflict" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		commit(s, "first")
 		fd = os.open(s + "/data", os.O_WRONLY | os.O_TRUNC)
@@ -101,9 +92,6 @@ setup() {
 
 @test "O_RDWR: reads its own copy taken at open and commits at close" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		commit(s, "hello")
 		fd = os.open(s + "/data", os.O_RDWR)
@@ -119,9 +107,6 @@ setup() {
 
 @test "O_RDWR: close fails with EAGAIN if another commit came first, and changes nothing" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		commit(s, "base")
 		fd = os.open(s + "/data", os.O_RDWR)
@@ -136,9 +121,6 @@ setup() {
 
 @test "O_RDWR: increments from 4 processes at once, with retry on EAGAIN, all land" {
 	KS_PY_TIMEOUT=600 ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s, n, procs = sys.argv[1], 100, 4
 		pids = []
 		for _ in range(procs):
@@ -172,9 +154,6 @@ setup() {
 
 @test "fsync commits; the open file goes on as a new transaction" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/data", os.O_WRONLY | os.O_TRUNC)
 		os.write(fd, b"one")
@@ -192,9 +171,6 @@ setup() {
 
 @test "fsync then close with no more writes commits nothing more" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/data", os.O_WRONLY | os.O_TRUNC)
 		os.write(fd, b"x")
@@ -208,9 +184,6 @@ setup() {
 
 @test "O_RDWR with fsync: the next transaction is based on the fsynced version" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		commit(s, "0000")
 		fd = os.open(s + "/data", os.O_RDWR)
@@ -230,9 +203,6 @@ setup() {
 
 @test "O_RDWR: fsync fails with EAGAIN after a competing commit" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		commit(s, "base")
 		fd = os.open(s + "/data", os.O_RDWR)
@@ -251,9 +221,6 @@ setup() {
 
 @test "EFBIG: a write past max_size fails; close returns the error; nothing commits" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		commit(s, "keep")
 		for flags in (os.O_WRONLY | os.O_TRUNC, os.O_WRONLY, os.O_RDWR):
@@ -371,9 +338,6 @@ setup() {
 	ks_mount -o max_size=65536
 	mkdir "$S"
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		sh('head -c 50000 /dev/zero | tr "\\0" a > "$1/data"', s)
 		fd = os.open(s + "/data", os.O_RDONLY)
@@ -399,9 +363,6 @@ setup() {
 
 @test "pread at offset 0 on a file kept open always gets the latest" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/data", os.O_RDONLY)
 		for i in range(1, 30):
@@ -415,9 +376,6 @@ setup() {
 
 @test "nobody sees an uncommitted write to data" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		for flags in (os.O_WRONLY | os.O_TRUNC, os.O_WRONLY, os.O_RDWR):
 		    commit(s, "public")

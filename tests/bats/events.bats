@@ -8,10 +8,7 @@ setup() {
 	ks_mount
 }
 
-PY_PRELUDE='import os, sys
-sys.path.insert(0, os.path.join(os.environ["KS_TOOLS"], "issue5"))
-from ks5 import *
-mnt = sys.argv[1]
+PY_PRELUDE='mnt = sys.argv[1]
 def sh(cmd):
     r = subprocess.run(["sh", "-c", cmd, "sh", mnt], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=120)
@@ -23,7 +20,7 @@ def sh(cmd):
 events_py() {
 	local body
 	body=$(cat)
-	KS_PY_TIMEOUT=${KS_PY_TIMEOUT:-180} ks_py "$MNT" "$@" <<<"$PY_PRELUDE$body"
+	KS_PY_TIMEOUT=${KS_PY_TIMEOUT:-180} ks_py -m ksmount "$MNT" "$@" <<<"$PY_PRELUDE$body"
 }
 
 @test ".events: create, commit and delete lines, in order" {
@@ -88,7 +85,7 @@ events_py() {
 		    os.mkdir(os.path.join(mnt, s))
 		r = EventReader(mnt)
 		procs = [subprocess.Popen([sys.executable,
-		         os.path.join(os.environ["KS_TOOLS"], "issue5", "burst.py"),
+		         os.path.join(WORKLOADS, "burst.py"),
 		         os.path.join(mnt, s), str(n)], stdout=subprocess.PIPE) for s in names]
 		for p in procs:
 		    check(p.wait() == 0, "a writer failed")
@@ -110,7 +107,7 @@ events_py() {
 		r = EventReader(mnt)
 		# Noise: another process commits z all along.
 		noise = subprocess.Popen([sys.executable,
-		        os.path.join(os.environ["KS_TOOLS"], "issue5", "writer.py"),
+		        os.path.join(WORKLOADS, "writer.py"),
 		        os.path.join(mnt, "z"), "2", "5"], stdout=subprocess.PIPE)
 		n = 0
 		while noise.poll() is None or n < 20:
@@ -203,7 +200,7 @@ OVERFLOW_PY='n = int(sys.argv[2])
 marker = sys.argv[3]
 r = EventReader(mnt, start=False)   # opened, but not read
 out = subprocess.run([sys.executable,
-      os.path.join(os.environ["KS_TOOLS"], "issue5", "burst.py"),
+      os.path.join(WORKLOADS, "burst.py"),
       mnt + "/s", str(n)], stdout=subprocess.PIPE, timeout=500)
 check(out.returncode == 0, "the writer failed")
 final = int(out.stdout)

@@ -10,8 +10,13 @@
 #                          teardown kills what is still running
 #   ks_errno OP ARGS...    one system call (tests/tools/kserr.py): prints OK
 #                          or the errno name
-#   ks_py [ARGS...]        python3 reading a script from standard input, with
-#                          tests/tools/kstest.py importable
+#   ks_py [-m MODULE] [ARGS...]
+#                          runs the Python test body on standard input, its
+#                          sys.argv[1:] being ARGS, with everything of
+#                          tests/tools/MODULE.py imported: kstest (the
+#                          default; states, commits by another process) or
+#                          ksmount (a whole mount: .txn/, views, .events,
+#                          .stats); timeout $KS_PY_TIMEOUT (120 s)
 #
 # The binary is $KSTATEFS (default build/fs/kstatefs).  A test file that
 # defines its own teardown must call ks_teardown.
@@ -104,7 +109,12 @@ ks_errno() {
 }
 
 ks_py() {
-	timeout "${KS_PY_TIMEOUT:-120}" python3 - "$@"
+	local module=kstest
+	if [ "${1-}" = -m ]; then
+		module=$2
+		shift 2
+	fi
+	timeout "${KS_PY_TIMEOUT:-120}" python3 "$KS_TOOLS/kspy.py" "$module" "$@"
 }
 
 # --- processes -------------------------------------------------------------

@@ -57,9 +57,6 @@ expect_event_after() {
 @test "inotify: fsync commits, and the event comes before the close" {
 	watch_version modify
 	ks_py "$S" "$EVENTS_OUT" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s, out = sys.argv[1], sys.argv[2]
 		def events():
 		    with open(out) as f:
@@ -113,7 +110,6 @@ expect_event_after() {
 		while read -r _; do cat "$1/version"; done >"$2"' _ "$S" "$seen"
 	wait_for 20 grep -q 'Watches established' "$seen.err"
 	ks_py "$S" "$n" <<-'EOF'
-		import os, sys
 		s, n = sys.argv[1], int(sys.argv[2])
 		for i in range(n):
 		    fd = os.open(s + "/data", os.O_WRONLY | os.O_TRUNC)

@@ -261,7 +261,6 @@ store_log() {
 	# Flip a byte a third of the way into the records (the store writes
 	# zeros ahead of its end): inside a record that many good ones follow.
 	ks_py "$f" <<-'EOF'
-		import sys
 		with open(sys.argv[1], "r+b") as f:
 		    data = f.read()
 		    off = len(data.rstrip(b"\0")) // 3

@@ -101,10 +101,7 @@ unchanged() {
 	mkdir "$MNT/x" "$MNT/y"
 	echo 0 >"$MNT/x/data"
 	echo 0 >"$MNT/y/data"
-	KS_PY_TIMEOUT=300 ks_py "$MNT" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.path.join(os.environ["KS_TOOLS"], "issue5"))
-		from ks5 import *
+	KS_PY_TIMEOUT=300 ks_py -m ksmount "$MNT" <<-'EOF'
 		mnt = sys.argv[1]
 		# A writer commits x = y = i in one transaction; readers take
 		# read-only snapshots, which must always see x == y.
@@ -278,7 +275,7 @@ unchanged() {
 	local -a sets=("p q" "q p" "p q r" "r q p" "q r" "r p" "p q" "q p")
 	for i in "${!sets[@]}"; do
 		# shellcheck disable=SC2086
-		timeout -k 5 240 python3 "$KS_TOOLS/issue5/incr.py" "$MNT" "$n" ${sets[i]} \
+		timeout -k 5 240 python3 "$KS_TOOLS/workloads/incr.py" "$MNT" "$n" ${sets[i]} \
 			>"$BATS_TEST_TMPDIR/incr.$i" 2>&1 &
 		pids+=($!)
 	done

@@ -13,9 +13,6 @@ setup() {
 
 @test "poll: no wake-up without a commit" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/version", os.O_RDONLY)
 		check(os.read(fd, 64) == b"1\n", "first read")
@@ -37,9 +34,6 @@ setup() {
 
 @test "poll: POLLPRI|POLLIN after a commit by another process; quiet again after the read" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/version", os.O_RDONLY)
 		os.read(fd, 64)
@@ -62,9 +56,6 @@ setup() {
 
 @test "poll: a blocked poll wakes on a commit" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/version", os.O_RDONLY)
 		os.read(fd, 64)
@@ -84,9 +75,6 @@ setup() {
 
 @test "select: the version file shows up in exceptfds (and readfds) after a commit" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/version", os.O_RDONLY)
 		os.read(fd, 64)
@@ -108,9 +96,6 @@ setup() {
 
 @test "epoll: EPOLLPRI after a commit" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/version", os.O_RDONLY)
 		os.read(fd, 64)
@@ -131,9 +116,6 @@ setup() {
 
 @test "poll: each open file has its own last-read version" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		a = os.open(s + "/version", os.O_RDONLY)
 		b = os.open(s + "/version", os.O_RDONLY)
@@ -156,9 +138,6 @@ setup() {
 
 @test "poll wakes on commits from every source" {
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/version", os.O_RDONLY)
 		last = int(os.read(fd, 64))
@@ -188,9 +167,6 @@ setup() {
 
 @test "poll: under a burst of commits the last version is always seen" {
 	KS_PY_TIMEOUT=600 ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		n = 300
 		fd = os.open(s + "/version", os.O_RDONLY)

@@ -4,10 +4,7 @@
 
 load helpers
 
-PY_PRELUDE='import os, sys
-sys.path.insert(0, os.path.join(os.environ["KS_TOOLS"], "issue5"))
-from ks5 import *
-mnt = sys.argv[1]
+PY_PRELUDE='mnt = sys.argv[1]
 def sh(cmd, ok=True):
     r = subprocess.run(["sh", "-c", cmd, "sh", mnt], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=120)
@@ -26,7 +23,7 @@ def moved(before, after, **want):
 stats_py() {
 	local body
 	body=$(cat)
-	ks_py "$MNT" <<<"$PY_PRELUDE$body"
+	ks_py -m ksmount "$MNT" <<<"$PY_PRELUDE$body"
 }
 
 @test ".stats: key value lines, with states, transactions, commits, conflicts, bytes" {

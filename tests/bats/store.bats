@@ -88,7 +88,6 @@ writer_script() {
 # with exactly the page of the version it is at.
 check_states() {
 	ks_py "$MNT" "$BATS_TEST_TMPDIR" "$1" <<-'EOF'
-		import os, sys
 		mnt, tmp, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 		def page(name, v):
 		    head = ("%s %d\n" % (name, v)).encode()
@@ -342,7 +341,6 @@ check_made_states() {
 	ks_mount --store "$STORE" --sync none
 	mkdir "$MNT/hot"
 	ks_py "$MNT/hot" <<-'EOF'
-		import os, sys
 		s = sys.argv[1]
 		for v in range(1, 20001):
 		    page = (b"%d " % v) * 1024

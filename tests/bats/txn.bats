@@ -57,9 +57,6 @@ setup() {
 	echo base >"$S/data"
 	touch "$S/t"
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/t", os.O_RDWR)
 		sh('printf X | dd of="$1/t" bs=1 seek=1 conv=notrunc status=none', s)

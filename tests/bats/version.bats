@@ -32,9 +32,6 @@ setup() {
 	echo t >"$S/t" && mv "$S/t" "$S/data"               # transaction
 	assert_version "$S" 5
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/data", os.O_RDWR)
 		os.pwrite(fd, b"rw", 0)
@@ -68,9 +65,6 @@ setup() {
 @test "reads of version follow the data rule: offset 0 refreshes" {
 	echo 1 >"$S/data"
 	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.environ["KS_TOOLS"])
-		from kstest import *
 		s = sys.argv[1]
 		fd = os.open(s + "/version", os.O_RDONLY)
 		check(os.read(fd, 100) == b"1\n", "first read")

@@ -104,10 +104,7 @@ view_is() {
 
 @test "views: poll on every/500ms/version wakes at most about once per period, and catches up" {
 	echo 0 >"$S/data"
-	KS_PY_TIMEOUT=120 ks_py "$S" 500 2 <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.path.join(os.environ["KS_TOOLS"], "issue5"))
-		from ks5 import *
+	KS_PY_TIMEOUT=120 ks_py -m ksmount "$S" 500 2 <<-'EOF'
 		s, period_ms, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 		period = period_ms / 1000.0
 		view = "%s/every/%dms" % (s, period_ms)
@@ -125,7 +122,7 @@ view_is() {
 		check(ev == [], "the view's version woke up with nothing committed: %r" % ev)
 
 		writer = subprocess.Popen([sys.executable,
-		    os.path.join(os.environ["KS_TOOLS"], "issue5", "writer.py"),
+		    os.path.join(WORKLOADS, "writer.py"),
 		    s, str(duration), "10"], stdout=subprocess.PIPE)
 		t0 = time.monotonic()
 		wakes, seen, t_done, final = 0, [1], None, None
@@ -170,15 +167,12 @@ view_is() {
 
 @test "views: once the state stops changing, the view shows the latest version within a period" {
 	echo 0 >"$S/data"
-	KS_PY_TIMEOUT=120 ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.path.join(os.environ["KS_TOOLS"], "issue5"))
-		from ks5 import *
+	KS_PY_TIMEOUT=120 ks_py -m ksmount "$S" <<-'EOF'
 		s = sys.argv[1]
 		view = s + "/every/2s"
 		check(read_file(view + "/version") in (b"0\n", b"1\n"), "first look")
 		out = subprocess.run([sys.executable,
-		    os.path.join(os.environ["KS_TOOLS"], "issue5", "writer.py"),
+		    os.path.join(WORKLOADS, "writer.py"),
 		    s, "1", "5"], stdout=subprocess.PIPE, check=True).stdout.split()
 		final = int(out[1])
 		t_done = time.monotonic()
@@ -209,10 +203,7 @@ view_is() {
 
 @test "views: a 100ms view and a 2s view of the same state move independently" {
 	echo 0 >"$S/data"
-	ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.path.join(os.environ["KS_TOOLS"], "issue5"))
-		from ks5 import *
+	ks_py -m ksmount "$S" <<-'EOF'
 		s = sys.argv[1]
 		fast, slow = s + "/every/100ms", s + "/every/2s"
 		wait_until(lambda: read_file(fast + "/version") == b"1\n", 10, "fast view at 1")
@@ -236,7 +227,7 @@ view_is() {
 		return 1
 	}
 	local t0=$SECONDS res n final nev window bound
-	res=$(timeout 60 python3 "$KS_TOOLS/issue5/writer.py" "$S" 3 10)
+	res=$(timeout 60 python3 "$KS_TOOLS/workloads/writer.py" "$S" 3 10)
 	read -r n final <<<"$res"
 	[ -n "$final" ] || { echo "writer failed: $res"; return 1; }
 	wait_for 20 eval '[ "$(cat "$S/every/1s/version")" = "$final" ]'
@@ -261,14 +252,11 @@ view_is() {
 
 @test "views: the view of a state stays consistent: data and version of one committed version" {
 	echo 0 >"$S/data"
-	KS_PY_TIMEOUT=120 ks_py "$S" <<-'EOF'
-		import os, sys
-		sys.path.insert(0, os.path.join(os.environ["KS_TOOLS"], "issue5"))
-		from ks5 import *
+	KS_PY_TIMEOUT=120 ks_py -m ksmount "$S" <<-'EOF'
 		s = sys.argv[1]
 		view = s + "/every/50ms"
 		writer = subprocess.Popen([sys.executable,
-		    os.path.join(os.environ["KS_TOOLS"], "issue5", "writer.py"),
+		    os.path.join(WORKLOADS, "writer.py"),
 		    s, "2", "2"], stdout=subprocess.PIPE)
 		last = 0
 		checked = 0

@@ -12,7 +12,7 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "harness.h"
 #include "kstate.h"
 
 static char path[4096];

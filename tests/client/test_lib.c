@@ -9,7 +9,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "harness.h"
 #include "kstate.h"
 
 static char path[4096];

@@ -8,7 +8,7 @@
  *
  *   bench_store [SECONDS] [PAGE_BYTES]     (KS_STORE_TEST_DIR: where)
  */
-#include "st.h"
+#include "harness.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

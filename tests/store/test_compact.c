@@ -4,7 +4,7 @@
  * with many states, and with states created, renamed and deleted while
  * compactions run, everything comes back.
  */
-#include "st.h"
+#include "harness.h"
 
 #define OVERWRITES 100000
 /* The log is compacted when it passes 4x the live data plus 64 KiB; at

@@ -5,7 +5,7 @@
  * tmpfs) gives ENOSPC, keeps every earlier commit, and commits work again
  * once space is freed.
  */
-#include "st.h"
+#include "harness.h"
 
 #include <sys/mount.h>
 #include <sys/stat.h>

@@ -3,7 +3,7 @@
  * fdatasyncs, and every acknowledged commit is there after a reopen; the
  * same while compactions run underneath.
  */
-#include "st.h"
+#include "harness.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

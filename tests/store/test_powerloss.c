@@ -13,7 +13,7 @@
  *  - --sync none under the hook: what was never synced is gone, which
  *    shows the hook drops what a power cut would.
  */
-#include "st.h"
+#include "harness.h"
 
 #include <signal.h>
 #include <stdatomic.h>

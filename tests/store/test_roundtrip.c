@@ -3,7 +3,7 @@
  * max-size pages, units of several records, snapshots, and the lock that
  * keeps a second daemon out.
  */
-#include "st.h"
+#include "harness.h"
 
 #include <sys/wait.h>
 

@@ -3,7 +3,7 @@
  * records before it recover; a flipped byte anywhere else is refused with
  * the file and byte offset in the message.
  */
-#include "st.h"
+#include "harness.h"
 
 #include <sys/stat.h>
 

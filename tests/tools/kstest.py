@@ -1,9 +1,13 @@
 """Small helpers for the Python parts of the kstatefs end-to-end tests.
 
-A test imports it with
+A bats test runs a Python body with all of it imported by
 
-    import os, sys; sys.path.insert(0, os.environ["KS_TOOLS"])
-    from kstest import *
+    ks_py ARGS... <<-'EOF'
+        ...
+    EOF
+
+(tests/bats/helpers.bash, tests/tools/kspy.py).  tests/tools/ksmount.py is
+its counterpart for tests of a whole mount (.txn/, views, .events, .stats).
 
 Commits "by another process" really are made by another process (a shell
 started at import, before the test opens anything), so that the daemon sees

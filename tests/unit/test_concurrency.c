@@ -3,7 +3,7 @@
  * serializable history, whole pages for readers, and the store sees the
  * commits in version order.
  */
-#include "ktest.h"
+#include "harness.h"
 #include "fake_store.h"
 
 #include <inttypes.h>

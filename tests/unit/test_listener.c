@@ -2,7 +2,7 @@
  * The commit listener: once per commit that wrote, with the new version,
  * outside the engine's locks; never for a commit that failed or only read.
  */
-#include "ktest.h"
+#include "harness.h"
 #include "fake_store.h"
 
 #define MAX_CALLS 256

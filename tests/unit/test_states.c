@@ -1,7 +1,7 @@
 /*
  * The state table: create, lookup, delete, rename, name rules and limits.
  */
-#include "ktest.h"
+#include "harness.h"
 
 #include <sys/stat.h>
 

@@ -2,7 +2,7 @@
  * The engine in front of a store: what it appends, and that a failing
  * append changes nothing.
  */
-#include "ktest.h"
+#include "harness.h"
 #include "fake_store.h"
 
 #include <sys/stat.h>

@@ -2,7 +2,7 @@
  * Transactions, single-threaded: the three modes, limits, naming, and what
  * a transaction becomes after it commits.
  */
-#include "ktest.h"
+#include "harness.h"
 
 static void put(struct ks_state *st, const char *s)
 {

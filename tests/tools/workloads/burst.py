@@ -5,8 +5,8 @@ version."""
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ks5 import version, write_file  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # ksmount
+from ksmount import version, write_file  # noqa: E402
 
 state, n = sys.argv[1], int(sys.argv[2])
 v = version(state)

@@ -11,8 +11,8 @@ import os
 import random
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ks5 import Conflict, MultiTxn, fail  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # ksmount
+from ksmount import Conflict, MultiTxn, fail  # noqa: E402
 
 
 def main():

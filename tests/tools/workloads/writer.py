@@ -10,8 +10,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ks5 import version, write_file  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # ksmount
+from ksmount import version, write_file  # noqa: E402
 
 
 def main():

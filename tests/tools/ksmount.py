@@ -1,8 +1,16 @@
-"""Helpers for the end-to-end tests of throttled views, transactions over
-several states (.txn/, .commit/), .events and .stats.
+"""Helpers for the end-to-end tests of a whole mount: throttled views,
+transactions over several states (.txn/, .commit/), .events and .stats.  The
+programs of workloads/ (bank transfers, bursts, increments, paced writers)
+are built on it.
 
-    import os, sys; sys.path.insert(0, os.path.join(os.environ["KS_TOOLS"], "issue5"))
-    from ks5 import *
+A bats test runs a Python body with all of it imported by
+
+    ks_py -m ksmount ARGS... <<-'EOF'
+        ...
+    EOF
+
+(tests/bats/helpers.bash, tests/tools/kspy.py); a program imports it from
+tests/tools.  WORKLOADS is the directory of those programs.
 
 Everything goes through the files of the mount, as a user would.
 """
@@ -17,7 +25,12 @@ import time
 __all__ = ["errno", "os", "select", "shutil", "subprocess", "sys", "time",
            "fail", "check", "Disconnected", "Conflict", "DISCONNECTED",
            "MultiTxn", "read_file", "write_file", "version", "stats",
-           "EventReader", "wait_until"]
+           "EventReader", "wait_until", "WORKLOADS"]
+
+# The directory of the workload programs (bank.py, burst.py, incr.py,
+# writer.py), to run with sys.executable.
+WORKLOADS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "workloads")
 
 # What a file operation fails with once the daemon is gone (kill -9).
 DISCONNECTED = (errno.ENOTCONN, errno.ECONNABORTED, errno.ENODEV, errno.EIO)

@@ -29,9 +29,9 @@ import random
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ks5 import (Conflict, Disconnected, MultiTxn, fail, read_file,  # noqa: E402
-                 version, write_file)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # ksmount
+from ksmount import (Conflict, Disconnected, MultiTxn, fail,  # noqa: E402
+                     read_file, version, write_file)
 
 
 def acct(i):
