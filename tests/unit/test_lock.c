@@ -5,7 +5,7 @@
  * threads and condition waits.  Each violation runs in a child process,
  * whose death by SIGABRT and whose stderr are the result.
  */
-#include "ktest.h"
+#include "harness.h"
 
 #include <fcntl.h>
 #include <pthread.h>
