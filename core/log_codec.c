@@ -178,8 +178,9 @@ void log_seal_frame(unsigned char *p, uint32_t len, uint32_t type,
 static bool known_type(uint32_t type)
 {
 	return (type >= KS_REC_CREATE && type <= KS_REC_ATTR) ||
-	       type == LOG_T_MULTI || type == LOG_T_SEGMENT || type == LOG_T_SNAP_HEAD ||
-	       type == LOG_T_SNAP_STATE || type == LOG_T_SNAP_END;
+	       type == LOG_T_MULTI || type == LOG_T_SEGMENT ||
+	       type == LOG_T_SNAP_HEAD || type == LOG_T_SNAP_STATE ||
+	       type == LOG_T_SNAP_END;
 }
 
 /* Is there a whole, checksummed frame at buf[off]?  why (if not NULL) gets
@@ -197,7 +198,8 @@ bool log_frame_at(const unsigned char *buf, size_t size, size_t off,
 		f->type = log_get32(p + 8);
 		if (!known_type(f->type))
 			w = "unknown record type";
-		else if (f->len > LOG_MAX_PAYLOAD || f->len > size - off - LOG_HDR)
+		else if (f->len > LOG_MAX_PAYLOAD ||
+			 f->len > size - off - LOG_HDR)
 			w = "record length past the end of the file";
 		else if (frame_crc(p, f->len) != log_get32(p))
 			w = "checksum mismatch";
@@ -223,7 +225,8 @@ bool log_any_frame_after(const unsigned char *buf, size_t size,
 	for (size_t off = from; off + LOG_HDR <= size; off++) {
 		uint32_t type = log_get32(buf + off + 8);
 
-		if (!known_type(type) || log_get32(buf + off + 4) > size - off - LOG_HDR)
+		if (!known_type(type) ||
+		    log_get32(buf + off + 4) > size - off - LOG_HDR)
 			continue;
 		if (log_frame_at(buf, size, off, &f, NULL))
 			return true;
@@ -274,7 +277,8 @@ static int decode_rec(uint32_t type, uint64_t state, uint64_t version,
 		nlen = len - LOG_TIME_LEN;
 		break;
 	case KS_REC_COMMIT:
-		if (len < LOG_TIME_LEN || get_time(p, &rec->time) || version == 0)
+		if (len < LOG_TIME_LEN || get_time(p, &rec->time) ||
+		    version == 0)
 			return EINVAL;
 		rec->bytes = p + LOG_TIME_LEN;
 		rec->len = len - LOG_TIME_LEN;
@@ -407,7 +411,8 @@ int log_snap_state_decode(const unsigned char *p, size_t len,
 	out->attr.gid = (gid_t)log_get32(p + 4);
 	out->attr.mode = (mode_t)log_get32(p + 8);
 	nlen = get16(p + 36);
-	if (get_time(p + 12, &out->attr.ctime) || get_time(p + 24, &out->mtime) ||
+	if (get_time(p + 12, &out->attr.ctime) ||
+	    get_time(p + 24, &out->mtime) ||
 	    !nlen || nlen > KS_NAME_MAX || nlen > len - LOG_SNAP_STATE_FIXED ||
 	    memchr(p + LOG_SNAP_STATE_FIXED, 0, nlen))
 		return EINVAL;

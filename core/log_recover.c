@@ -109,13 +109,15 @@ static int load_snapshot(struct replay *rp, uint64_t seg)
 	log_snap_name(name, sizeof(name), seg);
 	fd = log_open_file(log, name, O_RDONLY);
 	if (fd < 0)
-		return log_fail(rp->msg, rp->msglen, errno, "cannot open %s/%s: %s",
-			    log->dir, name, strerror(errno));
+		return log_fail(rp->msg, rp->msglen, errno,
+				"cannot open %s/%s: %s", log->dir, name,
+				strerror(errno));
 	err = log_read_file(log, fd, &buf, &size);
 	log_close_file(log, fd);
 	if (err)
-		return log_fail(rp->msg, rp->msglen, err, "cannot read %s/%s: %s",
-			    log->dir, name, strerror(err));
+		return log_fail(rp->msg, rp->msglen, err,
+				"cannot read %s/%s: %s", log->dir, name,
+				strerror(err));
 	log->snap_bytes = size;
 
 	for (;;) {
@@ -194,7 +196,8 @@ static int segment_has_records(struct ks_log *log, uint64_t seg)
 	if (err)
 		return -1;
 	/* The segment header is a frame too: look past it only. */
-	has = size > LOG_SEG_HDR_LEN && log_any_frame_after(buf, size, LOG_SEG_HDR_LEN);
+	has = size > LOG_SEG_HDR_LEN &&
+	      log_any_frame_after(buf, size, LOG_SEG_HDR_LEN);
 	free(buf);
 	return has;
 }
@@ -214,13 +217,15 @@ static int replay_segment(struct replay *rp, uint64_t seg, bool last)
 	log_seg_name(name, sizeof(name), seg);
 	fd = log_open_file(log, name, last ? O_RDWR : O_RDONLY);
 	if (fd < 0)
-		return log_fail(rp->msg, rp->msglen, errno, "cannot open %s/%s: %s",
-			    log->dir, name, strerror(errno));
+		return log_fail(rp->msg, rp->msglen, errno,
+				"cannot open %s/%s: %s", log->dir, name,
+				strerror(errno));
 	err = log_read_file(log, fd, &buf, &size);
 	if (err) {
 		log_close_file(log, fd);
-		return log_fail(rp->msg, rp->msglen, err, "cannot read %s/%s: %s",
-			    log->dir, name, strerror(err));
+		return log_fail(rp->msg, rp->msglen, err,
+				"cannot read %s/%s: %s", log->dir, name,
+				strerror(err));
 	}
 	if (!log_frame_at(buf, size, 0, &f, &why) || f.type != LOG_T_SEGMENT ||
 	    f.len != LOG_MAGIC_LEN ||
@@ -242,7 +247,8 @@ static int replay_segment(struct replay *rp, uint64_t seg, bool last)
 				goto out;
 			}
 			if (f.type != LOG_T_MULTI &&
-			    !(f.type >= KS_REC_CREATE && f.type <= KS_REC_ATTR)) {
+			    !(f.type >= KS_REC_CREATE &&
+			      f.type <= KS_REC_ATTR)) {
 				err = damaged(rp, name, off,
 					      "unexpected record type");
 				goto out;
@@ -355,15 +361,17 @@ int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 			char name[32];
 
 			log_seg_name(name, sizeof(name), first);
-			err = log_fail(msg, msglen, EUCLEAN, "store %s is damaged: "
-				   "%s/%s is missing", log->dir, log->dir, name);
+			err = log_fail(msg, msglen, EUCLEAN,
+				       "store %s is damaged: %s/%s is missing",
+				       log->dir, log->dir, name);
 			goto out;
 		}
 		/* A new store. */
 		err = log_create_segment(log, 1, &log->fd);
 		if (err) {
-			err = log_fail(msg, msglen, err, "cannot create the log in "
-				   "%s: %s", log->dir, strerror(err));
+			err = log_fail(msg, msglen, err,
+				       "cannot create the log in %s: %s",
+				       log->dir, strerror(err));
 			goto out;
 		}
 		log->end = log->alloc_end = LOG_SEG_HDR_LEN;
@@ -374,7 +382,8 @@ int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 			if (segs.v[i] != first + (i - i0)) {
 				char name[32];
 
-				log_seg_name(name, sizeof(name), first + (i - i0));
+				log_seg_name(name, sizeof(name),
+					     first + (i - i0));
 				err = log_fail(msg, msglen, EUCLEAN,
 					   "store %s is damaged: %s/%s is "
 					   "missing", log->dir, log->dir, name);

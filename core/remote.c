@@ -109,7 +109,10 @@ static int apply_commits(struct ks_engine *eng, const struct ks_rec *recs,
 		struct ks_state *st;
 		size_t j;
 
-		if (recs[i].type != KS_REC_COMMIT || !(st = find(eng, &recs[i])))
+		if (recs[i].type != KS_REC_COMMIT)
+			continue;
+		st = find(eng, &recs[i]);
+		if (!st)
 			continue;
 		/* One member per state (a commit lock is taken once): the
 		 * newest version wins. */

@@ -91,7 +91,7 @@ enum ks_rec_type {
 	KS_REC_RENAME = 3, /* state_id, name (the new one), time */
 	KS_REC_COMMIT = 4, /* state_id, name, version, base, bytes/len, time */
 	KS_REC_ATTR = 5,   /* state_id, name, uid, gid, mode, time */
-	KS_REC_CHECK = 6,  /* state_id, name, version == base: read, unchanged */
+	KS_REC_CHECK = 6,  /* state_id, name, version == base: read only */
 };
 
 /* One change.  Pointers are borrowed for the duration of the call. */
