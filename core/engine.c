@@ -17,14 +17,6 @@ void ks_now(struct timespec *ts)
 	clock_gettime(CLOCK_REALTIME, ts);
 }
 
-int ks_store_append(struct ks_engine *eng, const struct ks_rec *recs,
-		    size_t n)
-{
-	if (!eng->store)
-		return 0;
-	return eng->store->ops->append(eng->store, recs, n);
-}
-
 static uint64_t name_hash(const char *name)
 {
 	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
@@ -53,14 +45,26 @@ int ks_engine_new(const struct ks_engine_config *cfg, struct ks_store *store,
 	if (!eng)
 		return ENOMEM;
 	eng->cfg = *cfg;
+	/* The one place a missing store is handled: states in memory. */
+	if (!store) {
+		int err = ks_store_open("memory", &eng->own_store, NULL, 0);
+
+		if (err) {
+			free(eng);
+			return err;
+		}
+		store = eng->own_store;
+	}
 	eng->store = store;
 	eng->nbuckets = INITIAL_BUCKETS;
 	eng->buckets = calloc(eng->nbuckets, sizeof(*eng->buckets));
 	if (!eng->buckets) {
+		ks_store_close(eng->own_store);
 		free(eng);
 		return ENOMEM;
 	}
 	if (ks_events_init(&eng->events, KS_EVENTS_CAPACITY)) {
+		ks_store_close(eng->own_store);
 		free(eng->buckets);
 		free(eng);
 		return ENOMEM;
@@ -110,6 +114,7 @@ void ks_engine_free(struct ks_engine *eng)
 	free(eng->buckets);
 	ks_events_destroy(&eng->events);
 	pthread_rwlock_destroy(&eng->table_lock);
+	ks_store_close(eng->own_store);
 	free(eng);
 }
 
@@ -118,25 +123,14 @@ struct ks_events *ks_engine_events(struct ks_engine *eng)
 	return &eng->events;
 }
 
-void ks_emit(struct ks_engine *eng, const char *line)
-{
-	ks_events_append(&eng->events, &line, 1);
-}
-
-void ks_commit_line(struct ks_state *st, uint64_t v, char *buf, size_t len)
-{
-	pthread_mutex_lock(&st->lock);
-	snprintf(buf, len, "commit %s %" PRIu64 "\n", st->name, v);
-	pthread_mutex_unlock(&st->lock);
-}
-
 static void emit_named(struct ks_engine *eng, const char *what,
 		       const char *name)
 {
-	char line[KS_NAME_MAX + 16];
+	char line[KS_EVENT_LINE_MAX];
+	const char *lines[1] = { line };
 
-	snprintf(line, sizeof(line), "%s %s\n", what, name);
-	ks_emit(eng, line);
+	ks_event_name_line(line, sizeof(line), what, name);
+	ks_events_append(&eng->events, lines, 1);
 }
 
 void ks_engine_set_listener(struct ks_engine *eng, ks_commit_listener fn,
@@ -194,6 +188,18 @@ static struct ks_state *table_find(struct ks_engine *eng, const char *name)
 	for (struct ks_state *st = *bucket_of(eng, name); st; st = st->hnext)
 		if (strcmp(st->name, name) == 0)
 			return st;
+	return NULL;
+}
+
+/* By id: a scan of every bucket.  Only the store's changes look states up
+ * this way, and they usually come by name. */
+static struct ks_state *ks_table_find_id_locked(struct ks_engine *eng,
+						uint64_t id)
+{
+	for (size_t i = 0; i < eng->nbuckets; i++)
+		for (struct ks_state *st = eng->buckets[i]; st; st = st->hnext)
+			if (st->id == id)
+				return st;
 	return NULL;
 }
 
@@ -271,8 +277,9 @@ static struct ks_state *state_new(struct ks_engine *eng, uint64_t id,
 	return st;
 }
 
-int ks_state_create(struct ks_engine *eng, const char *name,
-		    const struct ks_state_attr *attr, struct ks_state **out)
+int ks_table_create(struct ks_engine *eng, uint64_t id, const char *name,
+		    const struct ks_state_attr *attr, bool append,
+		    struct ks_state **out)
 {
 	struct ks_state *st;
 	struct ks_rec rec;
@@ -281,6 +288,8 @@ int ks_state_create(struct ks_engine *eng, const char *name,
 	if (err)
 		return err;
 	pthread_rwlock_wrlock(&eng->table_lock);
+	if (!id)
+		id = eng->next_id;
 	if (table_find(eng, name)) {
 		err = EEXIST;
 		goto out;
@@ -289,21 +298,25 @@ int ks_state_create(struct ks_engine *eng, const char *name,
 		err = ENOSPC;
 		goto out;
 	}
-	st = state_new(eng, eng->next_id, name, attr);
+	st = state_new(eng, id, name, attr);
 	if (!st) {
 		err = ENOMEM;
 		goto out;
 	}
-	rec = (struct ks_rec){ .type = KS_REC_CREATE, .state_id = st->id,
-			       .name = name, .uid = attr->uid,
-			       .gid = attr->gid, .mode = st->attr.mode,
-			       .time = attr->ctime };
-	err = ks_store_append(eng, &rec, 1);
-	if (err) {
-		state_free(st);
-		goto out;
+	if (append) {
+		rec = (struct ks_rec){ .type = KS_REC_CREATE, .state_id = id,
+				       .name = name, .uid = attr->uid,
+				       .gid = attr->gid,
+				       .mode = st->attr.mode,
+				       .time = attr->ctime };
+		err = ks_store_append(eng->store, &rec, 1);
+		if (err) {
+			state_free(st);
+			goto out;
+		}
 	}
-	eng->next_id++;
+	if (id >= eng->next_id)
+		eng->next_id = id + 1;
 	table_insert(eng, st);
 	eng->nstates++;
 	emit_named(eng, "create", name);
@@ -313,6 +326,12 @@ int ks_state_create(struct ks_engine *eng, const char *name,
 out:
 	pthread_rwlock_unlock(&eng->table_lock);
 	return err;
+}
+
+int ks_state_create(struct ks_engine *eng, const char *name,
+		    const struct ks_state_attr *attr, struct ks_state **out)
+{
+	return ks_table_create(eng, 0, name, attr, true, out);
 }
 
 int ks_state_lookup(struct ks_engine *eng, const char *name,
@@ -328,34 +347,61 @@ int ks_state_lookup(struct ks_engine *eng, const char *name,
 	return st ? 0 : ENOENT;
 }
 
-int ks_state_delete(struct ks_engine *eng, const char *name)
+struct ks_state *ks_table_find_id(struct ks_engine *eng, uint64_t id)
 {
 	struct ks_state *st;
+
+	pthread_rwlock_rdlock(&eng->table_lock);
+	st = ks_table_find_id_locked(eng, id);
+	if (st)
+		ks_state_ref(st);
+	pthread_rwlock_unlock(&eng->table_lock);
+	return st;
+}
+
+/* Drops every named transaction of st (st->lock held): a forced delete. */
+static void drop_txns_locked(struct ks_state *st)
+{
+	while (st->txns) {
+		struct ks_txn *t = st->txns;
+
+		ks_txn_ref(t);
+		ks_txn_unlink_locked(t);
+		pthread_mutex_unlock(&st->lock);
+		ks_txn_unref(t);
+		pthread_mutex_lock(&st->lock);
+	}
+}
+
+int ks_table_delete(struct ks_engine *eng, struct ks_state *st,
+		    const char *expect, bool force, bool append)
+{
+	char name[KS_NAME_MAX + 1];
 	struct ks_rec rec;
 	int err = 0;
 
 	pthread_rwlock_wrlock(&eng->table_lock);
-	st = table_find(eng, name);
-	if (!st) {
-		err = ENOENT;
-		goto out;
-	}
 	/* The commit lock keeps commits out, and `deleted`, set in the same
 	 * hold as the checks, keeps new files and transactions out while
 	 * the store makes the deletion durable. */
 	pthread_mutex_lock(&st->commit_lock);
 	pthread_mutex_lock(&st->lock);
-	if (st->ntxns)
+	if (st->deleted || (expect && strcmp(st->name, expect) != 0))
+		err = ENOENT;
+	else if (force)
+		drop_txns_locked(st);
+	else if (st->ntxns)
 		err = ENOTEMPTY;
 	else if (st->open_files)
 		err = EBUSY;
-	else
+	if (!err)
 		st->deleted = true;
+	strcpy(name, st->name);
 	pthread_mutex_unlock(&st->lock);
-	if (!err) {
+	if (!err && append) {
 		rec = (struct ks_rec){ .type = KS_REC_DELETE,
-				       .state_id = st->id };
-		err = ks_store_append(eng, &rec, 1);
+				       .state_id = st->id, .name = name };
+		err = ks_store_append(eng->store, &rec, 1);
 		if (err) {
 			pthread_mutex_lock(&st->lock);
 			st->deleted = false;
@@ -371,39 +417,57 @@ int ks_state_delete(struct ks_engine *eng, const char *name)
 	pthread_mutex_lock(&st->lock);
 	atomic_fetch_sub(&eng->bytes, st->current->len);
 	pthread_mutex_unlock(&st->lock);
-	ks_state_unref(st);
+	ks_state_unref(st); /* the table's reference */
 out:
 	pthread_rwlock_unlock(&eng->table_lock);
 	return err;
 }
 
-int ks_state_rename(struct ks_engine *eng, const char *oldname,
-		    const char *newname)
+int ks_state_delete(struct ks_engine *eng, const char *name)
 {
 	struct ks_state *st;
+	int err = ks_state_lookup(eng, name, &st);
+
+	if (err)
+		return err;
+	err = ks_table_delete(eng, st, name, false, true);
+	ks_state_unref(st);
+	return err;
+}
+
+int ks_table_rename(struct ks_engine *eng, struct ks_state *st,
+		    const char *expect, const char *newname,
+		    const struct timespec *when, bool append)
+{
+	char oldname[KS_NAME_MAX + 1];
 	struct ks_rec rec;
 	int err = ks_name_check(newname);
 
 	if (err)
 		return err;
 	pthread_rwlock_wrlock(&eng->table_lock);
-	st = table_find(eng, oldname);
-	if (!st) {
+	/* The commit lock too: a state's records reach the store in the
+	 * order they take effect, and a commit names the state as the store
+	 * knows it. */
+	pthread_mutex_lock(&st->commit_lock);
+	pthread_mutex_lock(&st->lock);
+	strcpy(oldname, st->name);
+	if (st->deleted || (expect && strcmp(oldname, expect) != 0))
 		err = ENOENT;
-		goto out;
-	}
-	if (strcmp(oldname, newname) == 0)
+	pthread_mutex_unlock(&st->lock);
+	if (err || strcmp(oldname, newname) == 0)
 		goto out;
 	if (table_find(eng, newname)) {
 		err = EEXIST;
 		goto out;
 	}
 	rec = (struct ks_rec){ .type = KS_REC_RENAME, .state_id = st->id,
-			       .name = newname };
-	ks_now(&rec.time);
-	err = ks_store_append(eng, &rec, 1);
-	if (err)
-		goto out;
+			       .name = newname, .time = *when };
+	if (append) {
+		err = ks_store_append(eng->store, &rec, 1);
+		if (err)
+			goto out;
+	}
 	table_remove(eng, st);
 	pthread_mutex_lock(&st->lock);
 	strcpy(st->name, newname);
@@ -413,15 +477,34 @@ int ks_state_rename(struct ks_engine *eng, const char *oldname,
 	/* .events knows creations and deletions only (SPEC 6): a rename is
 	 * the old name going and the new one coming, consecutively. */
 	{
-		char gone[KS_NAME_MAX + 16], came[KS_NAME_MAX + 16];
+		char gone[KS_EVENT_LINE_MAX], came[KS_EVENT_LINE_MAX];
 		const char *lines[2] = { gone, came };
 
-		snprintf(gone, sizeof(gone), "delete %s\n", oldname);
-		snprintf(came, sizeof(came), "create %s\n", newname);
+		ks_event_name_line(gone, sizeof(gone), "delete", oldname);
+		ks_event_name_line(came, sizeof(came), "create", newname);
 		ks_events_append(&eng->events, lines, 2);
 	}
 out:
+	pthread_mutex_unlock(&st->commit_lock);
 	pthread_rwlock_unlock(&eng->table_lock);
+	return err;
+}
+
+int ks_state_rename(struct ks_engine *eng, const char *oldname,
+		    const char *newname)
+{
+	struct ks_state *st;
+	struct timespec now;
+	int err = ks_name_check(newname);
+
+	if (err)
+		return err;
+	err = ks_state_lookup(eng, oldname, &st);
+	if (err)
+		return err;
+	ks_now(&now);
+	err = ks_table_rename(eng, st, oldname, newname, &now, true);
+	ks_state_unref(st);
 	return err;
 }
 
@@ -471,20 +554,22 @@ void ks_state_get_attr(struct ks_state *st, struct ks_state_attr *out)
 	pthread_mutex_unlock(&st->lock);
 }
 
-int ks_state_set_attr(struct ks_state *st, const struct ks_state_attr *attr)
+int ks_attr_set(struct ks_state *st, const struct ks_state_attr *attr,
+		bool append)
 {
+	char name[KS_NAME_MAX + 1];
 	struct ks_rec rec = { .type = KS_REC_ATTR, .state_id = st->id,
-			      .uid = attr->uid, .gid = attr->gid,
-			      .mode = attr->mode & 07777,
+			      .name = name, .uid = attr->uid,
+			      .gid = attr->gid, .mode = attr->mode & 07777,
 			      .time = attr->ctime };
 	int err;
 
 	/* The commit lock orders this against commits in the store. */
 	pthread_mutex_lock(&st->commit_lock);
-	if (ks_state_deleted(st)) {
+	if (!ks_state_name(st, name)) {
 		err = ENOENT;
 	} else {
-		err = ks_store_append(st->eng, &rec, 1);
+		err = append ? ks_store_append(st->eng->store, &rec, 1) : 0;
 		if (!err) {
 			pthread_mutex_lock(&st->lock);
 			st->attr = *attr;
@@ -494,6 +579,11 @@ int ks_state_set_attr(struct ks_state *st, const struct ks_state_attr *attr)
 	}
 	pthread_mutex_unlock(&st->commit_lock);
 	return err;
+}
+
+int ks_state_set_attr(struct ks_state *st, const struct ks_state_attr *attr)
+{
+	return ks_attr_set(st, attr, true);
 }
 
 struct ks_page *ks_state_current(struct ks_state *st)
@@ -553,50 +643,36 @@ void ks_state_install(struct ks_state *st, struct ks_page *page)
 	ks_page_unref(old);
 }
 
+struct bytes_commit {
+	const void *bytes;
+	size_t len;
+};
+
+static int prepare_bytes(void *arg, struct ks_commit_member *m, size_t n,
+			 const struct timespec *now)
+{
+	struct bytes_commit *bc = arg;
+
+	if (m->deleted)
+		return ENOENT;
+	m->version = m->cur->version + 1;
+	m->page = ks_page_new(bc->bytes, bc->len, m->version, now);
+	return m->page ? 0 : ENOMEM;
+}
+
 int ks_state_commit_bytes(struct ks_state *st, const void *bytes, size_t len,
 			  uint64_t *version)
 {
-	struct ks_engine *eng = st->eng;
-	struct ks_page *page;
-	struct timespec now;
-	struct ks_rec rec;
-	uint64_t v;
+	struct bytes_commit bc = { .bytes = bytes, .len = len };
+	struct ks_commit_member m = { .st = st };
+	struct ks_commit c = { .kind = KS_COMMIT_BLIND, .m = &m, .n = 1,
+			       .prepare = prepare_bytes, .arg = &bc };
 	int err;
 
-	if (len > eng->cfg.max_size)
+	if (len > st->eng->cfg.max_size)
 		return EFBIG;
-	pthread_mutex_lock(&st->commit_lock);
-	if (ks_state_deleted(st)) {
-		err = ENOENT;
-		goto out;
-	}
-	v = ks_state_version(st) + 1;
-	ks_now(&now);
-	page = ks_page_new(bytes, len, v, &now);
-	if (!page) {
-		err = ENOMEM;
-		goto out;
-	}
-	rec = (struct ks_rec){ .type = KS_REC_COMMIT, .state_id = st->id,
-			       .version = v, .bytes = page->bytes,
-			       .len = len, .time = now };
-	err = ks_store_append(eng, &rec, 1);
-	if (err) {
-		ks_page_unref(page);
-		goto out;
-	}
-	ks_state_install(st, page);
-	{
-		char line[KS_NAME_MAX + 48];
-
-		ks_commit_line(st, v, line, sizeof(line));
-		ks_emit(eng, line);
-	}
-	if (version)
-		*version = v;
-out:
-	pthread_mutex_unlock(&st->commit_lock);
-	if (!err && eng->listener)
-		eng->listener(eng->listener_arg, st, v);
+	err = ks_commit_run(st->eng, &c);
+	if (!err && version)
+		*version = m.version;
 	return err;
 }

@@ -7,14 +7,37 @@
  * Errors: functions return 0 or a positive errno value (never -1/errno),
  * so that the daemon can hand them to fuse_reply_err unchanged.
  *
- * Locking, from outermost to innermost:
- *   engine->table_lock   the name table (create, delete, rename, lookup)
- *   state->commit_lock   serializes commits of one state; held while the
- *                        store makes a commit durable, so that readers never
- *                        wait on the disk
- *   state->lock          the current page pointer, the transaction list,
- *                        counters; never held across a call out of the engine
- * Multi-state commits take commit locks in ascending state id order.
+ * Locking.  Every path takes locks in this order, outermost first, and
+ * skips those it does not need:
+ *
+ *   engine->multi_lock     the list of .txn/T (create, find, remove, list;
+ *                          a commit unlists T only after letting go of
+ *                          m->lock)
+ *   multi->lock            T's members, held through T's whole commit
+ *   txn->lock              a transaction's private page; a commit holds it
+ *                          throughout; .txn/T takes its members' in
+ *                          ascending state id order
+ *     (a blind commit that the store refused with EAGAIN calls the store's
+ *      catch_up here, holding only the locks above; changes arriving from
+ *      the store take the locks below, like local ones)
+ *   engine->table_lock     the name table: create, delete, rename (write);
+ *                          lookup, listing, a store's snapshot (read)
+ *   state->commit_lock     serializes the changes of one state: commits,
+ *                          delete, rename, chmod/chown; held while the
+ *                          store makes the change durable, so that readers
+ *                          never wait on the disk; several are taken in
+ *                          ascending state id order (commit.c)
+ *   state->lock            the current page pointer, name, the transaction
+ *                          list, counters; never held across a call out of
+ *                          the engine, nor across the store
+ *   events->lock           the .events ring; innermost of the engine's
+ *   store locks            inside append (the log's mu), reached with only
+ *                          table_lock and commit locks held
+ *
+ * A store's own threads (the log's compaction) take table_lock (read) and
+ * commit locks to snapshot the engine, and never hold a store lock that
+ * append takes while they do.  The listener (ks_commit_listener) is called
+ * with none of these held.
  */
 #ifndef KSTATEFS_CORE_ENGINE_H
 #define KSTATEFS_CORE_ENGINE_H
@@ -56,8 +79,9 @@ struct ks_engine_stats {
 
 /* ---- engine ------------------------------------------------------------- */
 
-/* store may be NULL: states live in memory only.  The engine does not own the
- * store; recovery (ks_engine_recover) must run before any other call. */
+/* The engine does not own the store, which must outlive it; recovery
+ * (ks_store_recover) must run before any other call.  store NULL: the
+ * engine makes a memory store of its own (states live in memory only). */
 int ks_engine_new(const struct ks_engine_config *cfg, struct ks_store *store,
 		  struct ks_engine **out);
 void ks_engine_free(struct ks_engine *eng);

@@ -1,8 +1,22 @@
 #include "events.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+void ks_event_commit_line(char *buf, size_t len, const char *name,
+			  uint64_t version)
+{
+	snprintf(buf, len, "commit %s %" PRIu64 "\n", name, version);
+}
+
+void ks_event_name_line(char *buf, size_t len, const char *what,
+			const char *name)
+{
+	snprintf(buf, len, "%s %s\n", what, name);
+}
 
 int ks_events_init(struct ks_events *ev, size_t cap)
 {

@@ -15,6 +15,17 @@
 
 #define KS_EVENTS_CAPACITY 4096
 
+/* Room for any event line: a state name (255 bytes), a word, a version. */
+#define KS_EVENT_LINE_MAX 320
+
+/* The lines of the stream (SPEC 6), formatted here so that every producer
+ * writes them alike: "commit NAME VERSION\n", and "create NAME\n" /
+ * "delete NAME\n" (what is "create" or "delete"). */
+void ks_event_commit_line(char *buf, size_t len, const char *name,
+			  uint64_t version);
+void ks_event_name_line(char *buf, size_t len, const char *what,
+			const char *name);
+
 struct ks_events {
 	pthread_mutex_t lock;
 	char **lines;          /* lines[seq % cap], each ending in '\n' */

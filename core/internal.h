@@ -1,6 +1,7 @@
 /*
  * Structures shared by the engine's files (engine.c: the table and states;
- * txn.c: transactions).  Not for use outside core/.
+ * txn.c: transactions; multi.c: transactions over several states;
+ * commit.c: the one commit path).  Not for use outside core/.
  */
 #ifndef KSTATEFS_CORE_INTERNAL_H
 #define KSTATEFS_CORE_INTERNAL_H
@@ -14,7 +15,8 @@
 
 struct ks_engine {
 	struct ks_engine_config cfg;
-	struct ks_store *store;
+	struct ks_store *store;      /* never NULL */
+	struct ks_store *own_store;  /* the memory store made for a NULL one */
 	ks_commit_listener listener;
 	void *listener_arg;
 
@@ -83,9 +85,6 @@ struct ks_txn {
 
 void ks_now(struct timespec *ts);
 void ks_multi_free_all(struct ks_engine *eng);
-/* Appends through the store, if there is one. */
-int ks_store_append(struct ks_engine *eng, const struct ks_rec *recs,
-		    size_t n);
 /* Swaps in a new current page; called with commit_lock held. */
 void ks_state_install(struct ks_state *st, struct ks_page *page);
 void ks_txn_unlink_locked(struct ks_txn *txn);
@@ -94,10 +93,77 @@ struct ks_page *ks_txn_build_page(struct ks_txn *txn, const struct ks_page *cur,
 				  uint64_t version, const struct timespec *now);
 /* After a commit the transaction goes on, based on page (txn->lock held). */
 void ks_txn_rebase(struct ks_txn *txn, struct ks_page *page);
-/* Formats the .events line of a commit of st at version v into buf. */
-void ks_commit_line(struct ks_state *st, uint64_t v, char *buf, size_t len);
-/* Appends one event line (a commit: with the state's commit lock held, so
- * that the stream is in commit order). */
-void ks_emit(struct ks_engine *eng, const char *line);
+
+/* ---- the commit path (commit.c) ------------------------------------------
+ * Every commit, local or arriving from the store, is one ks_commit_run:
+ *
+ *   take the commit locks of every member, in ascending state id order
+ *   prepare: decide each member's new page (or only validate it)
+ *   append the unit to the store (not for changes from the store)
+ *   install the pages, emit one run of .events lines, applied()
+ *   release the commit locks, then release() the caller's own locks
+ *   call the listener for every state that changed, outside every lock
+ *
+ * A store's EAGAIN on a blind commit repeats the middle after catch_up. */
+
+struct ks_commit_member {
+	struct ks_state *st;
+	struct ks_txn *txn;          /* the transaction committing, or NULL */
+	const struct ks_rec *rec;    /* a commit from the store, or NULL */
+	/* Set by ks_commit_run before prepare: */
+	struct ks_page *cur;         /* the current page, a reference */
+	/* Set by prepare: */
+	struct ks_page *page;        /* the new page (a reference), or NULL */
+	uint64_t version;            /* page's version, or the one validated */
+	bool deleted;                /* gone: ENOENT, or skipped if remote */
+};
+
+enum ks_commit_kind {
+	KS_COMMIT_CHECKED,  /* a conflict (ours or the store's) is EAGAIN */
+	KS_COMMIT_BLIND,    /* never conflicts: retried on the store's EAGAIN */
+	KS_COMMIT_REMOTE,   /* from the store: not appended, deleted skipped */
+};
+
+struct ks_commit {
+	enum ks_commit_kind kind;
+	struct ks_commit_member *m;  /* sorted by state id by ks_commit_run */
+	size_t n;
+	/* With every commit lock held, cur, version (= cur's) and deleted
+	 * set: sets page and version of each member.  0 or an errno
+	 * (EAGAIN: a conflict, counted), nothing installed.  May run more
+	 * than once (blind retries): each run starts with page NULL. */
+	int (*prepare)(void *arg, struct ks_commit_member *m, size_t n,
+		       const struct timespec *now);
+	/* On success, commit locks still held, pages installed.  Optional. */
+	void (*applied)(void *arg, struct ks_commit_member *m, size_t n);
+	/* Always, once the commit locks are released and before the
+	 * listener: the caller lets go of its own locks.  Optional. */
+	void (*release)(void *arg, int err);
+	void *arg;
+};
+
+int ks_commit_run(struct ks_engine *eng, struct ks_commit *c);
+
+/* ---- the table, for the local calls and the store's (engine.c) ----------
+ * append false: the change came from the store and is not appended back.
+ * Each takes table_lock itself. */
+
+/* id 0: the next free id; any other id must be free (the caller checks).
+ * EEXIST if the name is taken. */
+int ks_table_create(struct ks_engine *eng, uint64_t id, const char *name,
+		    const struct ks_state_attr *attr, bool append,
+		    struct ks_state **out);
+/* expect: ENOENT unless st is still called that (NULL: any name).  force:
+ * drop named transactions and ignore open files (a delete that already
+ * happened elsewhere). */
+int ks_table_delete(struct ks_engine *eng, struct ks_state *st,
+		    const char *expect, bool force, bool append);
+int ks_table_rename(struct ks_engine *eng, struct ks_state *st,
+		    const char *expect, const char *newname,
+		    const struct timespec *when, bool append);
+int ks_attr_set(struct ks_state *st, const struct ks_state_attr *attr,
+		bool append);
+/* A state by id (a scan: by name is the fast way), with a reference. */
+struct ks_state *ks_table_find_id(struct ks_engine *eng, uint64_t id);
 
 #endif

@@ -1,10 +1,11 @@
 /*
  * Transactions over several states (.txn/T).  Each member is an ordinary
  * conflict-checked transaction on one state, begun when the state joins.
- * The commit locks every member in ascending state id order, so that two
- * commits over overlapping sets can never wait on each other in a circle,
- * validates every member (written or only read), and applies the written
- * ones as one store unit and one run of consecutive events.
+ * The commit (through commit.c) locks every member in ascending state id
+ * order, so that two commits over overlapping sets can never wait on each
+ * other in a circle, validates every member (written or only read), and
+ * applies the written ones as one store unit and one run of consecutive
+ * events.
  */
 #include "internal.h"
 
@@ -279,90 +280,82 @@ void ks_multi_foreach_member(struct ks_multi *m,
 
 static int by_state_id(const void *a, const void *b)
 {
-	uint64_t x = ((const struct member *)a)->st->id;
-	uint64_t y = ((const struct member *)b)->st->id;
+	uint64_t x = ((const struct ks_commit_member *)a)->st->id;
+	uint64_t y = ((const struct ks_commit_member *)b)->st->id;
 
 	return x < y ? -1 : x > y;
 }
 
-/* Validates and applies; every commit lock and transaction lock held. */
-static int apply(struct ks_engine *eng, struct member *mb, size_t n,
-		 struct ks_page **pages, uint64_t *versions)
+/* Validates every member and builds the pages of the written ones; every
+ * commit lock and transaction lock held. */
+static int prepare_multi(void *arg, struct ks_commit_member *mb, size_t n,
+			 const struct timespec *now)
 {
-	struct ks_rec *recs = calloc(n ? n : 1, sizeof(*recs));
-	size_t nrec = 0;
-	struct timespec now;
-	int err = 0;
-
-	if (!recs)
-		return ENOMEM;
-	ks_now(&now);
-	for (size_t i = 0; i < n && !err; i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct ks_state *st = mb[i].st;
 		struct ks_txn *txn = mb[i].txn;
-		struct ks_page *cur;
+		uint64_t base;
 
+		if (mb[i].deleted)
+			return ENOENT;
 		pthread_mutex_lock(&st->lock);
-		cur = ks_page_ref(st->current);
-		if (st->deleted)
-			err = ENOENT;
-		else if (cur->version != txn->base_version)
-			err = EAGAIN;
+		base = txn->base_version;
 		pthread_mutex_unlock(&st->lock);
-		versions[i] = cur->version;
-		if (!err && txn->written) {
-			versions[i]++;
-			pages[i] = ks_txn_build_page(txn, cur, versions[i],
-						     &now);
-			if (!pages[i])
-				err = ENOMEM;
-			else
-				recs[nrec++] = (struct ks_rec){
-					.type = KS_REC_COMMIT,
-					.state_id = st->id,
-					.version = versions[i],
-					.bytes = pages[i]->bytes,
-					.len = pages[i]->len, .time = now };
-		}
-		ks_page_unref(cur);
-	}
-	if (err == EAGAIN)
-		atomic_fetch_add_explicit(&eng->conflicts, 1,
-					  memory_order_relaxed);
-	if (!err && nrec)
-		err = ks_store_append(eng, recs, nrec);
-	free(recs);
-	if (err)
-		return err;
-	{
-		char **lines = calloc(nrec ? nrec : 1, sizeof(*lines));
-		size_t nl = 0;
-
-		for (size_t i = 0; i < n; i++) {
-			if (!pages[i])
-				continue;
-			ks_state_install(mb[i].st, ks_page_ref(pages[i]));
-			if (lines && (lines[nl] = malloc(KS_NAME_MAX + 48)))
-				ks_commit_line(mb[i].st, versions[i],
-					       lines[nl++], KS_NAME_MAX + 48);
-		}
-		/* One run of consecutive events for the whole commit. */
-		ks_events_append(&eng->events, (const char *const *)lines, nl);
-		for (size_t i = 0; i < nl; i++)
-			free(lines[i]);
-		free(lines);
+		if (mb[i].cur->version != base)
+			return EAGAIN;
+		if (!txn->written)
+			continue;
+		mb[i].version = mb[i].cur->version + 1;
+		mb[i].page = ks_txn_build_page(txn, mb[i].cur, mb[i].version,
+					       now);
+		if (!mb[i].page)
+			return ENOMEM;
 	}
 	return 0;
 }
 
+/* Each member goes on based on what it committed or validated, like a
+ * single-state transaction. */
+static void multi_applied(void *arg, struct ks_commit_member *mb, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&mb[i].st->lock);
+		mb[i].txn->base_version = mb[i].version;
+		pthread_mutex_unlock(&mb[i].st->lock);
+		ks_txn_rebase(mb[i].txn, mb[i].page ? mb[i].page : mb[i].cur);
+	}
+}
+
+struct multi_commit {
+	struct ks_multi *m;
+	struct ks_commit_member *mb;
+	size_t n;
+};
+
+static void multi_release(void *arg, int err)
+{
+	struct multi_commit *mc = arg;
+	struct ks_multi *m = mc->m;
+
+	for (size_t i = mc->n; i-- > 0;)
+		pthread_mutex_unlock(&mc->mb[i].txn->lock);
+	pthread_mutex_unlock(&m->lock);
+	if (!err) {
+		pthread_mutex_lock(&m->eng->multi_lock);
+		unlist_locked(m->eng, m);
+		pthread_mutex_unlock(&m->eng->multi_lock);
+	}
+}
+
 int ks_multi_commit(struct ks_multi *m)
 {
-	struct ks_engine *eng = m->eng;
-	struct ks_page **pages = NULL;
-	uint64_t *versions = NULL;
-	struct member *mb;
+	struct ks_commit_member *mb;
+	struct multi_commit mc = { .m = m };
+	struct ks_commit c = { .kind = KS_COMMIT_CHECKED,
+			       .prepare = prepare_multi,
+			       .applied = multi_applied,
+			       .release = multi_release, .arg = &mc };
 	size_t n;
-	int err;
 
 	pthread_mutex_lock(&m->lock);
 	if (atomic_load(&m->gone)) {
@@ -370,55 +363,27 @@ int ks_multi_commit(struct ks_multi *m)
 		return ENOENT;
 	}
 	n = m->n;
-	mb = malloc((n ? n : 1) * sizeof(*mb));
-	pages = calloc(n ? n : 1, sizeof(*pages));
-	versions = calloc(n ? n : 1, sizeof(*versions));
-	if (!mb || !pages || !versions) {
+	mb = calloc(n ? n : 1, sizeof(*mb));
+	if (!mb) {
 		pthread_mutex_unlock(&m->lock);
-		free(mb);
-		free(pages);
-		free(versions);
 		return ENOMEM;
 	}
-	if (n) {
-		memcpy(mb, m->members, n * sizeof(*mb));
-		qsort(mb, n, sizeof(*mb), by_state_id);
-	}
+	for (size_t i = 0; i < n; i++)
+		mb[i] = (struct ks_commit_member){ .st = m->members[i].st,
+						   .txn = m->members[i].txn };
+	/* Transaction locks, then commit locks, both in state id order, so
+	 * two commits over overlapping sets never wait in a circle. */
+	qsort(mb, n, sizeof(*mb), by_state_id);
 	for (size_t i = 0; i < n; i++)
 		pthread_mutex_lock(&mb[i].txn->lock);
-	for (size_t i = 0; i < n; i++)
-		pthread_mutex_lock(&mb[i].st->commit_lock);
-	err = apply(eng, mb, n, pages, versions);
-	for (size_t i = n; i-- > 0;)
-		pthread_mutex_unlock(&mb[i].st->commit_lock);
-	for (size_t i = n; i-- > 0;) {
-		if (!err) {
-			struct ks_page *cur = ks_state_current(mb[i].st);
+	mc.mb = mb;
+	mc.n = n;
+	c.m = mb;
+	c.n = n;
+	{
+		int err = ks_commit_run(m->eng, &c);
 
-			/* Each member goes on based on what it committed or
-			 * validated, like a single-state transaction. */
-			pthread_mutex_lock(&mb[i].st->lock);
-			mb[i].txn->base_version = versions[i];
-			pthread_mutex_unlock(&mb[i].st->lock);
-			ks_txn_rebase(mb[i].txn, pages[i] ? pages[i] : cur);
-			ks_page_unref(cur);
-		}
-		pthread_mutex_unlock(&mb[i].txn->lock);
+		free(mb);
+		return err;
 	}
-	pthread_mutex_unlock(&m->lock);
-	if (!err) {
-		pthread_mutex_lock(&eng->multi_lock);
-		unlist_locked(eng, m);
-		pthread_mutex_unlock(&eng->multi_lock);
-		for (size_t i = 0; i < n; i++)
-			if (pages[i] && eng->listener)
-				eng->listener(eng->listener_arg, mb[i].st,
-					      versions[i]);
-	}
-	for (size_t i = 0; i < n; i++)
-		ks_page_unref(pages[i]);
-	free(pages);
-	free(versions);
-	free(mb);
-	return err;
 }

@@ -195,6 +195,8 @@ int ks_recovery_apply(struct ks_recovery *r, const struct ks_rec *rec)
 		s->attr.mode = rec->mode & 07777;
 		s->attr.ctime = rec->time;
 		return 0;
+	case KS_REC_CHECK:
+		return 0; /* validated, nothing changed */
 	case KS_REC_COMMIT:
 		if (!s || rec->version <= s->page->version)
 			return 0;
@@ -245,19 +247,17 @@ void ks_recovery_counts(const struct ks_recovery *r, uint64_t *states,
 int ks_recovery_finish(struct ks_recovery *r, struct ks_engine *eng,
 		       char *msg, size_t msglen)
 {
-	struct ks_store *store = eng->store;
 	uint64_t commits = atomic_load(&eng->commits);
 	int err = 0;
 
-	/* The states go in through the engine's own calls, with the store
-	 * out of the way so that nothing is written back. */
-	eng->store = NULL;
+	/* The states go in through the engine's own table, without appending
+	 * them back to the store.  Ids are unique here (collected by id). */
 	for (size_t i = 0; i < r->nbuckets && !err; i++) {
 		for (struct rstate *s = r->buckets[i]; s && !err; s = s->next) {
 			struct ks_state *st;
 
-			eng->next_id = s->id;
-			err = ks_state_create(eng, s->name, &s->attr, &st);
+			err = ks_table_create(eng, s->id, s->name, &s->attr,
+					      false, &st);
 			if (err == EEXIST) {
 				snprintf(msg, msglen,
 					 "two states are named \"%s\"",
@@ -282,9 +282,11 @@ int ks_recovery_finish(struct ks_recovery *r, struct ks_engine *eng,
 			ks_state_unref(st);
 		}
 	}
-	eng->next_id = r->next_id;
+	pthread_rwlock_wrlock(&eng->table_lock);
+	if (r->next_id > eng->next_id)
+		eng->next_id = r->next_id;
+	pthread_rwlock_unlock(&eng->table_lock);
 	atomic_store(&eng->commits, commits);
-	eng->store = store;
 	return err;
 }
 

@@ -1,7 +1,8 @@
 /*
  * The engine side of the store: rebuilding an engine from what a store
  * replays, and taking a consistent picture of an engine for a snapshot.
- * Written against core/internal.h; used by the log store (store_log.c).
+ * Written against core/internal.h; these are the engine calls a store makes
+ * to rebuild an engine and to copy it (store.h lists them all).
  */
 #ifndef KSTATEFS_CORE_RECOVER_H
 #define KSTATEFS_CORE_RECOVER_H

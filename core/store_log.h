@@ -3,14 +3,11 @@
  * states, and a snapshot that the log is compacted into.  See STORE.md for
  * the layout and the durability it gives.
  *
- * Use, in the daemon:
- *
- *     ks_log_open(dir, sync, &store, msg, sizeof(msg));  takes the lock
- *     ks_engine_new(&cfg, store, &eng);
- *     ks_log_recover(store, eng, msg, sizeof(msg));      before anything else
- *     ... fork/daemonize: then ks_log_owner(store) ...
- *     ... the engine commits through store->ops->append ...
- *     ks_log_close(store);                                then ks_engine_free
+ * The daemon opens it through the registry (store.h) as
+ * "log:dir=PATH,sync=full|none" and uses only the store.h calls.  This
+ * header is for the log's tests and tools: opening one by directory, its
+ * counters as numbers, compaction on demand, and the I/O table that lets
+ * a test make any system call of the store fail.
  *
  * Every function returning int returns 0 or a positive errno value; on
  * failure msg (if not NULL) gets one line for a human, naming the file and,
@@ -21,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "store.h"
@@ -33,42 +31,67 @@ enum ks_sync {
 };
 
 /* Opens the store in DIR, creating DIR if missing, and takes its lock
- * (flock on DIR/lock, which holds the owner's pid): EWOULDBLOCK, with a
- * message naming the holding process, if another daemon has it. */
+ * (flock on DIR/lock, which holds the owner's pid): EBUSY, with a message
+ * naming the holding process, if another daemon has it.  The same as
+ * ks_store_open("log:dir=DIR,sync=...") */
 int ks_log_open(const char *dir, enum ks_sync sync, struct ks_store **out,
 		char *msg, size_t msglen);
 
-/* Replays the snapshot and the log into ENG, a fresh engine created with
- * this store, before any other call on it.  A torn last record (a crash in
- * the middle of a write) is cut away; any other damage is refused with
- * EUCLEAN (or EIO for a read error) and a message naming the file and byte
- * offset.  Compacts at once if the log is much larger than the data. */
+/* ks_store_recover: replays the snapshot and the log into ENG, a fresh
+ * engine created with this store, before any other call on it.  A torn
+ * last record (a crash in the middle of a write) is cut away; any other
+ * damage is refused with EUCLEAN (or EIO for a read error) and a message
+ * naming the file and byte offset.  Compacts at once if the log is much
+ * larger than the data. */
 int ks_log_recover(struct ks_store *store, struct ks_engine *eng,
 		   char *msg, size_t msglen);
 
-/* Writes the calling process's pid into the lock file: call it in the
- * daemon after it forked away from the process that opened the store, so
- * that a second daemon is told the right holder. */
+/* ks_store_start: writes the calling process's pid into the lock file:
+ * call it after the daemon forked away from the process that opened the
+ * store, so that a second daemon is told the right holder.  (Compaction's
+ * thread starts on first need, which is after the fork.) */
 void ks_log_owner(struct ks_store *store);
 
-/* Writes out and syncs what is pending, stops compaction, releases the
- * lock and frees the store.  Call it once the engine commits no more, and
- * before freeing the engine (compaction reads it). */
+/* ks_store_close: writes out and syncs what is pending, stops compaction,
+ * releases the lock and frees the store.  Call it once the engine commits
+ * no more, and before freeing the engine (compaction reads it). */
 void ks_log_close(struct ks_store *store);
 
-/* For .stats: bytes of the store's files (snapshot and log), and records
- * in the log since the snapshot. */
+/* Bytes of the store's files (snapshot and log), and records in the log
+ * since the snapshot: what ks_store_stats reports as store_bytes and
+ * store_records. */
 void ks_log_stats(struct ks_store *store, uint64_t *bytes_on_disk,
 		  uint64_t *records);
 
 /* ---- for tests -----------------------------------------------------------
- * The store does its writes through these calls, so that a test can make
- * them fail (like SQLite's test VFS).  NULL members keep the real call. */
+ * Every system call the store makes on its directory and files goes
+ * through this table, so that a test can make any of them fail (like
+ * SQLite's test VFS).  ctx is passed to every call.  NULL members keep the
+ * real call.  The power-loss simulation (below) sits in front of it. */
 struct ks_log_io {
-	ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
-	int (*fdatasync)(int fd);
-	int (*ftruncate)(int fd, off_t len);
+	void *ctx;
+	int (*openat)(void *ctx, int dirfd, const char *name, int flags,
+		      mode_t mode);
+	int (*close)(void *ctx, int fd);
+	ssize_t (*pread)(void *ctx, int fd, void *buf, size_t len, off_t off);
+	ssize_t (*pwrite)(void *ctx, int fd, const void *buf, size_t len,
+			  off_t off);
+	int (*fdatasync)(void *ctx, int fd);
+	int (*fsync)(void *ctx, int fd);
+	int (*ftruncate)(void *ctx, int fd, off_t len);
+	int (*fstat)(void *ctx, int fd, struct stat *st);
+	int (*renameat)(void *ctx, int dirfd, const char *from,
+			const char *to);
+	int (*unlinkat)(void *ctx, int dirfd, const char *name);
+	int (*mkdir)(void *ctx, const char *path, mode_t mode);
+	int (*flock)(void *ctx, int fd, int op);
+	/* Calls fn for each entry of the directory; fn's nonzero return
+	 * stops the listing and is returned as errno. */
+	int (*listdir)(void *ctx, int dirfd,
+		       int (*fn)(void *arg, const char *name), void *arg);
 };
+/* Installs io for the calls from now on.  (Opening and recovery have
+ * happened by then; a test that wants them to fail opens a second store.) */
 void ks_log_set_io(struct ks_store *store, const struct ks_log_io *io);
 
 /* Compaction: it starts when the log holds more than
@@ -79,10 +102,11 @@ void ks_log_set_io(struct ks_store *store, const struct ks_log_io *io);
 int ks_log_compact(struct ks_store *store);
 
 /* The power-loss test hook: with KSTATEFS_TEST_POWERLOSS=1 in the
- * environment of ks_log_open, written bytes stay in the daemon's memory
- * until the store syncs (every commit with --sync full; only compaction
- * and close with --sync none), so that killing the daemon loses exactly
- * what a power cut would lose.  Never needed by users. */
+ * environment of ks_log_open, a shim in the I/O table keeps written bytes
+ * of the data files in the daemon's memory until the store syncs them
+ * (every commit with --sync full; only compaction and close with --sync
+ * none), so that killing the daemon loses exactly what a power cut would
+ * lose.  Never needed by users. */
 #define KS_LOG_POWERLOSS_ENV "KSTATEFS_TEST_POWERLOSS"
 
 #endif

@@ -534,82 +534,73 @@ void ks_txn_rebase(struct ks_txn *txn, struct ks_page *page)
 	txn->written = false;
 }
 
-int ks_txn_commit(struct ks_txn *txn, uint64_t *version)
+/* Under the commit lock, txn->lock held by ks_txn_commit. */
+static int prepare_txn(void *arg, struct ks_commit_member *m, size_t n,
+		       const struct timespec *now)
 {
-	struct ks_state *st = txn->st;
-	struct ks_engine *eng = st->eng;
-	struct ks_page *cur, *page = NULL;
-	struct timespec now;
-	struct ks_rec rec;
-	uint64_t base, v = 0;
-	int err = 0;
+	struct ks_txn *txn = arg;
+	struct ks_engine *eng = m->st->eng;
+	const struct ks_page *cur = m->cur;
+	uint64_t base;
 
-	pthread_mutex_lock(&txn->lock);
-	pthread_mutex_lock(&st->commit_lock);
-	pthread_mutex_lock(&st->lock);
-	cur = ks_page_ref(st->current);
+	if (m->deleted)
+		return ENOENT;
+	if (txn->error)
+		return txn->error;
+	pthread_mutex_lock(&m->st->lock);
 	base = txn->base_version;
-	if (st->deleted)
-		err = ENOENT;
-	pthread_mutex_unlock(&st->lock);
-	if (err)
-		goto out;
-	if (txn->error) {
-		err = txn->error;
-		goto out;
-	}
-	if (txn->mode == KS_TXN_CHECKED && cur->version != base) {
-		atomic_fetch_add_explicit(&eng->conflicts, 1,
-					  memory_order_relaxed);
-		err = EAGAIN;
-		goto out;
-	}
-	v = cur->version;
-	if (txn->written && txn->mode == KS_TXN_APPEND &&
+	pthread_mutex_unlock(&m->st->lock);
+	if (txn->mode == KS_TXN_CHECKED && cur->version != base)
+		return EAGAIN;
+	if (!txn->written)
+		return 0; /* read-only: validated, nothing to install */
+	if (txn->mode == KS_TXN_APPEND &&
 	    txn->len > eng->cfg.max_size - (txn->set_len >= 0
-					    ? (size_t)txn->set_len : cur->len)) {
-		err = EFBIG;
-		goto out;
-	}
-	if (txn->written) {
-		v++;
-		ks_now(&now);
-		page = ks_txn_build_page(txn, cur, v, &now);
-		if (!page) {
-			err = ENOMEM;
-			goto out;
-		}
-		rec = (struct ks_rec){ .type = KS_REC_COMMIT,
-				       .state_id = st->id, .version = v,
-				       .bytes = page->bytes, .len = page->len,
-				       .time = now };
-		err = ks_store_append(eng, &rec, 1);
-		if (err)
-			goto out;
-		ks_state_install(st, ks_page_ref(page));
-		{
-			char line[KS_NAME_MAX + 48];
+					    ? (size_t)txn->set_len : cur->len))
+		return EFBIG;
+	m->version = cur->version + 1;
+	m->page = ks_txn_build_page(txn, cur, m->version, now);
+	return m->page ? 0 : ENOMEM;
+}
 
-			ks_commit_line(st, v, line, sizeof(line));
-			ks_emit(eng, line);
-		}
-	}
+/* The transaction goes on as a fresh one based on what it committed or
+ * validated; a named one loses its name. */
+static void txn_applied(void *arg, struct ks_commit_member *m, size_t n)
+{
+	struct ks_txn *txn = arg;
+	struct ks_state *st = m->st;
+
 	pthread_mutex_lock(&st->lock);
 	ks_txn_ref(txn);
 	ks_txn_unlink_locked(txn);
-	txn->base_version = v;
+	txn->base_version = m->version;
 	pthread_mutex_unlock(&st->lock);
 	ks_txn_unref(txn);
-	ks_txn_rebase(txn, page ? page : cur);
-out:
-	pthread_mutex_unlock(&st->commit_lock);
+	ks_txn_rebase(txn, m->page ? m->page : m->cur);
+}
+
+static void txn_release(void *arg, int err)
+{
+	struct ks_txn *txn = arg;
+
 	pthread_mutex_unlock(&txn->lock);
-	ks_page_unref(cur);
-	ks_page_unref(page);
+}
+
+int ks_txn_commit(struct ks_txn *txn, uint64_t *version)
+{
+	struct ks_commit_member m = { .st = txn->st, .txn = txn };
+	struct ks_commit c = {
+		.kind = txn->mode == KS_TXN_CHECKED ? KS_COMMIT_CHECKED
+						    : KS_COMMIT_BLIND,
+		.m = &m, .n = 1, .prepare = prepare_txn,
+		.applied = txn_applied, .release = txn_release, .arg = txn,
+	};
+	int err;
+
+	pthread_mutex_lock(&txn->lock);
+	err = ks_commit_run(txn->st->eng, &c);
 	if (!err && version)
-		*version = v;
-	if (!err && page && eng->listener)
-		eng->listener(eng->listener_arg, st, v);
+		*version = m.version;
 	return err;
 }
 

@@ -6,7 +6,7 @@
  */
 #include "config.h"
 #include "daemon.h"
-#include "store_log.h"
+#include "store.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -249,12 +249,33 @@ static int add_root(struct ks_daemon *d)
 	return 0;
 }
 
+/* "log:dir=DIR,sync=..." with DIR's commas and backslashes escaped. */
+static char *log_store_spec(const char *dir, const char *sync)
+{
+	size_t len = strlen(dir);
+	char *spec = malloc(2 * len + 32), *p;
+
+	if (!spec)
+		return NULL;
+	p = spec + sprintf(spec, "log:dir=");
+	for (; *dir; dir++) {
+		if (*dir == ',' || *dir == '\\')
+			*p++ = '\\';
+		*p++ = *dir;
+	}
+	sprintf(p, ",sync=%s", sync ? sync : "full");
+	return spec;
+}
+
 static int open_store(const struct options *o, struct ks_daemon *d)
 {
-	enum ks_sync sync = o->sync && strcmp(o->sync, "none") == 0
-				    ? KS_SYNC_NONE : KS_SYNC_FULL;
-	char msg[512] = "";
-	int err = ks_log_open(o->store, sync, &d->store, msg, sizeof(msg));
+	char msg[512] = "", *spec;
+	int err = ENOMEM;
+
+	spec = o->store ? log_store_spec(o->store, o->sync) : strdup("memory");
+	if (spec)
+		err = ks_store_open(spec, &d->store, msg, sizeof(msg));
+	free(spec);
 
 	if (err) {
 		fprintf(stderr, "kstatefs: %s\n", msg[0] ? msg : strerror(err));
@@ -266,7 +287,7 @@ static int open_store(const struct options *o, struct ks_daemon *d)
 static int recover_store(struct ks_daemon *d)
 {
 	char msg[512] = "";
-	int err = ks_log_recover(d->store, d->eng, msg, sizeof(msg));
+	int err = ks_store_recover(d->store, d->eng, msg, sizeof(msg));
 
 	if (err) {
 		fprintf(stderr, "kstatefs: %s\n", msg[0] ? msg : strerror(err));
@@ -282,9 +303,9 @@ static int serve(struct ks_daemon *d, struct fuse_cmdline_opts *cl)
 
 	if (fuse_daemonize(cl->foreground) != 0)
 		return EXIT_MOUNT;
-	if (d->store)
-		ks_log_owner(d->store);
-	err = notifier_start(d);
+	err = ks_store_start(d->store);
+	if (!err)
+		err = notifier_start(d);
 	if (!err)
 		err = views_start(d);
 	if (err) {
@@ -383,14 +404,14 @@ int main(int argc, char *argv[])
 	u64map_init(&d.pollers);
 	if (add_root(&d) || views_init(&d))
 		goto out_tables;
-	if (o.store && open_store(&o, &d) != 0)
+	if (open_store(&o, &d) != 0)
 		goto out_tables;
 	err = ks_engine_new(&cfg, d.store, &d.eng);
 	if (err) {
 		fprintf(stderr, "kstatefs: %s\n", strerror(err));
 		goto out_engine;
 	}
-	if (d.store && recover_store(&d) != 0)
+	if (recover_store(&d) != 0)
 		goto out_engine;
 	ks_engine_set_listener(d.eng, on_commit, &d);
 
@@ -425,8 +446,7 @@ out_session:
 	notifier_stop(&d);
 out_engine:
 	/* The store goes first: its compaction reads the engine. */
-	if (d.store)
-		ks_log_close(d.store);
+	ks_store_close(d.store);
 	ks_engine_free(d.eng);
 out_tables:
 	inode_table_free(&d);

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "events.h"
-#include "store_log.h"
+#include "store.h"
 
 struct parked_read {
 	struct parked_read *next;
@@ -207,10 +207,28 @@ void events_shutdown(struct ks_daemon *d)
 	pthread_mutex_unlock(&d->events_lock);
 }
 
+/* The store's "key value" pairs, in the order it gives them. */
+struct store_lines {
+	char text[512];
+	size_t used;
+};
+
+static void store_line(void *arg, const char *key, uint64_t value)
+{
+	struct store_lines *sl = arg;
+	int n = snprintf(sl->text + sl->used, sizeof(sl->text) - sl->used,
+			 "%s %" PRIu64 "\n", key, value);
+
+	if (n > 0 && (size_t)n < sizeof(sl->text) - sl->used)
+		sl->used += (size_t)n;
+	else
+		sl->text[sl->used] = 0; /* no room: the line is left out */
+}
+
 int stats_text(struct ks_daemon *d, char **text, size_t *len)
 {
 	struct ks_engine_stats s;
-	uint64_t store_bytes = 0, store_records = 0;
+	struct store_lines store = { .used = 0 };
 	unsigned readers, waiting;
 	struct timespec now;
 	char *buf = malloc(1024);
@@ -219,8 +237,7 @@ int stats_text(struct ks_daemon *d, char **text, size_t *len)
 	if (!buf)
 		return ENOMEM;
 	ks_engine_stats(d->eng, &s);
-	if (d->store)
-		ks_log_stats(d->store, &store_bytes, &store_records);
+	ks_store_stats(d->store, store_line, &store);
 	pthread_mutex_lock(&d->events_lock);
 	readers = d->events_open;
 	waiting = d->events_waiting;
@@ -232,15 +249,14 @@ int stats_text(struct ks_daemon *d, char **text, size_t *len)
 		"commits %" PRIu64 "\n"
 		"conflicts %" PRIu64 "\n"
 		"bytes %" PRIu64 "\n"
-		"store_bytes %" PRIu64 "\n"
-		"store_records %" PRIu64 "\n"
+		"%s"
 		"views %u\n"
 		"event_readers %u\n"
 		"readers_waiting %u\n"
 		"events_dropped %" PRIu64 "\n"
 		"uptime %lld\n",
 		s.states, s.txns, s.commits, s.conflicts, s.bytes,
-		store_bytes, store_records, views_count(d), readers,
+		store.text, views_count(d), readers,
 		waiting + poll_waiting(d),
 		ks_events_dropped(ks_engine_events(d->eng)),
 		(long long)(now.tv_sec - d->started.tv_sec));

@@ -21,7 +21,8 @@ enum inject {
 static enum inject inject;
 static int calls;
 
-static ssize_t bad_pwrite(int fd, const void *buf, size_t len, off_t off)
+static ssize_t bad_pwrite(void *ctx, int fd, const void *buf, size_t len,
+			  off_t off)
 {
 	switch (inject) {
 	case WRITE_HALF_ENOSPC:
@@ -38,7 +39,7 @@ static ssize_t bad_pwrite(int fd, const void *buf, size_t len, off_t off)
 	}
 }
 
-static int bad_fdatasync(int fd)
+static int bad_fdatasync(void *ctx, int fd)
 {
 	if (inject == SYNC_EIO) {
 		errno = EIO;
@@ -47,7 +48,7 @@ static int bad_fdatasync(int fd)
 	return fdatasync(fd);
 }
 
-static int bad_ftruncate(int fd, off_t len)
+static int bad_ftruncate(void *ctx, int fd, off_t len)
 {
 	if (inject == WRITE_AND_TRUNCATE_EIO) {
 		errno = EIO;

@@ -15,7 +15,7 @@
 
 static atomic_long syncs;
 
-static int counting_fdatasync(int fd)
+static int counting_fdatasync(void *ctx, int fd)
 {
 	atomic_fetch_add(&syncs, 1);
 	return fdatasync(fd);
