@@ -33,19 +33,22 @@ enum ks_lock_rank {
 	/* fs/: a FUSE request on an open file holds its handle while it
 	 * commits (and while the store makes the commit durable) */
 	KS_RANK_FS_HANDLE = 10,
-	/* core/: the engine */
-	KS_RANK_TABLE = 20,        /* engine->table_lock (rwlock) */
-	KS_RANK_MULTI_LIST = 30,   /* engine->multi_lock: the list of .txn/T */
-	KS_RANK_MULTI = 40,        /* one .txn/T's members */
-	KS_RANK_TXN = 50,          /* a transaction's private page; several
+	/* core/stores: one compaction at a time; it then snapshots the
+	 * engine, taking the engine's locks below */
+	KS_RANK_STORE_COMPACT = 15,
+	/* core/: the engine (core/engine.h says what each guards) */
+	KS_RANK_MULTI_LIST = 20,   /* engine->multi_lock: the list of .txn/T */
+	KS_RANK_MULTI = 30,        /* one .txn/T's members */
+	KS_RANK_TXN = 40,          /* a transaction's private page; several
 				    * in state-id order */
+	KS_RANK_TABLE = 50,        /* engine->table_lock (rwlock) */
 	KS_RANK_COMMIT = 60,       /* state->commit_lock; several in state-id
 				    * order */
 	KS_RANK_STATE = 70,        /* state->lock */
 	KS_RANK_EVENTS = 80,       /* the .events ring */
-	/* core/: stores, taken inside a commit */
+	/* core/stores: taken inside append */
 	KS_RANK_STORE = 90,        /* a store's own state (group commit) */
-	KS_RANK_STORE_INNER = 95,  /* below it (compaction, I/O shims) */
+	KS_RANK_STORE_INNER = 95,  /* below it (I/O shims) */
 	/* fs/: taken by the commit listener, after every core lock is
 	 * released, and by requests */
 	KS_RANK_FS_INODES = 110,   /* the inode table */
