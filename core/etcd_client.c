@@ -892,7 +892,7 @@ int ks_etcd_status(struct ks_etcd *c, double timeout,
 	};
 	struct json_object *doc = NULL, *f;
 	struct ks_etcd_status st;
-	int64_t leader = 0;
+	uint64_t leader = 0;
 	int err;
 
 	memset(&st, 0, sizeof(st));
@@ -914,7 +914,7 @@ int ks_etcd_status(struct ks_etcd *c, double timeout,
 	if (!err)
 		err = ks_ep_int64(doc, "dbSize", false, &st.db_size);
 	if (!err)
-		err = ks_ep_int64(doc, "leader", false, &leader);
+		err = ks_ep_uint64(doc, "leader", false, &leader);
 	if (!err && json_object_object_get_ex(doc, "version", &f)) {
 		if (json_object_is_type(f, json_type_string))
 			snprintf(st.version, sizeof(st.version), "%s",

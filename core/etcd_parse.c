@@ -93,6 +93,40 @@ int ks_ep_int64(struct json_object *obj, const char *field, bool required,
 	return EIO;
 }
 
+int ks_ep_uint64(struct json_object *obj, const char *field, bool required,
+		 uint64_t *out)
+{
+	struct json_object *f;
+	const char *s;
+	size_t len;
+	uint64_t v = 0;
+
+	*out = 0;
+	if (!json_object_object_get_ex(obj, field, &f) || f == NULL)
+		return required ? EIO : 0;
+	if (json_object_is_type(f, json_type_int)) {
+		/* json-c keeps big positive integers as uint64 */
+		errno = 0;
+		*out = json_object_get_uint64(f);
+		return errno == 0 ? 0 : EIO;
+	}
+	if (!json_object_is_type(f, json_type_string))
+		return EIO;
+	s = json_object_get_string(f);
+	len = (size_t)json_object_get_string_len(f);
+	if (len == 0 || len > 20)
+		return EIO;
+	for (size_t i = 0; i < len; i++) {
+		unsigned d = (unsigned)(s[i] - '0');
+
+		if (d > 9 || v > (UINT64_MAX - d) / 10)
+			return EIO;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
 int ks_ep_bool(struct json_object *obj, const char *field, bool *out)
 {
 	struct json_object *f;

@@ -31,6 +31,10 @@ int ks_ep_parse(const char *buf, size_t len, struct json_object **out);
 int ks_ep_int64(struct json_object *obj, const char *field, bool required,
 		int64_t *out);
 
+/* The same for uint64 fields (member and cluster ids use all 64 bits). */
+int ks_ep_uint64(struct json_object *obj, const char *field, bool required,
+		 uint64_t *out);
+
 /* obj.field as a bool; missing is false. */
 int ks_ep_bool(struct json_object *obj, const char *field, bool *out);
 
