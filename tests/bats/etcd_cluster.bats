@@ -8,6 +8,8 @@ load ../tools/etcd_cluster
 setup_file() {
 	command -v etcd >/dev/null && command -v etcdctl >/dev/null ||
 		skip "etcd-server and etcd-client are not installed"
+	# etcds that were here before us (the Debian package runs a service)
+	pgrep -x etcd >"$BATS_FILE_TMPDIR/etcd_before" || true
 	etcd_cluster_start 3
 }
 
@@ -63,12 +65,12 @@ teardown_file() {
 		! _etcd_alive "$pid"
 	done
 	[ ! -d "$dir" ]
-	# nothing of ours by name either (other etcds on the host, such as
-	# the Debian service, are not ours to judge)
+	# nothing of ours by name either, and no etcd at all but those that
+	# ran before the cluster started; a killed member whose parent has
+	# gone is a zombie until init reaps it: dead, not running
 	run pgrep -f -- "$dir"
 	[ -z "$output" ]
-	if [ -z "${KSTATEFS_HOST_ETCD:-}" ]; then
-		run pgrep -x etcd
-		[ -z "$output" ]
-	fi
+	for pid in $(pgrep -x etcd); do
+		grep -qx "$pid" "$BATS_FILE_TMPDIR/etcd_before" || ! _etcd_alive "$pid"
+	done
 }

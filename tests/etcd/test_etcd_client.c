@@ -491,7 +491,7 @@ static void test_watch(void)
 		ET_EQ(rec.r[i].ev[0].create_revision, r1);
 		ET_EQ(rec.r[i].ev[0].version, 1);
 	}
-	printf("   watch delivery (put returned -> callback): %.2f ms\n",
+	printf("   watch delivery (put called -> callback): %.2f ms\n",
 	       delay * 1000);
 
 	/* a txn of three puts: one response, three events, one revision */
@@ -803,6 +803,83 @@ static void test_failover(void)
 	ks_etcd_free(c);
 }
 
+/* Several threads at once through one client: compare-and-swap increments
+ * of one key, retried on conflict, all land. */
+struct incr_arg {
+	struct ks_etcd *c;
+	int n;
+	int conflicts;
+	int errors;
+};
+
+static void *incr_thread(void *p)
+{
+	struct incr_arg *a = p;
+
+	for (int done = 0; done < a->n;) {
+		struct ks_etcd_kvs kvs = { 0 };
+		struct ks_etcd_txn_result r = { 0 };
+		int64_t version = 0;
+		char v[32];
+
+		if (get(a->c, "n", &kvs) != 0) {
+			a->errors++;
+			continue;
+		}
+		if (kvs.n == 1)
+			version = kvs.kvs[0].version;
+		ks_etcd_kvs_free(&kvs);
+		snprintf(v, sizeof(v), "%lld", (long long)version + 1);
+		struct ks_etcd_cmp cas = {
+			.key = "n", .target = KS_ETCD_CMP_VERSION,
+			.result = KS_ETCD_EQUAL, .number = version,
+		};
+		struct ks_etcd_op op = {
+			.type = KS_ETCD_OP_PUT, .keys = { .key = "n" }, .value = v,
+			.value_len = strlen(v),
+		};
+		if (ks_etcd_txn(a->c, &cas, 1, &op, 1, NULL, 0, &r) != 0)
+			a->errors++;
+		else if (r.succeeded)
+			done++;
+		else
+			a->conflicts++;
+		ks_etcd_txn_result_free(&r);
+	}
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	struct ks_etcd *c = client(etcd.url, "/th/", 5);
+	struct ks_etcd_kvs kvs = { 0 };
+	struct incr_arg args[6];
+	pthread_t t[6];
+	int conflicts = 0;
+	double t0 = et_now();
+
+	for (int i = 0; i < 6; i++) {
+		args[i] = (struct incr_arg){ .c = c, .n = 40 };
+		pthread_create(&t[i], NULL, incr_thread, &args[i]);
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(t[i], NULL);
+		ET_EQ(args[i].errors, 0);
+		conflicts += args[i].conflicts;
+	}
+	printf("   6 threads x 40 increments: %.0f increments/s, %d conflicts\n",
+	       240 / (et_now() - t0), conflicts);
+	ET_EQ(get(c, "n", &kvs), 0);
+	ET_EQ(kvs.n, 1);
+	if (kvs.n == 1) {
+		ET_EQ(kvs.kvs[0].version, 240);
+		ET_CHECK(strcmp(kvs.kvs[0].value, "240") == 0);
+	}
+	ET_EQ(del(c, "n", NULL), 0);
+	ks_etcd_kvs_free(&kvs);
+	ks_etcd_free(c);
+}
+
 static void test_bad_options(void)
 {
 	struct ks_etcd_options o = { .prefix = "/", .timeout = 1 };
@@ -853,6 +930,7 @@ int main(void)
 	ET_RUN(test_paging);
 	ET_RUN(test_txn);
 	ET_RUN(test_watch);
+	ET_RUN(test_threads);
 	ET_RUN(test_failover);
 	ET_RUN(test_compacted);
 	ET_RUN(test_stopped);
