@@ -184,11 +184,13 @@ char *ks_etcd_json_text(struct json_object *obj, size_t *len)
 
 /* ---- create / free ------------------------------------------------------- */
 
+/* The only process-wide state of the client: libcurl's global init is not
+ * thread-safe and must run once per process before any handle is made;
+ * pthread_once makes it both, and its result is kept for later clients. */
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result;
 
-/* libcurl's global init is not thread-safe and must run once per process
- * before any handle is made; pthread_once makes it both. */
+
 static void curl_init_once(void)
 {
 	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);

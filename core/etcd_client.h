@@ -243,7 +243,10 @@ struct ks_etcd_event {
 };
 
 enum ks_etcd_watch_kind {
-	/* The stream is open (etcd confirmed the watch); events follow. */
+	/* The stream is open (etcd confirmed the watch); events follow.
+	 * CONNECTED and DISCONNECTED report changes of state: the first
+	 * of them says how the start went; a restart that is not a failure
+	 * (after COMPACTED, or asked by the callback) reports neither. */
 	KS_ETCD_WATCH_CONNECTED,
 	/* Changes: one etcd watch response.  All events of one revision are
 	 * in one response, in the order etcd applied them (a txn with three
