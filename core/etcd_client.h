@@ -227,7 +227,8 @@ int ks_etcd_status(struct ks_etcd *c, double timeout,
 		   struct ks_etcd_status *out, char *msg, size_t msg_size);
 
 /* Compacts etcd's history up to `revision` (physical: returns once the space
- * is freed).  Watches from older revisions then get "compacted". */
+ * is freed).  Watches from older revisions then get "compacted".  ESTALE if
+ * it was already compacted that far, ERANGE for a future revision. */
 int ks_etcd_compact(struct ks_etcd *c, int64_t revision);
 
 /* ---- watch ------------------------------------------------------------------ */
@@ -266,9 +267,10 @@ enum ks_etcd_watch_kind {
 
 struct ks_etcd_watch_response {
 	enum ks_etcd_watch_kind kind;
-	/* EVENTS, PROGRESS: the header revision (for EVENTS: at least the
-	 * newest event's mod_revision).  COMPACTED: the oldest revision
-	 * etcd still has (compact_revision).  Others: 0. */
+	/* EVENTS: the newest event's mod_revision; every change under the
+	 * prefix up to it has now been delivered.  PROGRESS: the same
+	 * promise, for a revision without changes of ours.  COMPACTED: the
+	 * oldest revision etcd still has (compact_revision).  Others: 0. */
 	int64_t revision;
 	size_t n_events;
 	const struct ks_etcd_event *events;  /* valid during the call */

@@ -151,8 +151,11 @@ static bool handle_object(struct ks_etcd_watch *w, struct json_object *obj)
 
 		w->next_rev = last + 1;
 		atomic_store(&c->watch_revision, last);
-		tell(w, KS_ETCD_WATCH_EVENTS, r.revision > last ? r.revision : last,
-		     r.events + first, r.n_events - first);
+		/* not the header's revision: when etcd splits a long catch-up
+		 * into several responses, every one of them carries the
+		 * newest revision, though more events are still to come */
+		tell(w, KS_ETCD_WATCH_EVENTS, last, r.events + first,
+		     r.n_events - first);
 	} else if (r.n_events == 0 && !r.created && r.revision > 0) {
 		/* a progress note: etcd 3.4 sends them only to watchers that
 		 * have caught up, so nothing up to it is missing */
