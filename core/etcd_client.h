@@ -222,7 +222,8 @@ struct ks_etcd_status {
 /* Asks the endpoints in turn (POST /v3/maintenance/status) until one
  * answers, within `timeout` seconds (0 = the client's).  On failure, when
  * msg is not NULL, a line for the user ("no etcd endpoint answered within
- * 5 s: http://a:2379: Connection refused; ...") goes to msg[0..msg_size). */
+ * 5 s: http://a:2379: Couldn't connect to server; ...", the reasons
+ * being libcurl's or etcd's) goes to msg[0..msg_size). */
 int ks_etcd_status(struct ks_etcd *c, double timeout,
 		   struct ks_etcd_status *out, char *msg, size_t msg_size);
 
