@@ -9,8 +9,9 @@
  * as the old kind go on as they were.
  *
  * To add a file to the root: a role below, a kind_*.c file with its
- * ks_kind_ops (root_name and root_ino set), and its row in ks_kinds
- * (kind.c).
+ * ks_kind_ops (root_name, and root_ino a free INO_* of inode.h), and its
+ * row in ks_kinds (kind.c).  The root's lookup and listing, and the
+ * inode table's permanent inodes, follow from the table.
  */
 #ifndef KSTATEFS_FS_KIND_H
 #define KSTATEFS_FS_KIND_H
@@ -71,7 +72,7 @@ struct ks_kind_ops {
 			struct stat *stbuf);
 	/* How long the kernel may cache them; NULL: d->timeout. */
 	double (*attr_timeout)(struct ks_daemon *d, struct ks_inode *in);
-	/* fh: the open file of ftruncate/fchmod, or NULL.  Not called for
+	/* fh: the open file of ftruncate/fchmod (files only), or NULL.  Not called for
 	 * files of a deleted state (ENOENT).  NULL: changes of owner, mode
 	 * or size are EPERM, the rest (times) are accepted and ignored. */
 	int (*setattr)(struct ks_daemon *d, fuse_req_t req,

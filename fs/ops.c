@@ -130,8 +130,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	else if (!k->setattr)
 		err = setattr_fixed(to_set);
 	else
+		/* A directory's fi->fh is its listing, not a ks_fh. */
 		err = k->setattr(d, req, in, attr, to_set,
-				 fi ? fh_of(fi) : NULL);
+				 fi && k->type != S_IFDIR ? fh_of(fi) : NULL);
 	if (err) {
 		fuse_reply_err(req, err);
 	} else {
