@@ -22,7 +22,6 @@ struct ks_fh {
 	const struct ks_file_ops *fops;
 	struct ks_inode *inode;    /* a reference */
 	pthread_mutex_t lock;      /* the handle lock */
-	bool counted;              /* ks_state_open_file was called */
 	bool readable;
 	struct ks_page *pinned;    /* data read: the version being read */
 	struct ks_txn *txn;        /* data write, transaction files */

@@ -24,6 +24,9 @@
 
 #include "engine.h"
 
+/* ROLE_STATE to ROLE_EVERY are part of a state's inode numbers
+ * (inode_state_ino), and the root lists its own entries in this order:
+ * add new roles at the end. */
 enum ks_role {
 	ROLE_ROOT,         /* kind_root.c */
 	ROLE_STATE,        /* kind_state.c: a state's directory */
