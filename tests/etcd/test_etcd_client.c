@@ -16,7 +16,7 @@
 
 #include "etcd_client.h"
 #include "etcd_proc.h"
-#include "etest.h"
+#include "harness.h"
 
 static struct etcd_proc etcd;   /* for the atexit cleanup */
 
@@ -130,7 +130,7 @@ static int64_t rec_cb(void *arg, const struct ks_etcd_watch_response *r)
 		.kind = r->kind,
 		.revision = r->revision,
 		.n_events = r->n_events,
-		.at = et_now(),
+		.at = st_now(),
 	};
 	int64_t restart = 0;
 
@@ -172,7 +172,7 @@ static int64_t rec_cb(void *arg, const struct ks_etcd_watch_response *r)
 static int rec_wait(struct recorder *rec, enum ks_etcd_watch_kind kind,
 		    size_t *from, double timeout)
 {
-	double end = et_now() + timeout;
+	double end = st_now() + timeout;
 	int found = -1;
 
 	pthread_mutex_lock(&rec->lock);
@@ -184,7 +184,7 @@ static int rec_wait(struct recorder *rec, enum ks_etcd_watch_kind kind,
 				break;
 			}
 		}
-		if (found >= 0 || et_now() >= end)
+		if (found >= 0 || st_now() >= end)
 			break;
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -204,7 +204,7 @@ static int rec_wait(struct recorder *rec, enum ks_etcd_watch_kind kind,
 static size_t rec_events(struct recorder *rec, size_t from, size_t want,
 			 struct rec_event *out, double timeout)
 {
-	double end = et_now() + timeout;
+	double end = st_now() + timeout;
 	size_t n = 0;
 
 	for (;;) {
@@ -216,7 +216,7 @@ static size_t rec_events(struct recorder *rec, size_t from, size_t want,
 				if (n < want)
 					out[n++] = rec->r[i].ev[k];
 		pthread_mutex_unlock(&rec->lock);
-		if (n >= want || et_now() >= end)
+		if (n >= want || st_now() >= end)
 			return n;
 		usleep(10000);
 	}
@@ -235,73 +235,73 @@ static void test_roundtrip(void)
 
 	for (size_t i = 0; i < sizeof(big); i++)
 		big[i] = (char)(i * 7);
-	ET_EQ(put(c, "bin", bin, sizeof(bin), &r1), 0);
-	ET_EQ(put(c, "empty", "", 0, &r2), 0);
-	ET_EQ(put(c, "big", big, sizeof(big), &r3), 0);
-	ET_EQ(put(other, "bin", "other", 5, NULL), 0);
-	ET_CHECK(r1 > 0 && r2 == r1 + 1 && r3 == r2 + 1);
+	KT_EQ(put(c, "bin", bin, sizeof(bin), &r1), 0);
+	KT_EQ(put(c, "empty", "", 0, &r2), 0);
+	KT_EQ(put(c, "big", big, sizeof(big), &r3), 0);
+	KT_EQ(put(other, "bin", "other", 5, NULL), 0);
+	KT_CHECK(r1 > 0 && r2 == r1 + 1 && r3 == r2 + 1);
 
-	ET_EQ(get(c, "bin", &kvs), 0);
-	ET_EQ(kvs.n, 1);
+	KT_EQ(get(c, "bin", &kvs), 0);
+	KT_EQ(kvs.n, 1);
 	if (kvs.n == 1) {
-		ET_CHECK(strcmp(kvs.kvs[0].key, "bin") == 0);
-		ET_EQ(kvs.kvs[0].value_len, sizeof(bin));
-		ET_CHECK(memcmp(kvs.kvs[0].value, bin, sizeof(bin)) == 0);
-		ET_EQ(kvs.kvs[0].create_revision, r1);
-		ET_EQ(kvs.kvs[0].mod_revision, r1);
-		ET_EQ(kvs.kvs[0].version, 1);
+		KT_CHECK(strcmp(kvs.kvs[0].key, "bin") == 0);
+		KT_EQ(kvs.kvs[0].value_len, sizeof(bin));
+		KT_CHECK(memcmp(kvs.kvs[0].value, bin, sizeof(bin)) == 0);
+		KT_EQ(kvs.kvs[0].create_revision, r1);
+		KT_EQ(kvs.kvs[0].mod_revision, r1);
+		KT_EQ(kvs.kvs[0].version, 1);
 	}
-	ET_CHECK(kvs.revision >= r3 + 1);
+	KT_CHECK(kvs.revision >= r3 + 1);
 
-	ET_EQ(get(c, "empty", &kvs), 0);
-	ET_EQ(kvs.n, 1);
+	KT_EQ(get(c, "empty", &kvs), 0);
+	KT_EQ(kvs.n, 1);
 	if (kvs.n == 1) {
-		ET_EQ(kvs.kvs[0].value_len, 0);
-		ET_CHECK(kvs.kvs[0].value != NULL);
+		KT_EQ(kvs.kvs[0].value_len, 0);
+		KT_CHECK(kvs.kvs[0].value != NULL);
 	}
-	ET_EQ(get(c, "big", &kvs), 0);
-	ET_EQ(kvs.n, 1);
+	KT_EQ(get(c, "big", &kvs), 0);
+	KT_EQ(kvs.n, 1);
 	if (kvs.n == 1) {
-		ET_EQ(kvs.kvs[0].value_len, sizeof(big));
-		ET_CHECK(memcmp(kvs.kvs[0].value, big, sizeof(big)) == 0);
+		KT_EQ(kvs.kvs[0].value_len, sizeof(big));
+		KT_CHECK(memcmp(kvs.kvs[0].value, big, sizeof(big)) == 0);
 	}
-	ET_EQ(get(c, "nothing", &kvs), 0);
-	ET_EQ(kvs.n, 0);
+	KT_EQ(get(c, "nothing", &kvs), 0);
+	KT_EQ(kvs.n, 0);
 
 	/* a second put: version 2, create_revision kept */
-	ET_EQ(put(c, "bin", "x", 1, &r2), 0);
-	ET_EQ(get(c, "bin", &kvs), 0);
+	KT_EQ(put(c, "bin", "x", 1, &r2), 0);
+	KT_EQ(get(c, "bin", &kvs), 0);
 	if (kvs.n == 1) {
-		ET_EQ(kvs.kvs[0].version, 2);
-		ET_EQ(kvs.kvs[0].create_revision, r1);
-		ET_EQ(kvs.kvs[0].mod_revision, r2);
+		KT_EQ(kvs.kvs[0].version, 2);
+		KT_EQ(kvs.kvs[0].create_revision, r1);
+		KT_EQ(kvs.kvs[0].mod_revision, r2);
 	}
 	/* and an old revision still has the old value */
 	{
 		struct ks_etcd_keys k = { .key = "bin" };
-		ET_EQ(ks_etcd_range(c, &k, r1, &kvs), 0);
-		ET_EQ(kvs.revision, r1);
-		ET_CHECK(kvs.n == 1 && kvs.kvs[0].value_len == sizeof(bin));
-		ET_EQ(ks_etcd_range(c, &k, r2 + 1000, &kvs), ERANGE);
+		KT_EQ(ks_etcd_range(c, &k, r1, &kvs), 0);
+		KT_EQ(kvs.revision, r1);
+		KT_CHECK(kvs.n == 1 && kvs.kvs[0].value_len == sizeof(bin));
+		KT_EQ(ks_etcd_range(c, &k, r2 + 1000, &kvs), ERANGE);
 	}
 
 	/* prefix isolation: only our keys, stripped of the prefix */
 	{
 		struct ks_etcd_keys all = { .key = "", .prefix = true };
-		ET_EQ(ks_etcd_range(c, &all, 0, &kvs), 0);
-		ET_EQ(kvs.n, 3);
+		KT_EQ(ks_etcd_range(c, &all, 0, &kvs), 0);
+		KT_EQ(kvs.n, 3);
 		if (kvs.n == 3) {
-			ET_CHECK(strcmp(kvs.kvs[0].key, "big") == 0);
-			ET_CHECK(strcmp(kvs.kvs[1].key, "bin") == 0);
-			ET_CHECK(strcmp(kvs.kvs[2].key, "empty") == 0);
+			KT_CHECK(strcmp(kvs.kvs[0].key, "big") == 0);
+			KT_CHECK(strcmp(kvs.kvs[1].key, "bin") == 0);
+			KT_CHECK(strcmp(kvs.kvs[2].key, "empty") == 0);
 		}
-		ET_EQ(ks_etcd_range(other, &all, 0, &kvs), 0);
-		ET_EQ(kvs.n, 1);
+		KT_EQ(ks_etcd_range(other, &all, 0, &kvs), 0);
+		KT_EQ(kvs.n, 1);
 	}
-	ET_EQ(del(c, "bin", NULL), 0);
-	ET_EQ(del(c, "big", NULL), 0);
-	ET_EQ(del(c, "empty", NULL), 0);
-	ET_EQ(del(other, "bin", NULL), 0);
+	KT_EQ(del(c, "bin", NULL), 0);
+	KT_EQ(del(c, "big", NULL), 0);
+	KT_EQ(del(c, "empty", NULL), 0);
+	KT_EQ(del(other, "bin", NULL), 0);
 	ks_etcd_kvs_free(&kvs);
 	ks_etcd_free(other);
 	ks_etcd_free(c);
@@ -321,33 +321,33 @@ static void test_paging(void)
 	char key[32];
 	int64_t rev = 0;
 
-	ET_EQ(ks_etcd_create(&o, &c), 0);
+	KT_EQ(ks_etcd_create(&o, &c), 0);
 	for (int i = 0; i < 17; i++) {
 		snprintf(key, sizeof(key), "k%02d", i);
-		ET_EQ(put(c, key, key, strlen(key), &rev), 0);
+		KT_EQ(put(c, key, key, strlen(key), &rev), 0);
 	}
-	ET_EQ(ks_etcd_range(c, &all, 0, &kvs), 0);
-	ET_EQ(kvs.n, 17);
-	ET_EQ(kvs.revision, rev);
+	KT_EQ(ks_etcd_range(c, &all, 0, &kvs), 0);
+	KT_EQ(kvs.n, 17);
+	KT_EQ(kvs.revision, rev);
 	for (size_t i = 0; i < kvs.n; i++) {
 		snprintf(key, sizeof(key), "k%02zu", i);
-		ET_CHECK(strcmp(kvs.kvs[i].key, key) == 0);
+		KT_CHECK(strcmp(kvs.kvs[i].key, key) == 0);
 	}
-	ET_EQ(ks_etcd_range(c, &some, 0, &kvs), 0);
-	ET_EQ(kvs.n, 4);
-	ET_EQ(ks_etcd_range(c, &pre, 0, &kvs), 0);
-	ET_EQ(kvs.n, 7);   /* k10..k16 */
+	KT_EQ(ks_etcd_range(c, &some, 0, &kvs), 0);
+	KT_EQ(kvs.n, 4);
+	KT_EQ(ks_etcd_range(c, &pre, 0, &kvs), 0);
+	KT_EQ(kvs.n, 7);   /* k10..k16 */
 	/* a snapshot: pages at the revision asked for */
-	ET_EQ(put(c, "k00x", "new", 3, NULL), 0);
-	ET_EQ(ks_etcd_range(c, &all, rev, &kvs), 0);
-	ET_EQ(kvs.n, 17);
+	KT_EQ(put(c, "k00x", "new", 3, NULL), 0);
+	KT_EQ(ks_etcd_range(c, &all, rev, &kvs), 0);
+	KT_EQ(kvs.n, 17);
 	{
 		struct ks_etcd_op op = { .type = KS_ETCD_OP_DELETE, .keys = all };
 		struct ks_etcd_txn_result r = { 0 };
-		ET_EQ(ks_etcd_txn(c, NULL, 0, &op, 1, NULL, 0, &r), 0);
-		ET_EQ(r.n_responses, 1);
+		KT_EQ(ks_etcd_txn(c, NULL, 0, &op, 1, NULL, 0, &r), 0);
+		KT_EQ(r.n_responses, 1);
 		if (r.n_responses == 1)
-			ET_EQ(r.responses[0].deleted, 18);
+			KT_EQ(r.responses[0].deleted, 18);
 		ks_etcd_txn_result_free(&r);
 	}
 	ks_etcd_kvs_free(&kvs);
@@ -374,19 +374,19 @@ static void test_txn(void)
 	struct ks_etcd_op read_s = {
 		.type = KS_ETCD_OP_RANGE, .keys = { .key = "s" },
 	};
-	ET_EQ(ks_etcd_txn(c, &absent, 1, &put_s, 1, &read_s, 1, &r), 0);
-	ET_CHECK(r.succeeded);
+	KT_EQ(ks_etcd_txn(c, &absent, 1, &put_s, 1, &read_s, 1, &r), 0);
+	KT_CHECK(r.succeeded);
 	rev = r.revision;
 	/* again: fails, and the failure branch's range says why */
-	ET_EQ(ks_etcd_txn(c, &absent, 1, &put_s, 1, &read_s, 1, &r), 0);
-	ET_CHECK(!r.succeeded);
-	ET_EQ(r.revision, rev);
-	ET_EQ(r.n_responses, 1);
+	KT_EQ(ks_etcd_txn(c, &absent, 1, &put_s, 1, &read_s, 1, &r), 0);
+	KT_CHECK(!r.succeeded);
+	KT_EQ(r.revision, rev);
+	KT_EQ(r.n_responses, 1);
 	if (r.n_responses == 1) {
-		ET_EQ(r.responses[0].kvs.n, 1);
+		KT_EQ(r.responses[0].kvs.n, 1);
 		if (r.responses[0].kvs.n == 1) {
-			ET_EQ(r.responses[0].kvs.kvs[0].version, 1);
-			ET_CHECK(memcmp(r.responses[0].kvs.kvs[0].value, "v1",
+			KT_EQ(r.responses[0].kvs.kvs[0].version, 1);
+			KT_CHECK(memcmp(r.responses[0].kvs.kvs[0].value, "v1",
 					3) == 0);
 		}
 	}
@@ -406,19 +406,19 @@ static void test_txn(void)
 	};
 	struct ks_etcd_op put2 = put_s;
 	put2.value = "v2";
-	ET_EQ(ks_etcd_txn(c, cmps, 5, &put2, 1, NULL, 0, &r), 0);
-	ET_CHECK(r.succeeded);
-	ET_EQ(r.revision, rev + 1);
+	KT_EQ(ks_etcd_txn(c, cmps, 5, &put2, 1, NULL, 0, &r), 0);
+	KT_CHECK(r.succeeded);
+	KT_EQ(r.revision, rev + 1);
 	/* now value, mod_revision and version have moved on: those fail */
 	for (int i = 0; i < 5; i++) {
 		if (i == 2 || i == 3)
 			continue;   /* still true */
-		ET_EQ(ks_etcd_txn(c, &cmps[i], 1, &put2, 1, NULL, 0, &r), 0);
-		ET_CHECK(!r.succeeded);
+		KT_EQ(ks_etcd_txn(c, &cmps[i], 1, &put2, 1, NULL, 0, &r), 0);
+		KT_CHECK(!r.succeeded);
 	}
 
 	/* errors: the same key twice, too large */
-	ET_EQ(ks_etcd_txn(c, NULL, 0, (struct ks_etcd_op[]){ put_s, put2 }, 2,
+	KT_EQ(ks_etcd_txn(c, NULL, 0, (struct ks_etcd_op[]){ put_s, put2 }, 2,
 			  NULL, 0, &r), EINVAL);
 	{
 		size_t len = 2 << 20;
@@ -427,31 +427,31 @@ static void test_txn(void)
 
 		huge.value = v;
 		huge.value_len = len;
-		ET_EQ(ks_etcd_txn(c, NULL, 0, &huge, 1, NULL, 0, &r), EFBIG);
+		KT_EQ(ks_etcd_txn(c, NULL, 0, &huge, 1, NULL, 0, &r), EFBIG);
 		free(v);
 	}
 
 	/* latency: compare-and-swap increments, one after another */
-	t0 = et_now();
+	t0 = st_now();
 	for (int i = 0; i < n; i++) {
 		struct ks_etcd_cmp cas = {
 			.key = "s", .target = KS_ETCD_CMP_VERSION,
 			.result = KS_ETCD_EQUAL, .number = 2 + i,
 		};
-		ET_EQ(ks_etcd_txn(c, &cas, 1, &put2, 1, NULL, 0, &r), 0);
-		ET_CHECK(r.succeeded);
+		KT_EQ(ks_etcd_txn(c, &cas, 1, &put2, 1, NULL, 0, &r), 0);
+		KT_CHECK(r.succeeded);
 	}
 	printf("   txn (compare-and-swap put) round trip: %.2f ms\n",
-	       (et_now() - t0) * 1000 / n);
-	t0 = et_now();
+	       (st_now() - t0) * 1000 / n);
+	t0 = st_now();
 	for (int i = 0; i < n; i++) {
 		struct ks_etcd_kvs kvs = { 0 };
-		ET_EQ(get(c, "s", &kvs), 0);
+		KT_EQ(get(c, "s", &kvs), 0);
 		ks_etcd_kvs_free(&kvs);
 	}
 	printf("   range of one key round trip: %.2f ms\n",
-	       (et_now() - t0) * 1000 / n);
-	ET_EQ(del(c, "s", NULL), 0);
+	       (st_now() - t0) * 1000 / n);
+	KT_EQ(del(c, "s", NULL), 0);
 	ks_etcd_txn_result_free(&r);
 	ks_etcd_free(c);
 }
@@ -471,25 +471,25 @@ static void test_watch(void)
 	int i;
 
 	rec_init(&rec, c);
-	ET_EQ(ks_etcd_status(c, 0, &st, NULL, 0), 0);
-	ET_EQ(ks_etcd_watch_start(c, st.revision + 1, rec_cb, &rec), 0);
-	ET_EQ(ks_etcd_watch_start(c, st.revision + 1, rec_cb, &rec), EBUSY);
-	ET_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 5) >= 0);
+	KT_EQ(ks_etcd_status(c, 0, &st, NULL, 0), 0);
+	KT_EQ(ks_etcd_watch_start(c, st.revision + 1, rec_cb, &rec), 0);
+	KT_EQ(ks_etcd_watch_start(c, st.revision + 1, rec_cb, &rec), EBUSY);
+	KT_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 5) >= 0);
 
-	ET_EQ(put(outside, "a", "no", 2, NULL), 0);   /* not ours: unseen */
-	t_put = et_now();
-	ET_EQ(put(writer, "a", "1", 1, &r1), 0);
+	KT_EQ(put(outside, "a", "no", 2, NULL), 0);   /* not ours: unseen */
+	t_put = st_now();
+	KT_EQ(put(writer, "a", "1", 1, &r1), 0);
 	i = rec_wait(&rec, KS_ETCD_WATCH_EVENTS, &at, 5);
-	ET_CHECK(i >= 0);
+	KT_CHECK(i >= 0);
 	if (i >= 0) {
 		delay = rec.r[i].at - t_put;
-		ET_EQ(rec.r[i].n_events, 1);
-		ET_EQ(rec.r[i].revision, r1);
-		ET_EQ(rec.r[i].ev[0].type, KS_ETCD_PUT);
-		ET_CHECK(strcmp(rec.r[i].ev[0].key, "a") == 0);
-		ET_EQ(rec.r[i].ev[0].mod_revision, r1);
-		ET_EQ(rec.r[i].ev[0].create_revision, r1);
-		ET_EQ(rec.r[i].ev[0].version, 1);
+		KT_EQ(rec.r[i].n_events, 1);
+		KT_EQ(rec.r[i].revision, r1);
+		KT_EQ(rec.r[i].ev[0].type, KS_ETCD_PUT);
+		KT_CHECK(strcmp(rec.r[i].ev[0].key, "a") == 0);
+		KT_EQ(rec.r[i].ev[0].mod_revision, r1);
+		KT_EQ(rec.r[i].ev[0].create_revision, r1);
+		KT_EQ(rec.r[i].ev[0].version, 1);
 	}
 	printf("   watch delivery (put called -> callback): %.2f ms\n",
 	       delay * 1000);
@@ -503,44 +503,44 @@ static void test_watch(void)
 		{ .type = KS_ETCD_OP_PUT, .keys = { .key = "c" }, .value = "\0z",
 		  .value_len = 2 },
 	};
-	ET_EQ(ks_etcd_txn(writer, NULL, 0, three, 3, NULL, 0, &r), 0);
+	KT_EQ(ks_etcd_txn(writer, NULL, 0, three, 3, NULL, 0, &r), 0);
 	r2 = r.revision;
 	i = rec_wait(&rec, KS_ETCD_WATCH_EVENTS, &at, 5);
-	ET_CHECK(i >= 0);
+	KT_CHECK(i >= 0);
 	if (i >= 0) {
-		ET_EQ(rec.r[i].n_events, 3);
-		ET_EQ(rec.r[i].revision, r2);
+		KT_EQ(rec.r[i].n_events, 3);
+		KT_EQ(rec.r[i].revision, r2);
 		for (int k = 0; k < 3 && k < (int)rec.r[i].n_events; k++) {
-			ET_EQ(rec.r[i].ev[k].mod_revision, r2);
-			ET_CHECK(strcmp(rec.r[i].ev[k].key,
+			KT_EQ(rec.r[i].ev[k].mod_revision, r2);
+			KT_CHECK(strcmp(rec.r[i].ev[k].key,
 					three[k].keys.key) == 0);
 		}
-		ET_EQ(rec.r[i].ev[0].version, 2);
-		ET_EQ(rec.r[i].ev[1].value_len, 0);
-		ET_EQ(rec.r[i].ev[2].value_len, 2);
-		ET_CHECK(memcmp(rec.r[i].ev[2].value, "\0z", 2) == 0);
+		KT_EQ(rec.r[i].ev[0].version, 2);
+		KT_EQ(rec.r[i].ev[1].value_len, 0);
+		KT_EQ(rec.r[i].ev[2].value_len, 2);
+		KT_CHECK(memcmp(rec.r[i].ev[2].value, "\0z", 2) == 0);
 	}
 
 	/* deletes */
 	struct ks_etcd_op del_all = {
 		.type = KS_ETCD_OP_DELETE, .keys = { .key = "", .prefix = true },
 	};
-	ET_EQ(ks_etcd_txn(writer, NULL, 0, &del_all, 1, NULL, 0, &r), 0);
+	KT_EQ(ks_etcd_txn(writer, NULL, 0, &del_all, 1, NULL, 0, &r), 0);
 	r3 = r.revision;
 	i = rec_wait(&rec, KS_ETCD_WATCH_EVENTS, &at, 5);
-	ET_CHECK(i >= 0);
+	KT_CHECK(i >= 0);
 	if (i >= 0) {
-		ET_EQ(rec.r[i].n_events, 3);
+		KT_EQ(rec.r[i].n_events, 3);
 		for (int k = 0; k < 3 && k < (int)rec.r[i].n_events; k++) {
-			ET_EQ(rec.r[i].ev[k].type, KS_ETCD_DELETE);
-			ET_EQ(rec.r[i].ev[k].mod_revision, r3);
+			KT_EQ(rec.r[i].ev[k].type, KS_ETCD_DELETE);
+			KT_EQ(rec.r[i].ev[k].mod_revision, r3);
 		}
 	}
 	{
 		struct ks_etcd_stats s;
 		ks_etcd_get_stats(c, &s);
-		ET_CHECK(s.connected);
-		ET_EQ(s.revision, r3);
+		KT_CHECK(s.connected);
+		KT_EQ(s.revision, r3);
 	}
 
 	/* watch delivery delay over many puts */
@@ -549,8 +549,8 @@ static void test_watch(void)
 		int n = 50, got = 0;
 
 		for (int k = 0; k < n; k++) {
-			t_put = et_now();
-			ET_EQ(put(writer, "d", "x", 1, NULL), 0);
+			t_put = st_now();
+			KT_EQ(put(writer, "d", "x", 1, NULL), 0);
 			i = rec_wait(&rec, KS_ETCD_WATCH_EVENTS, &at, 5);
 			if (i >= 0) {
 				double d = rec.r[i].at - t_put;
@@ -559,7 +559,7 @@ static void test_watch(void)
 				got++;
 			}
 		}
-		ET_EQ(got, n);
+		KT_EQ(got, n);
 		printf("   put + watch delivery: mean %.2f ms, worst %.2f ms "
 		       "(%d puts)\n", sum * 1000 / (got ? got : 1), worst * 1000,
 		       got);
@@ -568,8 +568,8 @@ static void test_watch(void)
 	(void)ev;
 	ks_etcd_watch_stop(c);
 	ks_etcd_watch_stop(c);   /* twice: a no-op */
-	ET_EQ(del(writer, "d", NULL), 0);
-	ET_EQ(del(outside, "a", NULL), 0);
+	KT_EQ(del(writer, "d", NULL), 0);
+	KT_EQ(del(outside, "a", NULL), 0);
 	ks_etcd_txn_result_free(&r);
 	ks_etcd_free(outside);
 	ks_etcd_free(writer);
@@ -590,45 +590,45 @@ static void test_stopped(void)
 	int i;
 
 	rec_init(&rec, c);
-	ET_EQ(put(c, "x", "1", 1, NULL), 0);   /* a warm connection */
-	ET_EQ(ks_etcd_status(c, 0, &st, NULL, 0), 0);
-	ET_EQ(ks_etcd_watch_start(c, st.revision + 1, rec_cb, &rec), 0);
-	ET_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 5) >= 0);
+	KT_EQ(put(c, "x", "1", 1, NULL), 0);   /* a warm connection */
+	KT_EQ(ks_etcd_status(c, 0, &st, NULL, 0), 0);
+	KT_EQ(ks_etcd_watch_start(c, st.revision + 1, rec_cb, &rec), 0);
+	KT_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 5) >= 0);
 
 	etcd_proc_signal(&etcd, SIGSTOP);
 	etcd_proc_wait_stopped(&etcd);
-	t_stop = t0 = et_now();
-	ET_EQ(get(c, "x", &kvs), ETIMEDOUT);
-	took = et_now() - t0;
+	t_stop = t0 = st_now();
+	KT_EQ(get(c, "x", &kvs), ETIMEDOUT);
+	took = st_now() - t0;
 	printf("   range against a stopped etcd: ETIMEDOUT after %.3f s "
 	       "(timeout %.1f s)\n", took, timeout);
-	ET_CHECK(took >= timeout * 0.9 && took < timeout + 0.3);
-	t0 = et_now();
-	ET_EQ(put(c, "x", "2", 1, NULL), ETIMEDOUT);
-	took = et_now() - t0;
+	KT_CHECK(took >= timeout * 0.9 && took < timeout + 0.3);
+	t0 = st_now();
+	KT_EQ(put(c, "x", "2", 1, NULL), ETIMEDOUT);
+	took = st_now() - t0;
 	printf("   txn against a stopped etcd: ETIMEDOUT after %.3f s\n", took);
-	ET_CHECK(took < timeout + 0.3);
+	KT_CHECK(took < timeout + 0.3);
 
 	i = rec_wait(&rec, KS_ETCD_WATCH_DISCONNECTED, &at, 5);
-	ET_CHECK(i >= 0);
+	KT_CHECK(i >= 0);
 	if (i >= 0)
 		printf("   watch noticed the stop after %.2f s (keepalive 0.5 s, "
 		       "dead after 1 s)\n", rec.r[i].at - t_stop);
 	{
 		struct ks_etcd_stats s;
 		ks_etcd_get_stats(c, &s);
-		ET_CHECK(!s.connected);
+		KT_CHECK(!s.connected);
 	}
 	etcd_proc_signal(&etcd, SIGCONT);
-	t0 = et_now();
+	t0 = st_now();
 	i = rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 10);
-	ET_CHECK(i >= 0);
+	KT_CHECK(i >= 0);
 	if (i >= 0)
 		printf("   watch back %.2f s after SIGCONT\n", rec.r[i].at - t0);
 	/* the put that timed out was applied (etcd had read it): the watch
 	 * tells, so nothing is lost even then */
-	ET_EQ(get(c, "x", &kvs), 0);
-	ET_EQ(del(c, "x", NULL), 0);
+	KT_EQ(get(c, "x", &kvs), 0);
+	KT_EQ(del(c, "x", NULL), 0);
 	ks_etcd_kvs_free(&kvs);
 	ks_etcd_free(c);
 }
@@ -648,50 +648,50 @@ static void test_resume(void)
 	int n;
 
 	rec_init(&rec, c);
-	ET_EQ(put(c, "k", "0", 1, &revs[0]), 0);
-	ET_EQ(ks_etcd_status(c, 0, &st, NULL, 0), 0);
-	ET_EQ(ks_etcd_watch_start(c, revs[0], rec_cb, &rec), 0);
-	ET_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 5) >= 0);
+	KT_EQ(put(c, "k", "0", 1, &revs[0]), 0);
+	KT_EQ(ks_etcd_status(c, 0, &st, NULL, 0), 0);
+	KT_EQ(ks_etcd_watch_start(c, revs[0], rec_cb, &rec), 0);
+	KT_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 5) >= 0);
 	events_from = at;
-	ET_CHECK(rec_events(&rec, events_from, 1, ev, 5) == 1);
+	KT_CHECK(rec_events(&rec, events_from, 1, ev, 5) == 1);
 
 	/* etcd goes away; back on another port only */
 	etcd_proc_stop(&etcd);
-	ET_CHECK(rec_wait(&rec, KS_ETCD_WATCH_DISCONNECTED, &at, 5) >= 0);
+	KT_CHECK(rec_wait(&rec, KS_ETCD_WATCH_DISCONNECTED, &at, 5) >= 0);
 	snprintf(other_url, sizeof(other_url), "http://127.0.0.1:%d",
 		 etcd_free_port());
-	ET_EQ(etcd_proc_start(&etcd, other_url), 0);
+	KT_EQ(etcd_proc_start(&etcd, other_url), 0);
 	{
 		struct ks_etcd *w2 = client(other_url, "/r/", 5);
-		ET_EQ(put(w2, "k", "1", 1, &revs[1]), 0);
-		ET_EQ(put(w2, "k2", "2", 1, &revs[2]), 0);
-		ET_EQ(del(w2, "k", &revs[3]), 0);
+		KT_EQ(put(w2, "k", "1", 1, &revs[1]), 0);
+		KT_EQ(put(w2, "k2", "2", 1, &revs[2]), 0);
+		KT_EQ(del(w2, "k", &revs[3]), 0);
 		ks_etcd_free(w2);
 	}
 	/* and back where the watch looks */
 	etcd_proc_stop(&etcd);
 	snprintf(both, sizeof(both), "%s,%s", etcd.url, other_url);
-	ET_EQ(etcd_proc_start(&etcd, both), 0);
-	ET_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 10) >= 0);
-	ET_EQ(put(c, "k2", "3", 1, &revs[4]), 0);
+	KT_EQ(etcd_proc_start(&etcd, both), 0);
+	KT_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 10) >= 0);
+	KT_EQ(put(c, "k2", "3", 1, &revs[4]), 0);
 
 	n = (int)rec_events(&rec, events_from, 5, ev, 10);
-	ET_EQ(n, 5);
+	KT_EQ(n, 5);
 	for (int k = 0; k < n && k < 5; k++)
-		ET_EQ(ev[k].mod_revision, revs[k]);
+		KT_EQ(ev[k].mod_revision, revs[k]);
 	if (n == 5) {
-		ET_EQ(ev[3].type, KS_ETCD_DELETE);
-		ET_CHECK(strcmp(ev[2].key, "k2") == 0);
-		ET_EQ(ev[4].version, 2);
+		KT_EQ(ev[3].type, KS_ETCD_DELETE);
+		KT_CHECK(strcmp(ev[2].key, "k2") == 0);
+		KT_EQ(ev[4].version, 2);
 	}
 	{
 		struct ks_etcd_stats s;
 		ks_etcd_get_stats(c, &s);
-		ET_CHECK(s.reconnects >= 1);
-		ET_EQ(s.revision, revs[4]);
+		KT_CHECK(s.reconnects >= 1);
+		KT_EQ(s.revision, revs[4]);
 	}
 	ks_etcd_watch_stop(c);
-	ET_EQ(del(c, "k2", NULL), 0);
+	KT_EQ(del(c, "k2", NULL), 0);
 	ks_etcd_free(c);
 }
 
@@ -708,27 +708,27 @@ static void test_compacted(void)
 	int i;
 
 	rec_init(&rec, c);
-	ET_EQ(put(c, "a", "1", 1, &old), 0);
-	ET_EQ(put(c, "a", "2", 1, NULL), 0);
-	ET_EQ(put(c, "b", "3", 1, &now), 0);
-	ET_EQ(ks_etcd_compact(c, now), 0);
+	KT_EQ(put(c, "a", "1", 1, &old), 0);
+	KT_EQ(put(c, "a", "2", 1, NULL), 0);
+	KT_EQ(put(c, "b", "3", 1, &now), 0);
+	KT_EQ(ks_etcd_compact(c, now), 0);
 	{
 		struct ks_etcd_keys k = { .key = "a" };
-		ET_EQ(ks_etcd_range(c, &k, old, &kvs), ESTALE);
+		KT_EQ(ks_etcd_range(c, &k, old, &kvs), ESTALE);
 	}
-	ET_EQ(ks_etcd_watch_start(c, old, rec_cb, &rec), 0);
+	KT_EQ(ks_etcd_watch_start(c, old, rec_cb, &rec), 0);
 	i = rec_wait(&rec, KS_ETCD_WATCH_COMPACTED, &at, 5);
-	ET_CHECK(i >= 0);
+	KT_CHECK(i >= 0);
 	if (i >= 0)
-		ET_EQ(rec.r[i].revision, now);
-	ET_CHECK(rec.reload_revision >= now);
-	ET_EQ(put(c, "c", "4", 1, &later), 0);
-	ET_CHECK(rec_events(&rec, at, 1, ev, 5) == 1);
-	ET_EQ(ev[0].mod_revision, later);
+		KT_EQ(rec.r[i].revision, now);
+	KT_CHECK(rec.reload_revision >= now);
+	KT_EQ(put(c, "c", "4", 1, &later), 0);
+	KT_CHECK(rec_events(&rec, at, 1, ev, 5) == 1);
+	KT_EQ(ev[0].mod_revision, later);
 	{
 		struct ks_etcd_stats s;
 		ks_etcd_get_stats(c, &s);
-		ET_EQ(s.compactions, 1);
+		KT_EQ(s.compactions, 1);
 	}
 	ks_etcd_watch_stop(c);
 	{
@@ -737,7 +737,7 @@ static void test_compacted(void)
 			.keys = { .key = "", .prefix = true },
 		};
 		struct ks_etcd_txn_result r = { 0 };
-		ET_EQ(ks_etcd_txn(c, NULL, 0, &op, 1, NULL, 0, &r), 0);
+		KT_EQ(ks_etcd_txn(c, NULL, 0, &op, 1, NULL, 0, &r), 0);
 		ks_etcd_txn_result_free(&r);
 	}
 	ks_etcd_kvs_free(&kvs);
@@ -761,24 +761,24 @@ static void test_failover(void)
 	snprintf(list, sizeof(list), "%s, %s", dead, etcd.url);
 	c = client(list, "/f/", 2);
 	rec_init(&rec, c);
-	t0 = et_now();
-	ET_EQ(put(c, "a", "1", 1, NULL), 0);
-	took = et_now() - t0;
+	t0 = st_now();
+	KT_EQ(put(c, "a", "1", 1, NULL), 0);
+	took = st_now() - t0;
 	printf("   put past a dead first endpoint: %.2f ms\n", took * 1000);
-	ET_CHECK(took < 1.0);
+	KT_CHECK(took < 1.0);
 	ks_etcd_get_stats(c, &s);
-	ET_EQ(s.failovers, 1);
-	ET_CHECK(strcmp(s.endpoint, etcd.url) == 0);
-	ET_EQ(get(c, "a", &kvs), 0);
-	ET_EQ(kvs.n, 1);
-	ET_EQ(ks_etcd_status(c, 0, &st, NULL, 0), 0);
-	ET_CHECK(strcmp(st.endpoint, etcd.url) == 0);
-	ET_CHECK(strcmp(st.version, "3.4.23") == 0 || st.version[0] != '\0');
-	ET_CHECK(st.has_leader);
-	ET_EQ(ks_etcd_watch_start(c, 1, rec_cb, &rec), 0);
-	ET_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 5) >= 0);
+	KT_EQ(s.failovers, 1);
+	KT_CHECK(strcmp(s.endpoint, etcd.url) == 0);
+	KT_EQ(get(c, "a", &kvs), 0);
+	KT_EQ(kvs.n, 1);
+	KT_EQ(ks_etcd_status(c, 0, &st, NULL, 0), 0);
+	KT_CHECK(strcmp(st.endpoint, etcd.url) == 0);
+	KT_CHECK(strcmp(st.version, "3.4.23") == 0 || st.version[0] != '\0');
+	KT_CHECK(st.has_leader);
+	KT_EQ(ks_etcd_watch_start(c, 1, rec_cb, &rec), 0);
+	KT_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 5) >= 0);
 	ks_etcd_watch_stop(c);
-	ET_EQ(del(c, "a", NULL), 0);
+	KT_EQ(del(c, "a", NULL), 0);
 	ks_etcd_free(c);
 
 	/* a watch that starts on the dead one moves on by itself */
@@ -786,19 +786,19 @@ static void test_failover(void)
 	c = client(list, "/f/", 2);
 	rec_init(&rec, c);
 	at = 0;
-	ET_EQ(ks_etcd_watch_start(c, 1, rec_cb, &rec), 0);
-	ET_CHECK(rec_wait(&rec, KS_ETCD_WATCH_DISCONNECTED, &at, 5) >= 0);
-	ET_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 5) >= 0);
+	KT_EQ(ks_etcd_watch_start(c, 1, rec_cb, &rec), 0);
+	KT_CHECK(rec_wait(&rec, KS_ETCD_WATCH_DISCONNECTED, &at, 5) >= 0);
+	KT_CHECK(rec_wait(&rec, KS_ETCD_WATCH_CONNECTED, &at, 5) >= 0);
 	ks_etcd_free(c);   /* stops the watch too */
 
 	/* nobody home */
 	c = client(dead, "/f/", 0.5);
-	t0 = et_now();
-	ET_EQ(ks_etcd_status(c, 0, &st, msg, sizeof(msg)), ETIMEDOUT);
-	took = et_now() - t0;
+	t0 = st_now();
+	KT_EQ(ks_etcd_status(c, 0, &st, msg, sizeof(msg)), ETIMEDOUT);
+	took = st_now() - t0;
 	printf("   status with no endpoint: %.3f s, \"%s\"\n", took, msg);
-	ET_CHECK(took < 0.5 + 0.3);
-	ET_CHECK(strstr(msg, dead) != NULL);
+	KT_CHECK(took < 0.5 + 0.3);
+	KT_CHECK(strstr(msg, dead) != NULL);
 	ks_etcd_kvs_free(&kvs);
 	ks_etcd_free(c);
 }
@@ -856,7 +856,7 @@ static void test_threads(void)
 	struct incr_arg args[6];
 	pthread_t t[6];
 	int conflicts = 0;
-	double t0 = et_now();
+	double t0 = st_now();
 
 	for (int i = 0; i < 6; i++) {
 		args[i] = (struct incr_arg){ .c = c, .n = 40 };
@@ -864,18 +864,18 @@ static void test_threads(void)
 	}
 	for (int i = 0; i < 6; i++) {
 		pthread_join(t[i], NULL);
-		ET_EQ(args[i].errors, 0);
+		KT_EQ(args[i].errors, 0);
 		conflicts += args[i].conflicts;
 	}
 	printf("   6 threads x 40 increments: %.0f increments/s, %d conflicts\n",
-	       240 / (et_now() - t0), conflicts);
-	ET_EQ(get(c, "n", &kvs), 0);
-	ET_EQ(kvs.n, 1);
+	       240 / (st_now() - t0), conflicts);
+	KT_EQ(get(c, "n", &kvs), 0);
+	KT_EQ(kvs.n, 1);
 	if (kvs.n == 1) {
-		ET_EQ(kvs.kvs[0].version, 240);
-		ET_CHECK(strcmp(kvs.kvs[0].value, "240") == 0);
+		KT_EQ(kvs.kvs[0].version, 240);
+		KT_CHECK(strcmp(kvs.kvs[0].value, "240") == 0);
 	}
-	ET_EQ(del(c, "n", NULL), 0);
+	KT_EQ(del(c, "n", NULL), 0);
 	ks_etcd_kvs_free(&kvs);
 	ks_etcd_free(c);
 }
@@ -889,15 +889,15 @@ static void test_bad_options(void)
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		o.endpoints = bad[i];
-		ET_EQ(ks_etcd_create(&o, &c), EINVAL);
-		ET_CHECK(c == NULL);
+		KT_EQ(ks_etcd_create(&o, &c), EINVAL);
+		KT_CHECK(c == NULL);
 	}
 	o.endpoints = "http://127.0.0.1:1";
 	o.timeout = 0;
-	ET_EQ(ks_etcd_create(&o, &c), EINVAL);
+	KT_EQ(ks_etcd_create(&o, &c), EINVAL);
 	o.timeout = 1;
-	ET_EQ(ks_etcd_create(&o, &c), 0);
-	ET_EQ(ks_etcd_watch_start(c, 0, rec_cb, NULL), EINVAL);
+	KT_EQ(ks_etcd_create(&o, &c), 0);
+	KT_EQ(ks_etcd_watch_start(c, 0, rec_cb, NULL), EINVAL);
 	ks_etcd_free(c);
 }
 
@@ -925,15 +925,15 @@ int main(void)
 		return 1;
 	}
 	printf("etcd at %s, data in %s\n", etcd.url, etcd.dir);
-	ET_RUN(test_bad_options);
-	ET_RUN(test_roundtrip);
-	ET_RUN(test_paging);
-	ET_RUN(test_txn);
-	ET_RUN(test_watch);
-	ET_RUN(test_threads);
-	ET_RUN(test_failover);
-	ET_RUN(test_compacted);
-	ET_RUN(test_stopped);
-	ET_RUN(test_resume);
-	return et_finish();
+	KT_RUN_HERE(test_bad_options, "bad options");
+	KT_RUN_HERE(test_roundtrip, "roundtrip");
+	KT_RUN_HERE(test_paging, "paging");
+	KT_RUN_HERE(test_txn, "txn");
+	KT_RUN_HERE(test_watch, "watch");
+	KT_RUN_HERE(test_threads, "threads");
+	KT_RUN_HERE(test_failover, "failover");
+	KT_RUN_HERE(test_compacted, "compacted");
+	KT_RUN_HERE(test_stopped, "stopped");
+	KT_RUN_HERE(test_resume, "resume");
+	return kt_finish("etcd_client");
 }

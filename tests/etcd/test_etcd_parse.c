@@ -12,7 +12,7 @@
 
 #include "etcd_base64.h"
 #include "etcd_parse.h"
-#include "etest.h"
+#include "harness.h"
 
 static int decode(const char *s, char *out, size_t *len)
 {
@@ -34,28 +34,28 @@ static void test_base64(void)
 	char enc[400];
 	void *back = NULL;
 
-	ET_EQ(decode("", buf, &len), 0);
-	ET_EQ(len, 0);
-	ET_EQ(decode("YQ==", buf, &len), 0);
-	ET_EQ(len, 1);
-	ET_CHECK(buf[0] == 'a' && buf[1] == '\0');
-	ET_EQ(decode("AAE=", buf, &len), 0);
-	ET_EQ(len, 2);
-	ET_CHECK(buf[0] == 0 && buf[1] == 1);
-	ET_EQ(decode("YWJj", buf, &len), 0);
-	ET_EQ(len, 3);
+	KT_EQ(decode("", buf, &len), 0);
+	KT_EQ(len, 0);
+	KT_EQ(decode("YQ==", buf, &len), 0);
+	KT_EQ(len, 1);
+	KT_CHECK(buf[0] == 'a' && buf[1] == '\0');
+	KT_EQ(decode("AAE=", buf, &len), 0);
+	KT_EQ(len, 2);
+	KT_CHECK(buf[0] == 0 && buf[1] == 1);
+	KT_EQ(decode("YWJj", buf, &len), 0);
+	KT_EQ(len, 3);
 
 	/* not strict base64 */
-	ET_EQ(decode("YQ=", buf, &len), EINVAL);        /* length */
-	ET_EQ(decode("YQ", buf, &len), EINVAL);
-	ET_EQ(decode("Y===", buf, &len), EINVAL);       /* too much padding */
-	ET_EQ(decode("=YQ=", buf, &len), EINVAL);
-	ET_EQ(decode("YQ==YQ==", buf, &len), EINVAL);   /* padding inside */
-	ET_EQ(decode("YR==", buf, &len), EINVAL);       /* leftover bits */
-	ET_EQ(decode("AAF=", buf, &len), EINVAL);
-	ET_EQ(decode("Y Q=", buf, &len), EINVAL);       /* whitespace */
-	ET_EQ(decode("YQ-_", buf, &len), EINVAL);       /* URL alphabet */
-	ET_EQ(decode("YQ\n=", buf, &len), EINVAL);
+	KT_EQ(decode("YQ=", buf, &len), EINVAL);        /* length */
+	KT_EQ(decode("YQ", buf, &len), EINVAL);
+	KT_EQ(decode("Y===", buf, &len), EINVAL);       /* too much padding */
+	KT_EQ(decode("=YQ=", buf, &len), EINVAL);
+	KT_EQ(decode("YQ==YQ==", buf, &len), EINVAL);   /* padding inside */
+	KT_EQ(decode("YR==", buf, &len), EINVAL);       /* leftover bits */
+	KT_EQ(decode("AAF=", buf, &len), EINVAL);
+	KT_EQ(decode("Y Q=", buf, &len), EINVAL);       /* whitespace */
+	KT_EQ(decode("YQ-_", buf, &len), EINVAL);       /* URL alphabet */
+	KT_EQ(decode("YQ\n=", buf, &len), EINVAL);
 
 	/* every byte value, every length */
 	for (int i = 0; i < 256; i++)
@@ -64,10 +64,10 @@ static void test_base64(void)
 		size_t e = ks_b64_encode(all, n, enc);
 		size_t got = 0;
 
-		ET_EQ(e, ks_b64_encoded_len(n));
-		ET_EQ(ks_b64_decode(enc, e, &back, &got), 0);
-		ET_EQ(got, n);
-		ET_CHECK(memcmp(back, all, n) == 0);
+		KT_EQ(e, ks_b64_encoded_len(n));
+		KT_EQ(ks_b64_decode(enc, e, &back, &got), 0);
+		KT_EQ(got, n);
+		KT_CHECK(memcmp(back, all, n) == 0);
 		free(back);
 	}
 }
@@ -103,58 +103,58 @@ static void test_range(void)
 	struct ks_etcd_kvs kvs = { 0 };
 
 	/* key "p/a", value "\0\1"; a second kv with an empty (absent) value */
-	ET_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":\"cC9h\",\"create_revision\":"
+	KT_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":\"cC9h\",\"create_revision\":"
 		       "\"2\",\"mod_revision\":\"3\",\"version\":\"2\",\"value\":"
 		       "\"AAE=\"},{\"key\":\"cC9i\",\"create_revision\":\"4\","
 		       "\"mod_revision\":\"4\",\"version\":\"1\"}],\"count\":\"2\"}",
 		       "p/", &kvs), 0);
-	ET_EQ(kvs.revision, 7);
-	ET_EQ(kvs.n, 2);
+	KT_EQ(kvs.revision, 7);
+	KT_EQ(kvs.n, 2);
 	if (kvs.n == 2) {
-		ET_CHECK(strcmp(kvs.kvs[0].key, "a") == 0);
-		ET_EQ(kvs.kvs[0].key_len, 1);
-		ET_EQ(kvs.kvs[0].value_len, 2);
-		ET_CHECK(memcmp(kvs.kvs[0].value, "\0\1", 2) == 0);
-		ET_EQ(kvs.kvs[0].create_revision, 2);
-		ET_EQ(kvs.kvs[0].mod_revision, 3);
-		ET_EQ(kvs.kvs[0].version, 2);
-		ET_EQ(kvs.kvs[1].value_len, 0);
-		ET_CHECK(kvs.kvs[1].value != NULL);
+		KT_CHECK(strcmp(kvs.kvs[0].key, "a") == 0);
+		KT_EQ(kvs.kvs[0].key_len, 1);
+		KT_EQ(kvs.kvs[0].value_len, 2);
+		KT_CHECK(memcmp(kvs.kvs[0].value, "\0\1", 2) == 0);
+		KT_EQ(kvs.kvs[0].create_revision, 2);
+		KT_EQ(kvs.kvs[0].mod_revision, 3);
+		KT_EQ(kvs.kvs[0].version, 2);
+		KT_EQ(kvs.kvs[1].value_len, 0);
+		KT_CHECK(kvs.kvs[1].value != NULL);
 	}
 	ks_etcd_kvs_free(&kvs);
 
 	/* no kvs at all: an empty range */
-	ET_EQ(range_of("{" HDR "}", "p/", &kvs), 0);
-	ET_EQ(kvs.n, 0);
+	KT_EQ(range_of("{" HDR "}", "p/", &kvs), 0);
+	KT_EQ(kvs.n, 0);
 
 	/* broken answers */
-	ET_EQ(range_of("{}", "p/", &kvs), EIO);                   /* no header */
-	ET_EQ(range_of("{\"header\":{}}", "p/", &kvs), EIO);      /* no rev */
-	ET_EQ(range_of("{\"header\":{\"revision\":\"x\"}}", "p/", &kvs), EIO);
-	ET_EQ(range_of("{\"header\":{\"revision\":\"-1\"}}", "p/", &kvs), EIO);
-	ET_EQ(range_of("{\"header\":{\"revision\":\"99999999999999999999\"}}",
+	KT_EQ(range_of("{}", "p/", &kvs), EIO);                   /* no header */
+	KT_EQ(range_of("{\"header\":{}}", "p/", &kvs), EIO);      /* no rev */
+	KT_EQ(range_of("{\"header\":{\"revision\":\"x\"}}", "p/", &kvs), EIO);
+	KT_EQ(range_of("{\"header\":{\"revision\":\"-1\"}}", "p/", &kvs), EIO);
+	KT_EQ(range_of("{\"header\":{\"revision\":\"99999999999999999999\"}}",
 		       "p/", &kvs), EIO);
-	ET_EQ(range_of("{\"header\":{\"revision\":true}}", "p/", &kvs), EIO);
-	ET_EQ(range_of("{" HDR ",\"kvs\":{}}", "p/", &kvs), EIO);
-	ET_EQ(range_of("{" HDR ",\"kvs\":[1]}", "p/", &kvs), EIO);
-	ET_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":\"cC9h\"}]}", "p/", &kvs),
+	KT_EQ(range_of("{\"header\":{\"revision\":true}}", "p/", &kvs), EIO);
+	KT_EQ(range_of("{" HDR ",\"kvs\":{}}", "p/", &kvs), EIO);
+	KT_EQ(range_of("{" HDR ",\"kvs\":[1]}", "p/", &kvs), EIO);
+	KT_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":\"cC9h\"}]}", "p/", &kvs),
 	      EIO);                                               /* no revs */
-	ET_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":\"cC9h\",\"create_revision\":"
+	KT_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":\"cC9h\",\"create_revision\":"
 		       "\"2\",\"mod_revision\":\"3\",\"version\":\"1\",\"value\":"
 		       "\"AAE\"}]}", "p/", &kvs), EIO);           /* base64 */
-	ET_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":\"eC9h\",\"create_revision\":"
+	KT_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":\"eC9h\",\"create_revision\":"
 		       "\"2\",\"mod_revision\":\"3\",\"version\":\"1\"}]}", "p/",
 		       &kvs), EIO);                               /* x/a: not ours */
-	ET_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":\"cC8=\",\"create_revision\":"
+	KT_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":\"cC8=\",\"create_revision\":"
 		       "\"2\",\"mod_revision\":\"3\",\"version\":\"1\"}]}", "p/",
 		       &kvs), EIO);                               /* the prefix itself */
-	ET_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":5,\"create_revision\":"
+	KT_EQ(range_of("{" HDR ",\"kvs\":[{\"key\":5,\"create_revision\":"
 		       "\"2\",\"mod_revision\":\"3\",\"version\":\"1\"}]}", "p/",
 		       &kvs), EIO);
-	ET_EQ(range_of("{" HDR "} x", "p/", &kvs), EIO);          /* trailing */
-	ET_EQ(range_of("[1]", "p/", &kvs), EIO);
-	ET_EQ(range_of("{" HDR ",\"more\":\"yes\"}", "p/", &kvs), EIO);
-	ET_CHECK(kvs.n == 0 && kvs.kvs == NULL);
+	KT_EQ(range_of("{" HDR "} x", "p/", &kvs), EIO);          /* trailing */
+	KT_EQ(range_of("[1]", "p/", &kvs), EIO);
+	KT_EQ(range_of("{" HDR ",\"more\":\"yes\"}", "p/", &kvs), EIO);
+	KT_CHECK(kvs.n == 0 && kvs.kvs == NULL);
 }
 
 static void test_txn(void)
@@ -174,34 +174,34 @@ static void test_txn(void)
 		  "{\"response_range\":{\"header\":{\"revision\":\"7\"},\"kvs\":"
 		  "[{\"key\":\"cC9h\",\"create_revision\":\"2\",\"mod_revision\":"
 		  "\"3\",\"version\":\"2\"}]}}]}");
-	ET_CHECK(o != NULL);
-	ET_EQ(ks_ep_txn(o, "p/", 2, ops, 3, NULL, 0, &r), 0);
-	ET_CHECK(r.succeeded);
-	ET_EQ(r.n_responses, 3);
+	KT_CHECK(o != NULL);
+	KT_EQ(ks_ep_txn(o, "p/", 2, ops, 3, NULL, 0, &r), 0);
+	KT_CHECK(r.succeeded);
+	KT_EQ(r.n_responses, 3);
 	if (r.n_responses == 3) {
-		ET_EQ(r.responses[1].deleted, 2);
-		ET_EQ(r.responses[2].kvs.n, 1);
+		KT_EQ(r.responses[1].deleted, 2);
+		KT_EQ(r.responses[2].kvs.n, 1);
 	}
 	ks_etcd_txn_result_free(&r);
 	/* the same answer for a txn whose failure branch has one op: EIO */
-	ET_EQ(ks_ep_txn(o, "p/", 2, ops, 2, ops, 1, &r), EIO);
+	KT_EQ(ks_ep_txn(o, "p/", 2, ops, 2, ops, 1, &r), EIO);
 	/* responses in the wrong order */
-	ET_EQ(ks_ep_txn(o, "p/", 2, ops + 1, 2, NULL, 0, &r), EIO);
+	KT_EQ(ks_ep_txn(o, "p/", 2, ops + 1, 2, NULL, 0, &r), EIO);
 	json_object_put(o);
 
 	/* failed compare: "succeeded" left out */
 	o = parse("{" HDR ",\"responses\":[{\"response_range\":{\"header\":"
 		  "{\"revision\":\"7\"}}}]}");
-	ET_EQ(ks_ep_txn(o, "p/", 2, ops, 1, ops + 2, 1, &r), 0);
-	ET_CHECK(!r.succeeded);
-	ET_EQ(r.n_responses, 1);
+	KT_EQ(ks_ep_txn(o, "p/", 2, ops, 1, ops + 2, 1, &r), 0);
+	KT_CHECK(!r.succeeded);
+	KT_EQ(r.n_responses, 1);
 	ks_etcd_txn_result_free(&r);
 	json_object_put(o);
 
 	/* an op response with two members */
 	o = parse("{" HDR ",\"succeeded\":true,\"responses\":[{\"response_put\":"
 		  "{},\"response_range\":{}}]}");
-	ET_EQ(ks_ep_txn(o, "p/", 2, ops, 1, NULL, 0, &r), EIO);
+	KT_EQ(ks_ep_txn(o, "p/", 2, ops, 1, NULL, 0, &r), EIO);
 	json_object_put(o);
 }
 
@@ -221,51 +221,51 @@ static void test_watch(void)
 {
 	struct ks_ep_watch w;
 
-	ET_EQ(watch_of("{\"result\":{" HDR ",\"created\":true}}", &w), 0);
-	ET_CHECK(w.created && !w.canceled && w.n_events == 0);
-	ET_EQ(w.revision, 7);
+	KT_EQ(watch_of("{\"result\":{" HDR ",\"created\":true}}", &w), 0);
+	KT_CHECK(w.created && !w.canceled && w.n_events == 0);
+	KT_EQ(w.revision, 7);
 
-	ET_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":"
+	KT_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":"
 		       "\"cC9h\",\"create_revision\":\"2\",\"mod_revision\":\"7\","
 		       "\"version\":\"3\",\"value\":\"eA==\"}},{\"type\":\"DELETE\","
 		       "\"kv\":{\"key\":\"cC9i\",\"mod_revision\":\"7\"}}]}}", &w),
 	      0);
-	ET_EQ(w.n_events, 2);
+	KT_EQ(w.n_events, 2);
 	if (w.n_events == 2) {
-		ET_EQ(w.events[0].type, KS_ETCD_PUT);
-		ET_EQ(w.events[0].kv.version, 3);
-		ET_EQ(w.events[1].type, KS_ETCD_DELETE);
-		ET_CHECK(strcmp(w.events[1].kv.key, "b") == 0);
-		ET_EQ(w.events[1].kv.version, 0);
+		KT_EQ(w.events[0].type, KS_ETCD_PUT);
+		KT_EQ(w.events[0].kv.version, 3);
+		KT_EQ(w.events[1].type, KS_ETCD_DELETE);
+		KT_CHECK(strcmp(w.events[1].kv.key, "b") == 0);
+		KT_EQ(w.events[1].kv.version, 0);
 	}
 	ks_ep_watch_free(&w);
 
 	/* compacted: a header without revision */
-	ET_EQ(watch_of("{\"result\":{\"header\":{\"cluster_id\":\"1\"},"
+	KT_EQ(watch_of("{\"result\":{\"header\":{\"cluster_id\":\"1\"},"
 		       "\"canceled\":true,\"compact_revision\":\"5\"}}", &w), 0);
-	ET_CHECK(w.canceled);
-	ET_EQ(w.compact_revision, 5);
+	KT_CHECK(w.canceled);
+	KT_EQ(w.compact_revision, 5);
 
 	/* broken */
-	ET_EQ(watch_of("{\"error\":{\"grpc_code\":14,\"message\":\"x\"}}", &w),
+	KT_EQ(watch_of("{\"error\":{\"grpc_code\":14,\"message\":\"x\"}}", &w),
 	      EIO);
-	ET_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{\"type\":\"BOOM\","
+	KT_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{\"type\":\"BOOM\","
 		       "\"kv\":{\"key\":\"cC9i\",\"mod_revision\":\"7\"}}]}}", &w),
 	      EIO);
-	ET_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":"
+	KT_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":"
 		       "\"cC9i\",\"mod_revision\":\"7\"}}]}}", &w),
 	      EIO);                        /* a put without version */
-	ET_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{\"type\":\"DELETE\","
+	KT_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{\"type\":\"DELETE\","
 		       "\"kv\":{\"key\":\"cC9i\",\"mod_revision\":\"8\"}}]}}", &w),
 	      EIO);                        /* newer than the header */
-	ET_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{\"type\":\"DELETE\","
+	KT_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{\"type\":\"DELETE\","
 		       "\"kv\":{\"key\":\"cC9i\",\"mod_revision\":\"6\"}},"
 		       "{\"type\":\"DELETE\",\"kv\":{\"key\":\"cC9i\","
 		       "\"mod_revision\":\"5\"}}]}}", &w),
 	      EIO);                        /* out of order */
-	ET_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{}]}}", &w), EIO);
-	ET_EQ(watch_of("{\"result\":[]}", &w), EIO);
-	ET_EQ(watch_of("{\"result\":{" HDR ",\"canceled\":1}}", &w), EIO);
+	KT_EQ(watch_of("{\"result\":{" HDR ",\"events\":[{}]}}", &w), EIO);
+	KT_EQ(watch_of("{\"result\":[]}", &w), EIO);
+	KT_EQ(watch_of("{\"result\":{" HDR ",\"canceled\":1}}", &w), EIO);
 }
 
 static void test_errors(void)
@@ -275,15 +275,15 @@ static void test_errors(void)
 
 	o = parse("{\"error\":\"etcdserver: request is too large\",\"message\":"
 		  "\"etcdserver: request is too large\",\"code\":3}");
-	ET_EQ(ks_ep_error(o, msg, sizeof(msg)), EFBIG);
-	ET_CHECK(strstr(msg, "too large") != NULL);
+	KT_EQ(ks_ep_error(o, msg, sizeof(msg)), EFBIG);
+	KT_CHECK(strstr(msg, "too large") != NULL);
 	json_object_put(o);
 	o = parse("{\"error\":\"x\",\"message\":\"etcdserver: mvcc: required "
 		  "revision has been compacted\",\"code\":11}");
-	ET_EQ(ks_ep_error(o, NULL, 0), ESTALE);
+	KT_EQ(ks_ep_error(o, NULL, 0), ESTALE);
 	json_object_put(o);
 	o = parse("{\"message\":\"etcdserver: no leader\",\"code\":14}");
-	ET_EQ(ks_ep_error(o, NULL, 0), ETIMEDOUT);
+	KT_EQ(ks_ep_error(o, NULL, 0), ETIMEDOUT);
 	json_object_put(o);
 	{
 		uint64_t u = 0;
@@ -291,20 +291,20 @@ static void test_errors(void)
 		o = parse("{\"a\":\"16493188479051483444\",\"b\":"
 			  "\"18446744073709551616\",\"c\":\"-1\",\"d\":"
 			  "18446744073709551615}");
-		ET_EQ(ks_ep_uint64(o, "a", true, &u), 0);
-		ET_CHECK(u == 16493188479051483444u);
-		ET_EQ(ks_ep_uint64(o, "b", true, &u), EIO);
-		ET_EQ(ks_ep_uint64(o, "c", true, &u), EIO);
-		ET_EQ(ks_ep_uint64(o, "d", true, &u), 0);
-		ET_CHECK(u == UINT64_MAX);
-		ET_EQ(ks_ep_uint64(o, "none", true, &u), EIO);
+		KT_EQ(ks_ep_uint64(o, "a", true, &u), 0);
+		KT_CHECK(u == 16493188479051483444u);
+		KT_EQ(ks_ep_uint64(o, "b", true, &u), EIO);
+		KT_EQ(ks_ep_uint64(o, "c", true, &u), EIO);
+		KT_EQ(ks_ep_uint64(o, "d", true, &u), 0);
+		KT_CHECK(u == UINT64_MAX);
+		KT_EQ(ks_ep_uint64(o, "none", true, &u), EIO);
 		json_object_put(o);
 	}
 	o = parse("{\"message\":\"x\",\"code\":\"abc\"}");
-	ET_EQ(ks_ep_error(o, NULL, 0), EIO);
+	KT_EQ(ks_ep_error(o, NULL, 0), EIO);
 	json_object_put(o);
 	o = parse("{\"error\":{\"grpc_code\":3,\"message\":\"duplicate key\"}}");
-	ET_EQ(ks_ep_error(o, NULL, 0), EINVAL);
+	KT_EQ(ks_ep_error(o, NULL, 0), EINVAL);
 	json_object_put(o);
 }
 
@@ -358,7 +358,7 @@ static void test_damage(void)
 			if (ks_ep_range(o, "p/", 2, &kvs, &more) == 0) {
 				ok++;
 				for (size_t i = 0; i < kvs.n; i++)
-					ET_CHECK(kvs.kvs[i].key != NULL &&
+					KT_CHECK(kvs.kvs[i].key != NULL &&
 						 kvs.kvs[i].value != NULL);
 				ks_etcd_kvs_free(&kvs);
 			} else {
@@ -377,16 +377,16 @@ static void test_damage(void)
 		json_object_put(o);
 	}
 	printf("   damaged answers: %d read, %d refused\n", ok, bad);
-	ET_CHECK(bad > 0 && ok > 0);
+	KT_CHECK(bad > 0 && ok > 0);
 }
 
 int main(void)
 {
-	ET_RUN(test_base64);
-	ET_RUN(test_range);
-	ET_RUN(test_txn);
-	ET_RUN(test_watch);
-	ET_RUN(test_errors);
-	ET_RUN(test_damage);
-	return et_finish();
+	KT_RUN_HERE(test_base64, "base64");
+	KT_RUN_HERE(test_range, "range");
+	KT_RUN_HERE(test_txn, "txn");
+	KT_RUN_HERE(test_watch, "watch");
+	KT_RUN_HERE(test_errors, "errors");
+	KT_RUN_HERE(test_damage, "damage");
+	return kt_finish("etcd_parse");
 }
