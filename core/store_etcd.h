@@ -2,8 +2,9 @@
  * The etcd store's parts, shared by its files (not for use outside core/):
  *
  *   store_etcd.c         the ops table: options, open, recover, start,
- *                        append (one etcd txn per unit), catch_up, stats,
- *                        close, and the table of this host's own changes
+ *                        stats, close
+ *   store_etcd_units.c   append: one etcd txn per unit
+ *   store_etcd_own.c     the table of this host's own changes; catch_up
  *   store_etcd_follow.c  the watch: other hosts' changes into the engine
  *                        (ks_engine_apply_remote), and the reload after
  *                        etcd compacted past us
@@ -143,7 +144,23 @@ struct ke_store {
 	_Atomic uint64_t ignored;     /* keys that are no state's */
 };
 
-/* ---- the own table (store_etcd.c) ---------------------------------------- */
+/* ---- append (store_etcd_units.c) ------------------------------------------ */
+
+int ke_append(struct ks_store *store, const struct ks_rec *recs, size_t n);
+
+/* ---- the own table, catch_up (store_etcd_own.c) ---------------------------- */
+
+/* An append for these names is under way (the watch waits for it before
+ * deciding whether an event is this host's own), and has ended: rev > 0 is
+ * the revision of its changes to the names with mine[i]. */
+void ke_own_begin(struct ke_store *s, const char *const *names, size_t n);
+void ke_own_end(struct ke_store *s, const char *const *names,
+		const bool *mine, size_t n, int64_t rev);
+/* A commit txn over recs was refused; res holds the failure branch's
+ * reads of each record's version key. */
+void ke_note_refusal(struct ke_store *s, const struct ks_rec *recs,
+		     const struct ks_etcd_txn_result *res, size_t n);
+int ke_catch_up(struct ks_store *store);
 
 /* Waits (bounded by the timeout) for an append on NAME under way to end;
  * then true if REV is one of this host's own changes to NAME. */
