@@ -87,6 +87,15 @@
 #include <sys/types.h>
 #include <time.h>
 
+/* The largest max_size the etcd store accepts (the daemon refuses more
+ * at mount, before it contacts etcd).  etcd refuses requests over
+ * --max-request-bytes (1.5 MiB = 1,572,864 by default); a txn with one put
+ * fits about 1,572,792 bytes of value.  A commit puts the page, its
+ * version and its mtime (two short values) and compares the version, with
+ * keys of up to prefix + 263 bytes each: 1,500,000 leaves room for all of
+ * that with a long prefix. */
+#define KS_ETCD_MAX_PAGE 1500000u
+
 struct ks_engine;
 
 enum ks_rec_type {

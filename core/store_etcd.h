@@ -26,14 +26,6 @@
 #include "etcd_client.h"
 #include "store.h"
 
-/* The largest max_size the etcd store accepts.  etcd refuses requests over
- * --max-request-bytes (1.5 MiB = 1,572,864 by default); a txn with one put
- * fits about 1,572,792 bytes of value.  A commit puts the page, its
- * version and its mtime (two short values) and compares the version, with
- * keys of up to prefix + 263 bytes each: 1,500,000 leaves room for all of
- * that with a long prefix. */
-#define KS_ETCD_MAX_PAGE 1500000u
-
 /* etcd's default --max-txn-ops: compares, and ops, per txn. */
 #define KS_ETCD_MAX_TXN_OPS 128
 

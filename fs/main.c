@@ -28,11 +28,6 @@
  * process should hold per state. */
 #define MAX_SIZE_LIMIT (64UL << 20)
 
-/* Largest page with --etcd: a commit is one etcd request holding the page
- * and two small keys, and etcd refuses requests past 1.5 MiB (its default
- * --max-request-bytes, 1,572,864 bytes, minus keys and framing). */
-#define KS_ETCD_MAX_PAGE 1500000
-
 struct options {
 	char *source;          /* mount(8)'s first argument: ignored */
 	char *mountpoint;
@@ -55,8 +50,7 @@ enum { KEY_ETCD = 1 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 1 }
 /* Every option of kstatefs's own is also an -o option, as mount(8) and
- * fstab pass them.  "--etcd-prefix" comes before "--etcd ", which would
- * match it too. */
+ * fstab pass them. */
 static const struct fuse_opt option_spec[] = {
 	OPT("--store %s", store),
 	OPT("--store=%s", store),
@@ -110,7 +104,12 @@ static int take_arguments(void *data, const char *arg, int key,
 	struct options *o = data;
 
 	if (key == KEY_ETCD) {
-		/* "--etcdURL" (from "--etcd URL"), "--etcd=URL", "etcd=URL" */
+		/* "--etcdURL" (from "--etcd URL"), "--etcd=URL", "etcd=URL".
+		 * fuse_opt offers every matching template, so "--etcd "
+		 * also sees --etcd-prefix and --etcd-timeout, which their
+		 * own templates take. */
+		if (strncmp(arg, "--etcd-", 7) == 0)
+			return 0;
 		if (strncmp(arg, "--etcd", 6) == 0)
 			arg += arg[6] == '=' ? 7 : 6;
 		else
@@ -242,7 +241,7 @@ static int store_options_check(const struct options *o,
 	 * requests past its limit (1.5 MiB by default). */
 	if (o->etcd && cfg->max_size > KS_ETCD_MAX_PAGE) {
 		fprintf(stderr, "kstatefs: max_size %zu is more than etcd "
-			"takes in one request; at most %d with --etcd\n",
+			"takes in one request; at most %u with --etcd\n",
 			cfg->max_size, KS_ETCD_MAX_PAGE);
 		return -1;
 	}
@@ -260,6 +259,18 @@ static void on_commit(void *arg, struct ks_state *st, uint64_t version)
 	notifier_post(d, st, NULL, ks_state_id(st));
 	views_on_commit(d, st);
 	events_wake(d);
+}
+
+/* A state another host created, deleted or renamed: the kernel may hold
+ * an entry for the name (or its absence) for a day, and learns of changes
+ * that do not go through this mount only from us.  Called from the store's
+ * own thread, never from a request (where this call can deadlock). */
+static void on_remote_name(void *arg, const char *name)
+{
+	struct ks_daemon *d = arg;
+
+	fuse_lowlevel_notify_inval_entry(d->se, FUSE_ROOT_ID, name,
+					 strlen(name));
 }
 
 /* Appends ",KEY=VALUE" (or "KEY=VALUE" first) to the option string at
@@ -462,6 +473,7 @@ int main(int argc, char *argv[])
 	if (recover_store(&d) != 0)
 		goto out_engine;
 	ks_engine_set_listener(d.eng, on_commit, &d);
+	ks_engine_set_name_listener(d.eng, on_remote_name, &d);
 
 	d.se = fuse_session_new(&args, &ks_ops, sizeof(ks_ops), &d);
 	if (!d.se) {
@@ -483,8 +495,12 @@ int main(int argc, char *argv[])
 	status = serve(&d, &cl);
 
 	/* Unmount first: a request the notifier is still waiting on then
-	 * fails instead of hanging, and the notifier can be joined. */
+	 * fails instead of hanging, and the notifier can be joined.  Then
+	 * the store: its own threads (a watch on etcd) call the listeners,
+	 * which talk to the session, so they stop before it goes. */
 	fuse_session_unmount(d.se);
+	ks_store_close(d.store);
+	d.store = NULL;
 out_signals:
 	fuse_remove_signal_handlers(d.se);
 out_session:
@@ -494,7 +510,8 @@ out_session:
 	notifier_stop(&d);
 out_engine:
 	/* The store goes first: its compaction reads the engine. */
-	ks_store_close(d.store);
+	if (d.store)
+		ks_store_close(d.store);
 	ks_engine_free(d.eng);
 out_tables:
 	inode_table_free(&d);
