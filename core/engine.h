@@ -31,13 +31,24 @@
  *                          list, counters; never held across a call out of
  *                          the engine, nor across the store
  *   events->lock           the .events ring; innermost of the engine's
- *   store locks            inside append (the log's mu), reached with only
- *                          table_lock and commit locks held
+ *   store locks            inside append (the log's mu, then its I/O
+ *                          shim's), reached with only table_lock and commit
+ *                          locks held
  *
  * A store's own threads (the log's compaction) take table_lock (read) and
  * commit locks to snapshot the engine, and never hold a store lock that
- * append takes while they do.  The listener (ks_commit_listener) is called
- * with none of these held.
+ * append takes while they do: the log's compact_mu, which a compaction
+ * holds throughout, ranks before every engine lock.  The listener
+ * (ks_commit_listener) is called with none of the table, commit, state or
+ * events locks held; the committing caller's own transaction and .txn/T
+ * locks are released before it too, except when it runs for changes the
+ * store delivers from inside catch_up.
+ *
+ * Every lock is a struct ks_lock or ks_rwlock (core/lock.h) whose rank in
+ * enum ks_lock_rank is its place in this list; several of one rank (commit
+ * locks, a .txn/T's transaction locks) are taken with the state id as the
+ * order key.  Debug and sanitizer builds abort on a lock taken out of order
+ * and on a *_locked function entered without its lock, naming both.
  */
 #ifndef KSTATEFS_CORE_ENGINE_H
 #define KSTATEFS_CORE_ENGINE_H
