@@ -1,18 +1,12 @@
 /*
- * The inode table.  An inode lives while the kernel holds lookups on it
- * (nlookup) or a request or open file of ours uses it (refs).
+ * The inode table.  Only this file touches the table's maps.
  */
 #include "daemon.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
-void inode_table_init(struct ks_daemon *d)
-{
-	pthread_mutex_init(&d->inode_lock, NULL);
-	u64map_init(&d->inodes);
-	u64map_init(&d->data_ino);
-	d->next_txn_ino = INO_TXN_BASE;
-}
+#include "views.h"
 
 static void inode_free(struct ks_daemon *d, struct ks_inode *in)
 {
@@ -25,22 +19,55 @@ static void inode_free(struct ks_daemon *d, struct ks_inode *in)
 	free(in);
 }
 
-/* The root and its fixed entries live as long as the daemon. */
 static bool is_permanent(const struct ks_inode *in)
 {
-	return in->role == ROLE_ROOT || in->role == ROLE_TXN_ROOT ||
-	       in->role == ROLE_COMMIT_DIR || in->role == ROLE_EVENTS ||
-	       in->role == ROLE_STATS;
+	return kind_of(in->role)->root_ino != 0;
+}
+
+/* The root and its own entries, which live as long as the daemon. */
+static int add_root(struct ks_inode_table *t)
+{
+	for (int role = 0; role < ROLE_COUNT; role++) {
+		struct ks_inode *in;
+
+		if (!kind_of(role)->root_ino)
+			continue;
+		in = calloc(1, sizeof(*in));
+		if (!in)
+			return ENOMEM;
+		in->ino = kind_of(role)->root_ino;
+		in->role = role;
+		if (u64map_put(&t->by_ino, in->ino, in)) {
+			free(in);
+			return ENOMEM;
+		}
+	}
+	return 0;
+}
+
+int inode_table_init(struct ks_daemon *d)
+{
+	struct ks_inode_table *t = &d->inodes;
+
+	pthread_mutex_init(&t->lock, NULL);
+	u64map_init(&t->by_ino);
+	u64map_init(&t->data_ino);
+	t->next_ino = INO_TXN_BASE;
+	return add_root(t);
 }
 
 void inode_table_free(struct ks_daemon *d)
 {
-	for (size_t i = 0; i < d->inodes.cap; i++)
-		if (d->inodes.vals[i])
-			inode_free(d, d->inodes.vals[i]);
-	u64map_free(&d->inodes);
-	u64map_free(&d->data_ino);
-	pthread_mutex_destroy(&d->inode_lock);
+	struct ks_inode_table *t = &d->inodes;
+	struct u64map_iter it;
+	void *in;
+
+	u64map_iter_init(&it, &t->by_ino);
+	while (u64map_next(&it, NULL, &in))
+		inode_free(d, in);
+	u64map_free(&t->by_ino);
+	u64map_free(&t->data_ino);
+	pthread_mutex_destroy(&t->lock);
 }
 
 uint64_t inode_state_ino(const struct ks_state *st, enum ks_role role)
@@ -50,35 +77,37 @@ uint64_t inode_state_ino(const struct ks_state *st, enum ks_role role)
 
 uint64_t inode_data_ino(struct ks_daemon *d, struct ks_state *st)
 {
+	struct ks_inode_table *t = &d->inodes;
 	uint64_t ino;
 	void *v;
 
-	pthread_mutex_lock(&d->inode_lock);
-	v = u64map_get(&d->data_ino, ks_state_id(st));
+	pthread_mutex_lock(&t->lock);
+	v = u64map_get(&t->data_ino, ks_state_id(st));
 	ino = v ? (uint64_t)(uintptr_t)v : inode_state_ino(st, ROLE_DATA);
-	pthread_mutex_unlock(&d->inode_lock);
+	pthread_mutex_unlock(&t->lock);
 	return ino;
 }
 
 struct ks_inode *inode_get(struct ks_daemon *d, uint64_t ino)
 {
+	struct ks_inode_table *t = &d->inodes;
 	struct ks_inode *in;
 
-	pthread_mutex_lock(&d->inode_lock);
-	in = u64map_get(&d->inodes, ino);
+	pthread_mutex_lock(&t->lock);
+	in = u64map_get(&t->by_ino, ino);
 	if (in)
 		in->refs++;
-	pthread_mutex_unlock(&d->inode_lock);
+	pthread_mutex_unlock(&t->lock);
 	return in;
 }
 
 /* Called with inode_lock held; returns the inode to free, if any. */
-static struct ks_inode *release_locked(struct ks_daemon *d,
+static struct ks_inode *release_locked(struct ks_inode_table *t,
 				       struct ks_inode *in)
 {
 	if (in->refs || in->nlookup || is_permanent(in))
 		return NULL;
-	u64map_del(&d->inodes, in->ino);
+	u64map_del(&t->by_ino, in->ino);
 	if (in->txn && ks_txn_tag(in->txn) == in->ino)
 		ks_txn_set_tag(in->txn, 0);
 	return in;
@@ -86,40 +115,42 @@ static struct ks_inode *release_locked(struct ks_daemon *d,
 
 void inode_put(struct ks_daemon *d, struct ks_inode *in)
 {
+	struct ks_inode_table *t = &d->inodes;
 	struct ks_inode *dead;
 
 	if (!in)
 		return;
-	pthread_mutex_lock(&d->inode_lock);
+	pthread_mutex_lock(&t->lock);
 	in->refs--;
-	dead = release_locked(d, in);
-	pthread_mutex_unlock(&d->inode_lock);
+	dead = release_locked(t, in);
+	pthread_mutex_unlock(&t->lock);
 	if (dead)
 		inode_free(d, dead);
 }
 
 void inode_forget(struct ks_daemon *d, uint64_t ino, uint64_t nlookup)
 {
+	struct ks_inode_table *t = &d->inodes;
 	struct ks_inode *in, *dead = NULL;
 
-	pthread_mutex_lock(&d->inode_lock);
-	in = u64map_get(&d->inodes, ino);
+	pthread_mutex_lock(&t->lock);
+	in = u64map_get(&t->by_ino, ino);
 	if (in) {
 		in->nlookup = nlookup < in->nlookup ? in->nlookup - nlookup : 0;
-		dead = release_locked(d, in);
+		dead = release_locked(t, in);
 	}
-	pthread_mutex_unlock(&d->inode_lock);
+	pthread_mutex_unlock(&t->lock);
 	if (dead)
 		inode_free(d, dead);
 }
 
 /* Finds ino or inserts a new inode made by the caller's template, and
  * counts a kernel lookup and a reference of ours; inode_lock held. */
-static struct ks_inode *lookup_or_insert_locked(struct ks_daemon *d,
+static struct ks_inode *lookup_or_insert_locked(struct ks_inode_table *t,
 						uint64_t ino,
 						const struct ks_inode *tmpl)
 {
-	struct ks_inode *in = u64map_get(&d->inodes, ino);
+	struct ks_inode *in = u64map_get(&t->by_ino, ino);
 
 	if (!in) {
 		in = malloc(sizeof(*in));
@@ -129,7 +160,7 @@ static struct ks_inode *lookup_or_insert_locked(struct ks_daemon *d,
 		in->ino = ino;
 		in->nlookup = 0;
 		in->refs = 0;
-		if (u64map_put(&d->inodes, ino, in)) {
+		if (u64map_put(&t->by_ino, ino, in)) {
 			free(in);
 			return NULL;
 		}
@@ -148,31 +179,27 @@ static struct ks_inode *lookup_or_insert_locked(struct ks_daemon *d,
 	return in;
 }
 
-static struct ks_inode *lookup_or_insert(struct ks_daemon *d, uint64_t ino,
-					 const struct ks_inode *tmpl)
-{
-	struct ks_inode *in;
-
-	pthread_mutex_lock(&d->inode_lock);
-	in = lookup_or_insert_locked(d, ino, tmpl);
-	pthread_mutex_unlock(&d->inode_lock);
-	return in;
-}
-
 struct ks_inode *inode_new(struct ks_daemon *d, uint64_t ino,
 			   const struct ks_inode *tmpl)
 {
-	return lookup_or_insert(d, ino, tmpl);
+	struct ks_inode_table *t = &d->inodes;
+	struct ks_inode *in;
+
+	pthread_mutex_lock(&t->lock);
+	in = lookup_or_insert_locked(t, ino, tmpl);
+	pthread_mutex_unlock(&t->lock);
+	return in;
 }
 
 uint64_t inode_alloc_ino(struct ks_daemon *d, unsigned count)
 {
+	struct ks_inode_table *t = &d->inodes;
 	uint64_t ino;
 
-	pthread_mutex_lock(&d->inode_lock);
-	ino = d->next_txn_ino;
-	d->next_txn_ino += count;
-	pthread_mutex_unlock(&d->inode_lock);
+	pthread_mutex_lock(&t->lock);
+	ino = t->next_ino;
+	t->next_ino += count;
+	pthread_mutex_unlock(&t->lock);
 	return ino;
 }
 
@@ -183,12 +210,13 @@ struct ks_inode *inode_lookup_state(struct ks_daemon *d, struct ks_state *st,
 	uint64_t ino = role == ROLE_DATA ? inode_data_ino(d, st)
 					 : inode_state_ino(st, role);
 
-	return lookup_or_insert(d, ino, &tmpl);
+	return inode_new(d, ino, &tmpl);
 }
 
 struct ks_inode *inode_lookup_txn(struct ks_daemon *d, struct ks_txn *txn,
 				  uid_t uid, gid_t gid, mode_t mode)
 {
+	struct ks_inode_table *t = &d->inodes;
 	struct ks_inode tmpl = { .role = ROLE_TXN, .st = ks_txn_state(txn),
 				 .txn = txn, .uid = uid, .gid = gid,
 				 .mode = mode };
@@ -197,37 +225,40 @@ struct ks_inode *inode_lookup_txn(struct ks_daemon *d, struct ks_txn *txn,
 
 	/* The tag and the table change together: a forget in between
 	 * would leave a transaction with an inode it does not know. */
-	pthread_mutex_lock(&d->inode_lock);
+	pthread_mutex_lock(&t->lock);
 	ino = ks_txn_tag(txn);
 	if (!ino)
-		ino = d->next_txn_ino++;
-	in = lookup_or_insert_locked(d, ino, &tmpl);
+		ino = t->next_ino++;
+	in = lookup_or_insert_locked(t, ino, &tmpl);
 	if (in)
 		ks_txn_set_tag(txn, ino);
-	pthread_mutex_unlock(&d->inode_lock);
+	pthread_mutex_unlock(&t->lock);
 	return in;
 }
 
 struct ks_inode *inode_lookup_multi(struct ks_daemon *d, struct ks_multi *m)
 {
+	struct ks_inode_table *t = &d->inodes;
 	struct ks_inode tmpl = { .role = ROLE_MULTI, .multi = m };
 	struct ks_inode *in;
 	uint64_t ino;
 
-	pthread_mutex_lock(&d->inode_lock);
+	pthread_mutex_lock(&t->lock);
 	ino = ks_multi_tag(m);
 	if (!ino)
-		ino = d->next_txn_ino++;
-	in = lookup_or_insert_locked(d, ino, &tmpl);
+		ino = t->next_ino++;
+	in = lookup_or_insert_locked(t, ino, &tmpl);
 	if (in)
 		ks_multi_set_tag(m, ino);
-	pthread_mutex_unlock(&d->inode_lock);
+	pthread_mutex_unlock(&t->lock);
 	return in;
 }
 
 void inode_become_data(struct ks_daemon *d, struct ks_inode *in)
 {
-	pthread_mutex_lock(&d->inode_lock);
+	struct ks_inode_table *t = &d->inodes;
+
+	pthread_mutex_lock(&t->lock);
 	/* The transaction stays referenced until the inode is freed: a
 	 * request that saw the old role may still be using it. */
 	in->role = ROLE_DATA;
@@ -235,7 +266,35 @@ void inode_become_data(struct ks_daemon *d, struct ks_inode *in)
 		ks_txn_set_tag(in->txn, 0);
 	/* If this allocation fails, lookups keep answering with the old
 	 * data inode; both serve the same state, so nothing is lost. */
-	(void)u64map_put(&d->data_ino, ks_state_id(in->st),
+	(void)u64map_put(&t->data_ino, ks_state_id(in->st),
 			 (void *)(uintptr_t)in->ino);
-	pthread_mutex_unlock(&d->inode_lock);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void inode_state_deleted(struct ks_daemon *d, uint64_t id)
+{
+	struct ks_inode_table *t = &d->inodes;
+
+	pthread_mutex_lock(&t->lock);
+	u64map_del(&t->data_ino, id);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void inode_invalidate_state(struct ks_daemon *d, struct ks_state *st)
+{
+	uint64_t inos[2] = {
+		inode_data_ino(d, st),
+		inode_state_ino(st, ROLE_VERSION),
+	};
+
+	for (size_t i = 0; i < 2; i++) {
+		struct ks_inode *in = inode_get(d, inos[i]);
+
+		/* Only inodes the kernel knows can be cached there. */
+		if (!in)
+			continue;
+		if (in->nlookup)
+			fuse_lowlevel_notify_inval_inode(d->se, inos[i], -1, 0);
+		inode_put(d, in);
+	}
 }

@@ -6,7 +6,9 @@
  */
 #include "config.h"
 #include "daemon.h"
+#include "notifier.h"
 #include "store.h"
+#include "views.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -146,107 +148,11 @@ static void on_commit(void *arg, struct ks_state *st, uint64_t version)
 {
 	struct ks_daemon *d = arg;
 
-	invalidate_state(d, st);
+	inode_invalidate_state(d, st);
 	poll_wake(d, ks_state_id(st), version);
 	notifier_post(d, st, NULL, ks_state_id(st));
 	views_on_commit(d, st);
 	events_wake(d);
-}
-
-void ks_op_init(void *userdata, struct fuse_conn_info *conn)
-{
-	/* O_TRUNC comes with open, so `echo x > data` is one transaction
-	 * and not a truncate followed by a write. */
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
-		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE |
-				  FUSE_CAP_AUTO_INVAL_DATA);
-}
-
-void ks_op_destroy(void *userdata)
-{
-}
-
-static void ks_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			   size_t size)
-{
-	fuse_reply_err(req, ENOTSUP);
-}
-
-static void ks_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			   const char *value, size_t size, int flags)
-{
-	fuse_reply_err(req, ENOTSUP);
-}
-
-static void ks_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	fuse_reply_err(req, ENOTSUP);
-}
-
-static void ks_op_removexattr(fuse_req_t req, fuse_ino_t ino,
-			      const char *name)
-{
-	fuse_reply_err(req, ENOTSUP);
-}
-
-const struct fuse_lowlevel_ops ks_ops = {
-	.init = ks_op_init,
-	.destroy = ks_op_destroy,
-	.lookup = ks_op_lookup,
-	.forget = ks_op_forget,
-	.forget_multi = ks_op_forget_multi,
-	.getattr = ks_op_getattr,
-	.setattr = ks_op_setattr,
-	.mkdir = ks_op_mkdir,
-	.rmdir = ks_op_rmdir,
-	.unlink = ks_op_unlink,
-	.rename = ks_op_rename,
-	.mknod = ks_op_mknod,
-	.symlink = ks_op_symlink,
-	.link = ks_op_link,
-	.opendir = ks_op_opendir,
-	.readdir = ks_op_readdir,
-	.releasedir = ks_op_releasedir,
-	.statfs = ks_op_statfs,
-	.create = ks_op_create,
-	.open = ks_op_open,
-	.read = ks_op_read,
-	.write = ks_op_write,
-	.flush = ks_op_flush,
-	.fsync = ks_op_fsync,
-	.release = ks_op_release,
-	.poll = ks_op_poll,
-	.getxattr = ks_op_getxattr,
-	.setxattr = ks_op_setxattr,
-	.listxattr = ks_op_listxattr,
-	.removexattr = ks_op_removexattr,
-};
-
-/* The root and its own entries, which live as long as the daemon. */
-static int add_root(struct ks_daemon *d)
-{
-	static const struct { uint64_t ino; enum ks_role role; } fixed[] = {
-		{ FUSE_ROOT_ID, ROLE_ROOT },
-		{ INO_TXN_ROOT, ROLE_TXN_ROOT },
-		{ INO_COMMIT_DIR, ROLE_COMMIT_DIR },
-		{ INO_EVENTS, ROLE_EVENTS },
-		{ INO_STATS, ROLE_STATS },
-	};
-
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-		struct ks_inode *in = calloc(1, sizeof(*in));
-
-		if (!in)
-			return ENOMEM;
-		in->ino = fixed[i].ino;
-		in->role = fixed[i].role;
-		if (u64map_put(&d->inodes, in->ino, in)) {
-			free(in);
-			return ENOMEM;
-		}
-	}
-	return 0;
 }
 
 /* "log:dir=DIR,sync=..." with DIR's commas and backslashes escaped. */
@@ -398,11 +304,9 @@ int main(int argc, char *argv[])
 	d.mountpoint = cl.mountpoint;
 	d.timeout = 86400.0;
 	clock_gettime(CLOCK_REALTIME, &d.started);
-	inode_table_init(&d);
-	pthread_mutex_init(&d.poll_lock, NULL);
-	pthread_mutex_init(&d.events_lock, NULL);
-	u64map_init(&d.pollers);
-	if (add_root(&d) || views_init(&d))
+	poll_table_init(&d);
+	events_init(&d);
+	if (inode_table_init(&d) || views_init(&d))
 		goto out_tables;
 	if (open_store(&o, &d) != 0)
 		goto out_tables;
@@ -451,9 +355,8 @@ out_engine:
 out_tables:
 	inode_table_free(&d);
 	views_free(&d);
-	u64map_free(&d.pollers);
-	pthread_mutex_destroy(&d.events_lock);
-	pthread_mutex_destroy(&d.poll_lock);
+	events_free(&d);
+	poll_table_free(&d);
 out_args:
 	free(cl.mountpoint);
 	free(o.mountpoint);

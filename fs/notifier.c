@@ -22,7 +22,7 @@
  * that interval, and the last commit is always followed by one, at most
  * BATCH_INTERVAL later.
  */
-#include "daemon.h"
+#include "notifier.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +35,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "daemon.h"
 
 #define BATCH_INTERVAL_NS 1000000L   /* 1 ms */
 
@@ -166,10 +168,12 @@ static void *notifier_main(void *arg)
 	struct ks_notifier *n = d->notifier;
 	struct timespec next = { 0, 0 };
 	struct u64map batch;
+	struct u64map_iter it;
+	void *val;
 
 	pthread_mutex_lock(&n->lock);
 	for (;;) {
-		while (!n->stop && n->pending.len == 0)
+		while (!n->stop && u64map_len(&n->pending) == 0)
 			pthread_cond_wait(&n->cond, &n->lock);
 		/* Let the commits of this interval gather into one write. */
 		wait_until(n, &next);
@@ -181,15 +185,13 @@ static void *notifier_main(void *arg)
 			next.tv_sec++;
 			next.tv_nsec -= 1000000000L;
 		}
-		batch = n->pending;
-		u64map_init(&n->pending);
+		u64map_move(&batch, &n->pending);
 		pthread_mutex_unlock(&n->lock);
 
-		for (size_t i = 0; i < batch.cap; i++) {
-			struct job *job = batch.vals[i];
+		u64map_iter_init(&it, &batch);
+		while (u64map_next(&it, NULL, &val)) {
+			struct job *job = val;
 
-			if (!job)
-				continue;
 			send_path(d, job);
 			ks_state_unref(job->st);
 			free(job);
@@ -272,6 +274,8 @@ bool notifier_is_self(struct ks_daemon *d, pid_t pid)
 void notifier_stop(struct ks_daemon *d)
 {
 	struct ks_notifier *n = d->notifier;
+	struct u64map_iter it;
+	void *val;
 
 	if (!n)
 		return;
@@ -283,13 +287,12 @@ void notifier_stop(struct ks_daemon *d)
 	/* The end of the pipe ends the toucher. */
 	close(n->pipe_fd);
 	waitpid(n->toucher, NULL, 0);
-	for (size_t i = 0; i < n->pending.cap; i++) {
-		struct job *job = n->pending.vals[i];
+	u64map_iter_init(&it, &n->pending);
+	while (u64map_next(&it, NULL, &val)) {
+		struct job *job = val;
 
-		if (job) {
-			ks_state_unref(job->st);
-			free(job);
-		}
+		ks_state_unref(job->st);
+		free(job);
 	}
 	u64map_free(&n->pending);
 	pthread_cond_destroy(&n->cond);

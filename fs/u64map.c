@@ -115,3 +115,49 @@ void *u64map_del(struct u64map *m, uint64_t key)
 	}
 	return val;
 }
+
+size_t u64map_len(const struct u64map *m)
+{
+	return m->len;
+}
+
+void u64map_move(struct u64map *to, struct u64map *from)
+{
+	*to = *from;
+	u64map_init(from);
+}
+
+/*
+ * The walk goes backwards from an empty slot.  Removing an entry shifts
+ * back only entries that follow it in its probe run, and a run never
+ * passes the empty slot: so they all lie between the removed entry and
+ * the start of the walk, already visited, and the slots still to visit do
+ * not change.
+ */
+void u64map_iter_init(struct u64map_iter *it, const struct u64map *m)
+{
+	it->m = m;
+	it->slot = 0;
+	it->left = m->cap;
+	/* At most three quarters full: there is an empty slot. */
+	while (it->left && m->vals[it->slot])
+		it->slot++;
+}
+
+bool u64map_next(struct u64map_iter *it, uint64_t *key, void **val)
+{
+	const struct u64map *m = it->m;
+
+	while (it->left) {
+		it->left--;
+		it->slot = (it->slot - 1) & (m->cap - 1);
+		if (m->vals[it->slot]) {
+			if (key)
+				*key = m->keys[it->slot];
+			if (val)
+				*val = m->vals[it->slot];
+			return true;
+		}
+	}
+	return false;
+}

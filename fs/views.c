@@ -1,5 +1,6 @@
 /*
- * Throttled views: NAME/every/PERIOD/{data,version}.
+ * Throttled views: NAME/every/PERIOD/{data,version} (their files are
+ * kind_views.c).
  *
  * A view shows a version of its state and moves on to the latest at most
  * once per period.  It exists while the kernel or an open file refers to
@@ -9,17 +10,21 @@
  * view's pollers and makes its inotify event, like a commit does for the
  * state's own version.
  */
-#include "daemon.h"
+#include "views.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NSEC 1000000000ULL
-#define MAX_PERIOD (86400ULL * NSEC)
-#define MIN_PERIOD (NSEC / 1000)
+#include "daemon.h"
+#include "notifier.h"
+#include "period.h"
+
+#define NSEC PERIOD_NSEC
 
 struct ks_view {
 	atomic_uint refs;           /* dropped to 0 under views->lock */
@@ -50,33 +55,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
-}
-
-/* "<n>ms", "<n>s" or "<n>hz"; 0 if the name is not a period. */
-static uint64_t parse_period(const char *name)
-{
-	unsigned long long n = 0;
-	const char *p = name;
-	uint64_t period;
-
-	if (*p < '1' || *p > '9')
-		return 0;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		n = n * 10 + (unsigned long long)(*p - '0');
-		if (n > MAX_PERIOD)
-			return 0;
-	}
-	if (strcmp(p, "ms") == 0)
-		period = n * 1000000ULL;
-	else if (strcmp(p, "s") == 0)
-		period = n * NSEC;
-	else if (strcmp(p, "hz") == 0)
-		period = NSEC / n;
-	else
-		return 0;
-	if (period < MIN_PERIOD || period > MAX_PERIOD)
-		return 0;
-	return period;
 }
 
 /* Takes no lock (inode_lock may be held): the caller holds a reference
@@ -122,6 +100,11 @@ void view_unref(struct ks_daemon *d, struct ks_view *v)
 	ks_page_unref(v->shown);
 	ks_state_unref(v->st);
 	free(v);
+}
+
+uint64_t view_ino(const struct ks_view *v)
+{
+	return v->ino;
 }
 
 uint64_t view_version_key(const struct ks_view *v)
@@ -183,59 +166,37 @@ static struct ks_view *find_or_make(struct ks_daemon *d, struct ks_state *st,
 	return v;
 }
 
-int view_lookup(struct ks_daemon *d, struct ks_inode *dir, const char *name,
-		struct ks_inode **out)
+int views_get(struct ks_daemon *d, struct ks_state *st, const char *name,
+	      struct ks_view **out)
 {
 	struct ks_views *vs = d->views;
-	struct ks_inode tmpl = { .st = dir->st };
-	uint64_t period, ino;
+	uint64_t period = period_parse(name), ino;
 	struct ks_view *v;
 
-	if (dir->role == ROLE_VIEW) {
-		if (strcmp(name, "data") == 0) {
-			tmpl.role = ROLE_VIEW_DATA;
-			ino = dir->view->ino + 1;
-		} else if (strcmp(name, "version") == 0) {
-			tmpl.role = ROLE_VIEW_VERSION;
-			ino = dir->view->ino + 2;
-		} else {
-			return ENOENT;
-		}
-		tmpl.view = dir->view;
-		*out = inode_new(d, ino, &tmpl);
-		return *out ? 0 : ENOMEM;
-	}
-	period = parse_period(name);
 	if (!period || strlen(name) >= sizeof(v->name))
 		return ENOENT;
 	/* Numbers taken before vs->lock (inode_lock is never taken under
 	 * it); wasted if the view exists. */
 	ino = inode_alloc_ino(d, 3);
 	pthread_mutex_lock(&vs->lock);
-	v = find_or_make(d, dir->st, name, period, ino);
+	v = find_or_make(d, st, name, period, ino);
 	if (v)
-		atomic_fetch_add(&v->refs, 1); /* held across inode_new */
+		atomic_fetch_add(&v->refs, 1);
 	pthread_mutex_unlock(&vs->lock);
-	if (!v)
-		return ENOMEM;
-	tmpl.role = ROLE_VIEW;
-	tmpl.view = v;
-	*out = inode_new(d, v->ino, &tmpl);
-	view_unref(d, v);
-	return *out ? 0 : ENOMEM;
+	*out = v;
+	return v ? 0 : ENOMEM;
 }
 
-void views_list(struct ks_daemon *d, struct ks_state *st,
-		void (*add)(void *arg, const char *name, uint64_t ino,
-			    mode_t type),
-		void *arg)
+void views_foreach(struct ks_daemon *d, struct ks_state *st,
+		   void (*fn)(void *arg, const char *name, uint64_t ino),
+		   void *arg)
 {
 	struct ks_views *vs = d->views;
 
 	pthread_mutex_lock(&vs->lock);
 	for (struct ks_view *v = u64map_get(&vs->by_state, ks_state_id(st)); v;
 	     v = v->next)
-		add(arg, v->name, v->ino, S_IFDIR);
+		fn(arg, v->name, v->ino);
 	pthread_mutex_unlock(&vs->lock);
 }
 
@@ -265,9 +226,12 @@ void views_on_commit(struct ks_daemon *d, struct ks_state *st)
 static struct ks_view *earliest(struct ks_views *vs)
 {
 	struct ks_view *first = NULL;
+	struct u64map_iter it;
+	void *head;
 
-	for (size_t i = 0; i < vs->by_state.cap; i++)
-		for (struct ks_view *v = vs->by_state.vals[i]; v; v = v->next)
+	u64map_iter_init(&it, &vs->by_state);
+	while (u64map_next(&it, NULL, &head))
+		for (struct ks_view *v = head; v; v = v->next)
 			if (v->scheduled && (!first || v->due < first->due))
 				first = v;
 	return first;

@@ -179,6 +179,27 @@ static inline void kt_run(void (*fn)(void), const char *name,
 
 #define KT_RUN(fn, what) kt_run(fn, #fn, what)
 
+/* Runs one test in this process: for tests that build on what the ones
+ * before them left (a server started once, its revisions). */
+static inline void kt_run_here(void (*fn)(void), const char *name,
+			       const char *what)
+{
+	printf("-- %s: %s\n", name, what);
+	fflush(stdout);
+	kt_failed_checks = 0;
+	kt_ran_tests++;
+	fn();
+	if (kt_failed_checks) {
+		kt_failed_tests++;
+		printf("   FAILED\n");
+	} else {
+		printf("   ok\n");
+	}
+	fflush(stdout);
+}
+
+#define KT_RUN_HERE(fn, what) kt_run_here(fn, #fn, what)
+
 static inline int kt_finish(const char *suite)
 {
 	printf("%s: %d of %d tests passed\n", suite,

@@ -1,23 +1,32 @@
 /*
- * The poll table: open `version` files with a poll handle, by key (a
- * state's id, or a view's inode).  A
- * commit wakes every one of them once and forgets their handles; the kernel
- * polls again and gets a fresh handle if the reader keeps waiting.  Only
- * the newest handle of an open file is kept.
+ * The poll table (poll_table.h).  Each key's files are a list through
+ * fh->poll_next, its head in the map.
  */
 #include "daemon.h"
+
+void poll_table_init(struct ks_daemon *d)
+{
+	pthread_mutex_init(&d->polls.lock, NULL);
+	u64map_init(&d->polls.by_key);
+}
+
+void poll_table_free(struct ks_daemon *d)
+{
+	u64map_free(&d->polls.by_key);
+	pthread_mutex_destroy(&d->polls.lock);
+}
 
 void poll_add(struct ks_daemon *d, uint64_t id, struct ks_fh *fh,
 	      struct fuse_pollhandle *ph)
 {
 	struct fuse_pollhandle *old;
 
-	pthread_mutex_lock(&d->poll_lock);
+	pthread_mutex_lock(&d->polls.lock);
 	old = fh->ph;
 	fh->ph = ph;
 	if (!fh->polled) {
-		fh->poll_next = u64map_get(&d->pollers, id);
-		if (u64map_put(&d->pollers, id, fh) == 0) {
+		fh->poll_next = u64map_get(&d->polls.by_key, id);
+		if (u64map_put(&d->polls.by_key, id, fh) == 0) {
 			fh->polled = true;
 		} else {
 			/* Out of memory: wake the reader now rather than
@@ -28,7 +37,7 @@ void poll_add(struct ks_daemon *d, uint64_t id, struct ks_fh *fh,
 				fuse_lowlevel_notify_poll(ph);
 		}
 	}
-	pthread_mutex_unlock(&d->poll_lock);
+	pthread_mutex_unlock(&d->polls.lock);
 	if (old)
 		fuse_pollhandle_destroy(old);
 }
@@ -37,15 +46,15 @@ void poll_remove(struct ks_daemon *d, uint64_t id, struct ks_fh *fh)
 {
 	struct fuse_pollhandle *ph;
 
-	pthread_mutex_lock(&d->poll_lock);
+	pthread_mutex_lock(&d->polls.lock);
 	if (fh->polled) {
-		struct ks_fh *head = u64map_get(&d->pollers, id);
+		struct ks_fh *head = u64map_get(&d->polls.by_key, id);
 
 		if (head == fh) {
 			if (fh->poll_next)
-				u64map_put(&d->pollers, id, fh->poll_next);
+				u64map_put(&d->polls.by_key, id, fh->poll_next);
 			else
-				u64map_del(&d->pollers, id);
+				u64map_del(&d->polls.by_key, id);
 		} else {
 			while (head->poll_next != fh)
 				head = head->poll_next;
@@ -56,28 +65,30 @@ void poll_remove(struct ks_daemon *d, uint64_t id, struct ks_fh *fh)
 	}
 	ph = fh->ph;
 	fh->ph = NULL;
-	pthread_mutex_unlock(&d->poll_lock);
+	pthread_mutex_unlock(&d->polls.lock);
 	if (ph)
 		fuse_pollhandle_destroy(ph);
 }
 
 unsigned poll_waiting(struct ks_daemon *d)
 {
+	struct u64map_iter it;
 	unsigned n = 0;
+	void *head;
 
-	pthread_mutex_lock(&d->poll_lock);
-	for (size_t i = 0; i < d->pollers.cap; i++)
-		for (struct ks_fh *fh = d->pollers.vals[i]; fh;
-		     fh = fh->poll_next)
+	pthread_mutex_lock(&d->polls.lock);
+	u64map_iter_init(&it, &d->polls.by_key);
+	while (u64map_next(&it, NULL, &head))
+		for (struct ks_fh *fh = head; fh; fh = fh->poll_next)
 			n += fh->ph != NULL;
-	pthread_mutex_unlock(&d->poll_lock);
+	pthread_mutex_unlock(&d->polls.lock);
 	return n;
 }
 
 void poll_wake(struct ks_daemon *d, uint64_t id, uint64_t version)
 {
-	pthread_mutex_lock(&d->poll_lock);
-	for (struct ks_fh *fh = u64map_get(&d->pollers, id); fh;
+	pthread_mutex_lock(&d->polls.lock);
+	for (struct ks_fh *fh = u64map_get(&d->polls.by_key, id); fh;
 	     fh = fh->poll_next) {
 		if (fh->ph && fh->seen < version) {
 			fuse_lowlevel_notify_poll(fh->ph);
@@ -85,5 +96,5 @@ void poll_wake(struct ks_daemon *d, uint64_t id, uint64_t version)
 			fh->ph = NULL;
 		}
 	}
-	pthread_mutex_unlock(&d->poll_lock);
+	pthread_mutex_unlock(&d->polls.lock);
 }

@@ -1,0 +1,273 @@
+/*
+ * .events: the stream of lines about commits and states (core/events.h),
+ * read from the end it had when opened.
+ *
+ * A read of .events with nothing to return does not hold a thread: the
+ * request is parked and answered when an event comes, or with EINTR when
+ * the reader is interrupted (a signal: the kernel sends an interrupt).
+ * Lines are handed out whole where they fit; a reader that asks for less
+ * (a shell's `read` takes one byte at a time from a file it cannot seek)
+ * gets the rest of the line on its next reads.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+
+#include "events.h"
+
+struct parked_read {
+	struct parked_read *next;
+	fuse_req_t req;
+	struct ks_fh *fh;
+	size_t size;
+};
+
+/* Fills fh->pending from the stream if it is empty; events_lock held.
+ * Returns whether there is something to read. */
+static bool take_lines(struct ks_daemon *d, struct ks_fh *fh)
+{
+	enum { BATCH = 64 * 1024 };
+	size_t n;
+
+	if (fh->pending_off < fh->pending_len)
+		return true;
+	if (!fh->pending) {
+		fh->pending = malloc(BATCH);
+		if (!fh->pending)
+			return false;
+	}
+	n = ks_events_read(ks_engine_events(d->eng), &fh->cursor, fh->pending,
+			   BATCH);
+	fh->pending_len = n;
+	fh->pending_off = 0;
+	return n > 0;
+}
+
+/* Answers req from fh's pending lines; events_lock held. */
+static void reply_lines(fuse_req_t req, struct ks_fh *fh, size_t size)
+{
+	size_t n = fh->pending_len - fh->pending_off;
+
+	if (n > size)
+		n = size;
+	fuse_reply_buf(req, fh->pending + fh->pending_off, n);
+	fh->pending_off += n;
+}
+
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	struct ks_daemon *d = data;
+	struct ks_event_readers *ev = &d->events;
+	struct parked_read **pp, *p = NULL;
+
+	pthread_mutex_lock(&ev->lock);
+	for (pp = &ev->parked; *pp; pp = &(*pp)->next)
+		if ((*pp)->req == req) {
+			p = *pp;
+			*pp = p->next;
+			ev->waiting--;
+			break;
+		}
+	pthread_mutex_unlock(&ev->lock);
+	if (p) {
+		fuse_reply_err(req, EINTR);
+		free(p);
+	}
+}
+
+static void events_read(struct ks_daemon *d, fuse_req_t req,
+			struct ks_fh *fh, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	struct ks_event_readers *ev = &d->events;
+	struct parked_read *p;
+
+	/* The flags of this read: fcntl may have changed them. */
+	fh->nonblock = (fi->flags & O_NONBLOCK) != 0;
+	/* Registered before the request can be parked, so that an
+	 * interrupt that comes first is seen below. */
+	fuse_req_interrupt_func(req, on_interrupt, d);
+	pthread_mutex_lock(&ev->lock);
+	if (take_lines(d, fh)) {
+		reply_lines(req, fh, size);
+		pthread_mutex_unlock(&ev->lock);
+		return;
+	}
+	if (fh->nonblock || fuse_req_interrupted(req)) {
+		pthread_mutex_unlock(&ev->lock);
+		fuse_reply_err(req, fh->nonblock ? EAGAIN : EINTR);
+		return;
+	}
+	p = malloc(sizeof(*p));
+	if (!p) {
+		pthread_mutex_unlock(&ev->lock);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	p->req = req;
+	p->fh = fh;
+	p->size = size;
+	p->next = ev->parked;
+	ev->parked = p;
+	ev->waiting++;
+	pthread_mutex_unlock(&ev->lock);
+}
+
+static void events_poll(struct ks_daemon *d, fuse_req_t req,
+			struct ks_fh *fh, struct fuse_pollhandle *ph)
+{
+	struct ks_event_readers *ev = &d->events;
+	struct fuse_pollhandle *old = NULL;
+	bool ready;
+
+	pthread_mutex_lock(&ev->lock);
+	ready = fh->pending_off < fh->pending_len ||
+		ks_events_pending(ks_engine_events(d->eng), fh->cursor);
+	if (ph && !ready) {
+		old = fh->ph;
+		fh->ph = ph;
+		if (!fh->polled) {
+			fh->polled = true;
+			fh->poll_next = ev->pollers;
+			ev->pollers = fh;
+		}
+		ph = NULL;
+	}
+	pthread_mutex_unlock(&ev->lock);
+	if (old)
+		fuse_pollhandle_destroy(old);
+	if (ph)
+		fuse_pollhandle_destroy(ph);
+	fuse_reply_poll(req, ready ? POLLIN | POLLRDNORM : 0);
+}
+
+void events_wake(struct ks_daemon *d)
+{
+	struct ks_event_readers *ev = &d->events;
+	struct parked_read **pp;
+
+	pthread_mutex_lock(&ev->lock);
+	for (pp = &ev->parked; *pp;) {
+		struct parked_read *p = *pp;
+
+		if (!take_lines(d, p->fh)) {
+			pp = &p->next;
+			continue;
+		}
+		reply_lines(p->req, p->fh, p->size);
+		*pp = p->next;
+		ev->waiting--;
+		free(p);
+	}
+	for (struct ks_fh *fh = ev->pollers; fh; fh = fh->poll_next)
+		if (fh->ph) {
+			fuse_lowlevel_notify_poll(fh->ph);
+			fuse_pollhandle_destroy(fh->ph);
+			fh->ph = NULL;
+		}
+	pthread_mutex_unlock(&ev->lock);
+}
+
+static void events_destroy(struct ks_daemon *d, struct ks_fh *fh)
+{
+	struct ks_event_readers *ev = &d->events;
+	struct ks_fh **pp;
+
+	pthread_mutex_lock(&ev->lock);
+	if (fh->polled) {
+		for (pp = &ev->pollers; *pp != fh; pp = &(*pp)->poll_next)
+			;
+		*pp = fh->poll_next;
+	}
+	if (fh->ph)
+		fuse_pollhandle_destroy(fh->ph);
+	fh->ph = NULL;
+	ev->open--;
+	pthread_mutex_unlock(&ev->lock);
+	free(fh->pending);
+}
+
+/* At exit: readers still waiting are told the filesystem is going. */
+void events_shutdown(struct ks_daemon *d)
+{
+	struct ks_event_readers *ev = &d->events;
+	pthread_mutex_lock(&ev->lock);
+	while (ev->parked) {
+		struct parked_read *p = ev->parked;
+
+		ev->parked = p->next;
+		fuse_reply_err(p->req, ENOTCONN);
+		free(p);
+	}
+	pthread_mutex_unlock(&ev->lock);
+}
+
+void events_counts(struct ks_daemon *d, unsigned *open, unsigned *waiting)
+{
+	struct ks_event_readers *ev = &d->events;
+
+	pthread_mutex_lock(&ev->lock);
+	*open = ev->open;
+	*waiting = ev->waiting;
+	pthread_mutex_unlock(&ev->lock);
+}
+
+void events_init(struct ks_daemon *d)
+{
+	struct ks_event_readers *ev = &d->events;
+
+	pthread_mutex_init(&ev->lock, NULL);
+	ev->parked = NULL;
+	ev->pollers = NULL;
+	ev->open = 0;
+	ev->waiting = 0;
+}
+
+void events_free(struct ks_daemon *d)
+{
+	pthread_mutex_destroy(&d->events.lock);
+}
+
+static void events_getattr(struct ks_daemon *d, struct ks_inode *in,
+			   struct stat *stbuf)
+{
+	attr_of_daemon(d, stbuf);
+	/* Size 0, like /proc files: read it to the end. */
+	stbuf->st_mode = S_IFREG | 0444;
+}
+
+static const struct ks_file_ops events_fops = {
+	.read = events_read,
+	.poll = events_poll,
+	.destroy = events_destroy,
+	.stream = true,   /* a shell's `read` then takes what it needs */
+};
+
+static int events_open(struct ks_daemon *d, fuse_req_t req,
+		       struct ks_inode *in, struct fuse_file_info *fi,
+		       struct ks_fh *fh)
+{
+	struct ks_event_readers *ev = &d->events;
+
+	fh->fops = &events_fops;
+	fh->readable = true;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		return EACCES;
+	fh->cursor = ks_events_end(ks_engine_events(d->eng));
+	fh->nonblock = (fi->flags & O_NONBLOCK) != 0;
+	pthread_mutex_lock(&ev->lock);
+	ev->open++;
+	pthread_mutex_unlock(&ev->lock);
+	return 0;
+}
+
+const struct ks_kind_ops kind_events = {
+	.type = S_IFREG,
+	.root_name = ".events",
+	.root_ino = INO_EVENTS,
+	.getattr = events_getattr,
+	.setattr = setattr_read_only,
+	.open = events_open,
+};

@@ -1,0 +1,304 @@
+/*
+ * Transactions over several states: .txn/T directories, their member
+ * files .txn/T/NAME, and the commit `mv .txn/T .commit/`.
+ *
+ * Member files and transaction directories get no entry or attribute
+ * caching: a committed T's entry lands in .commit/ in the kernel's cache,
+ * and must be looked up again (and found gone) on its next use.  Nor are
+ * names found missing in these directories remembered: transactions come
+ * and go by commits too.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+
+/* .txn */
+
+static void txn_root_getattr(struct ks_daemon *d, struct ks_inode *in,
+			     struct stat *stbuf)
+{
+	attr_of_daemon(d, stbuf);
+	/* Anyone may begin a transaction, like files in /tmp. */
+	stbuf->st_mode = S_IFDIR | 01777;
+	stbuf->st_nlink = 2;
+}
+
+static int txn_root_lookup(struct ks_daemon *d, struct ks_inode *dir,
+			   const char *name, struct ks_inode **out)
+{
+	struct ks_multi *m;
+
+	if (ks_multi_find(d->eng, name, &m))
+		return ENOENT;
+	*out = inode_lookup_multi(d, m);
+	ks_multi_unref(m);
+	return *out ? 0 : ENOMEM;
+}
+
+/* mkdir .txn/T begins a transaction. */
+static int txn_root_mkdir(struct ks_daemon *d, fuse_req_t req,
+			  struct ks_inode *dir, const char *name, mode_t mode,
+			  struct ks_inode **out)
+{
+	struct ks_multi *m;
+	int err = ks_multi_create(d->eng, name, &m);
+
+	if (err)
+		return err;
+	*out = inode_lookup_multi(d, m);
+	ks_multi_unref(m);
+	if (!*out) {
+		ks_multi_remove(d->eng, name);
+		return ENOMEM;
+	}
+	return 0;
+}
+
+/* rmdir .txn/T aborts it. */
+static int txn_root_rmdir(struct ks_daemon *d, struct ks_inode *dir,
+			  const char *name)
+{
+	return ks_multi_remove(d->eng, name);
+}
+
+static int txn_root_unlink(struct ks_daemon *d, struct ks_inode *dir,
+			   const char *name)
+{
+	return EISDIR;
+}
+
+/* mv .txn/T .commit/ is the commit; nothing else moves here. */
+static int txn_root_rename(struct ks_daemon *d, struct ks_inode *from,
+			   const char *name, struct ks_inode *to,
+			   const char *newname, unsigned int flags)
+{
+	struct ks_multi *m;
+	int err;
+
+	if (to->role != ROLE_COMMIT_DIR)
+		return EPERM;
+	err = ks_multi_find(d->eng, name, &m);
+	if (err)
+		return err;
+	err = ks_multi_commit(m);
+	ks_multi_unref(m);
+	return err;
+}
+
+static void list_multi(void *arg, struct ks_multi *m, const char *name)
+{
+	uint64_t ino = ks_multi_tag(m);
+
+	listing_add(arg, name, ino ? ino : INO_TXN_BASE - 1, S_IFDIR);
+}
+
+static void txn_root_list(struct ks_daemon *d, struct ks_inode *dir,
+			  struct ks_listing *l)
+{
+	ks_multi_foreach(d->eng, list_multi, l);
+}
+
+const struct ks_kind_ops kind_txn_root = {
+	.type = S_IFDIR,
+	.root_name = ".txn",
+	.root_ino = INO_TXN_ROOT,
+	.uncached_negative = true,
+	.getattr = txn_root_getattr,
+	.lookup = txn_root_lookup,
+	.mkdir = txn_root_mkdir,
+	.rmdir = txn_root_rmdir,
+	.unlink = txn_root_unlink,
+	.rename = txn_root_rename,
+	.list = txn_root_list,
+};
+
+/* .commit: always empty, the target of commits. */
+
+static void commit_dir_getattr(struct ks_daemon *d, struct ks_inode *in,
+			       struct stat *stbuf)
+{
+	attr_of_daemon(d, stbuf);
+	stbuf->st_mode = S_IFDIR | 0777;
+	stbuf->st_nlink = 2;
+}
+
+static int commit_dir_lookup(struct ks_daemon *d, struct ks_inode *dir,
+			     const char *name, struct ks_inode **out)
+{
+	return ENOENT;
+}
+
+static int commit_dir_remove(struct ks_daemon *d, struct ks_inode *dir,
+			     const char *name)
+{
+	return ENOENT;
+}
+
+static void commit_dir_list(struct ks_daemon *d, struct ks_inode *dir,
+			    struct ks_listing *l)
+{
+}
+
+const struct ks_kind_ops kind_commit_dir = {
+	.type = S_IFDIR,
+	.root_name = ".commit",
+	.root_ino = INO_COMMIT_DIR,
+	.uncached_negative = true,
+	.getattr = commit_dir_getattr,
+	.lookup = commit_dir_lookup,
+	.rmdir = commit_dir_remove,
+	.unlink = commit_dir_remove,
+	.list = commit_dir_list,
+};
+
+/* .txn/T: its members are the states, each joined when first opened. */
+
+static void multi_getattr(struct ks_daemon *d, struct ks_inode *in,
+			  struct stat *stbuf)
+{
+	attr_of_daemon(d, stbuf);
+	stbuf->st_mode = S_IFDIR | 0755;
+	stbuf->st_nlink = 2;
+	stbuf->st_ctim = stbuf->st_mtim = stbuf->st_atim =
+		ks_multi_ctime(in->multi);
+}
+
+static int multi_lookup(struct ks_daemon *d, struct ks_inode *dir,
+			const char *name, struct ks_inode **out)
+{
+	struct ks_inode tmpl = { .role = ROLE_MEMBER, .multi = dir->multi };
+	struct ks_state *st;
+
+	if (ks_multi_gone(dir->multi) || ks_state_lookup(d->eng, name, &st))
+		return ENOENT;
+	tmpl.st = st;
+	*out = inode_new(d, inode_alloc_ino(d, 1), &tmpl);
+	ks_state_unref(st);
+	return *out ? 0 : ENOMEM;
+}
+
+/* rm .txn/T/NAME leaves NAME out of the transaction. */
+static int multi_unlink(struct ks_daemon *d, struct ks_inode *dir,
+			const char *name)
+{
+	struct ks_state *st;
+	int err;
+
+	if (ks_state_lookup(d->eng, name, &st))
+		return ENOENT;
+	err = ks_multi_leave(dir->multi, st);
+	ks_state_unref(st);
+	return err;
+}
+
+/* Members are the existing states only. */
+static int multi_mknod(struct ks_daemon *d, fuse_req_t req,
+		       struct ks_inode *dir, const char *name, mode_t mode,
+		       struct ks_inode **out)
+{
+	return ENOENT;
+}
+
+static int multi_create(struct ks_daemon *d, fuse_req_t req,
+			struct ks_inode *dir, const char *name, mode_t mode,
+			struct fuse_file_info *fi, struct ks_inode **out,
+			struct ks_fh **fh)
+{
+	return ENOENT;
+}
+
+static void list_member(void *arg, struct ks_state *st, struct ks_txn *txn)
+{
+	char name[KS_NAME_MAX + 1];
+
+	if (ks_state_name(st, name))
+		listing_add(arg, name, INO_TXN_BASE - 1, S_IFREG);
+}
+
+static void multi_list(struct ks_daemon *d, struct ks_inode *dir,
+		       struct ks_listing *l)
+{
+	ks_multi_foreach_member(dir->multi, list_member, l);
+}
+
+const struct ks_kind_ops kind_multi = {
+	.type = S_IFDIR,
+	.uncached_entry = true,
+	.uncached_negative = true,
+	.getattr = multi_getattr,
+	.attr_timeout = attr_uncached,
+	.lookup = multi_lookup,
+	.unlink = multi_unlink,
+	.mknod = multi_mknod,
+	.create = multi_create,
+	.list = multi_list,
+};
+
+/* .txn/T/NAME */
+
+static void member_getattr(struct ks_daemon *d, struct ks_inode *in,
+			   struct stat *stbuf)
+{
+	struct ks_state_attr sa;
+	struct ks_page *page = ks_state_current(in->st);
+	struct ks_txn *txn;
+
+	attr_of_state(in, stbuf, &sa);
+	attr_of_page(page, stbuf);
+	stbuf->st_mode = S_IFREG | (sa.mode & 0666);
+	stbuf->st_nlink = 1;
+	if (ks_multi_member(in->multi, in->st, &txn) == 0) {
+		attr_set_size(stbuf, (off_t)ks_txn_size(txn));
+		ks_txn_unref(txn);
+	}
+	ks_page_unref(page);
+}
+
+static int member_setattr(struct ks_daemon *d, fuse_req_t req,
+			  struct ks_inode *in, struct stat *attr, int to_set,
+			  struct ks_fh *fh)
+{
+	struct ks_txn *txn;
+	int err;
+
+	if (to_set & SETATTR_OWNER_BITS)
+		return EPERM;
+	if (!(to_set & FUSE_SET_ATTR_SIZE))
+		return 0;
+	if (fh && fh->txn)
+		return ks_txn_truncate(fh->txn, attr->st_size);
+	/* truncate by path joins, like an open. */
+	err = ks_multi_join(in->multi, in->st, &txn);
+	if (err)
+		return err;
+	err = ks_txn_truncate(txn, attr->st_size);
+	ks_txn_unref(txn);
+	return err;
+}
+
+static int member_open(struct ks_daemon *d, fuse_req_t req,
+		       struct ks_inode *in, struct fuse_file_info *fi,
+		       struct ks_fh *fh)
+{
+	int flags = fi->flags;
+	int err;
+
+	/* Opening is joining: the state's version now is the base. */
+	err = ks_multi_join(in->multi, in->st, &fh->txn);
+	if (err)
+		return err;
+	fh->fops = &txn_fops;
+	fh->readable = (flags & O_ACCMODE) != O_WRONLY;
+	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
+		err = ks_txn_truncate(fh->txn, 0);
+	return err;
+}
+
+const struct ks_kind_ops kind_member = {
+	.type = S_IFREG,
+	.uncached_entry = true,
+	.getattr = member_getattr,
+	.attr_timeout = attr_uncached,
+	.setattr = member_setattr,
+	.open = member_open,
+};

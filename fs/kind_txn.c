@@ -1,0 +1,120 @@
+/*
+ * NAME/T: a transaction file, made by creating T in a state's directory
+ * and committed by `mv T data`.  Until then it is a private copy anyone
+ * allowed by its mode may change, so its attributes are never cached.
+ * Members of .txn/T (kind_multi.c) are opened as these.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+static void txn_getattr(struct ks_daemon *d, struct ks_inode *in,
+			struct stat *stbuf)
+{
+	stbuf->st_mode = S_IFREG | (in->mode & 07777);
+	stbuf->st_nlink = ks_txn_named(in->txn) ? 1 : 0;
+	stbuf->st_uid = in->uid;
+	stbuf->st_gid = in->gid;
+	attr_set_size(stbuf, (off_t)ks_txn_size(in->txn));
+	stbuf->st_mtim = ks_txn_mtime(in->txn);
+	stbuf->st_ctim = stbuf->st_mtim;
+	stbuf->st_atim = stbuf->st_mtim;
+}
+
+/* Its owner (or root) may chmod and chown it; only root gives it away. */
+static int set_txn_owner(struct ks_inode *in, const struct fuse_ctx *ctx,
+			 struct stat *attr, int to_set)
+{
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+
+	ks_txn_owner(in->txn, &uid, &gid, &mode);
+	if (ctx->uid != 0 && ctx->uid != uid)
+		return EPERM;
+	if ((to_set & FUSE_SET_ATTR_UID) && ctx->uid != 0 &&
+	    attr->st_uid != uid)
+		return EPERM;
+	if (to_set & FUSE_SET_ATTR_UID)
+		uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_MODE)
+		mode = attr->st_mode;
+	ks_txn_set_owner(in->txn, uid, gid, mode);
+	in->uid = uid;
+	in->gid = gid;
+	in->mode = mode & 07777;
+	return 0;
+}
+
+static int txn_setattr(struct ks_daemon *d, fuse_req_t req,
+		       struct ks_inode *in, struct stat *attr, int to_set,
+		       struct ks_fh *fh)
+{
+	if (to_set & SETATTR_OWNER_BITS) {
+		int err = set_txn_owner(in, fuse_req_ctx(req), attr, to_set);
+
+		if (err)
+			return err;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		return ks_txn_truncate(in->txn, attr->st_size);
+	return 0;
+}
+
+static void txn_read(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	char *buf;
+
+	if (!fh->readable) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fuse_reply_buf(req, buf, ks_txn_read(fh->txn, buf, size, off));
+	free(buf);
+}
+
+static void txn_write(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
+		      const char *buf, size_t size, off_t off)
+{
+	int err = ks_txn_write(fh->txn, buf, size, off);
+
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_write(req, size);
+}
+
+const struct ks_file_ops txn_fops = {
+	.read = txn_read,
+	.write = txn_write,
+};
+
+static int txn_open(struct ks_daemon *d, fuse_req_t req, struct ks_inode *in,
+		    struct fuse_file_info *fi, struct ks_fh *fh)
+{
+	int acc = fi->flags & O_ACCMODE;
+
+	fh->fops = &txn_fops;
+	fh->txn = ks_txn_ref(in->txn);
+	fh->readable = acc != O_WRONLY;
+	if ((fi->flags & O_TRUNC) && acc != O_RDONLY)
+		return ks_txn_truncate(fh->txn, 0);
+	return 0;
+}
+
+const struct ks_kind_ops kind_txn = {
+	.type = S_IFREG,
+	.getattr = txn_getattr,
+	.attr_timeout = attr_uncached,
+	.setattr = txn_setattr,
+	.open = txn_open,
+};

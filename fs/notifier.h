@@ -1,0 +1,26 @@
+/*
+ * The notifier: makes inotify events for commits by writing to `version`
+ * through the mount, from a child process that serves no requests (see
+ * notifier.c for why).
+ */
+#ifndef KSTATEFS_FS_NOTIFIER_H
+#define KSTATEFS_FS_NOTIFIER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct ks_daemon;
+struct ks_state;
+
+/* After the daemon forked away from its parent. */
+int notifier_start(struct ks_daemon *d);
+/* Queues a write to a version file: the state's own (view NULL), or its
+ * view's with that PERIOD name.  key: one write per key at a time. */
+void notifier_post(struct ks_daemon *d, struct ks_state *st,
+		   const char *view, uint64_t key);
+void notifier_stop(struct ks_daemon *d);
+/* Whether pid is the notifier's writer. */
+bool notifier_is_self(struct ks_daemon *d, pid_t pid);
+
+#endif
