@@ -228,6 +228,32 @@ static void test_engine_multi_commit_in_order(void)
 	ks_engine_free(eng);
 }
 
+/* The daemon reads a state's current page under its views lock and the
+ * .events ring under events_lock (fs/daemon.h): the two engine locks rank
+ * after the daemon's. */
+static void test_daemon_reads_engine_under_its_locks(void)
+{
+	struct ks_engine *eng = kt_default_engine();
+	struct ks_state *st = kt_state(eng, "s");
+	struct ks_lock views, readers;
+	uint64_t cursor = 0;
+	char buf[KS_EVENT_LINE_MAX];
+
+	ks_lock_init(&views, "views->lock", KS_RANK_FS_VIEWS);
+	ks_lock_init(&readers, "events_lock", KS_RANK_FS_EVENTS);
+	ks_lock(&views);
+	ks_page_unref(ks_state_current(st));
+	ks_unlock(&views);
+	ks_lock(&readers);
+	KT_CHECK(ks_events_read(ks_engine_events(eng), &cursor, buf,
+				sizeof(buf)) > 0);
+	ks_unlock(&readers);
+	ks_lock_destroy(&readers);
+	ks_lock_destroy(&views);
+	ks_state_unref(st);
+	ks_engine_free(eng);
+}
+
 static void test_violations_abort(void)
 {
 	KT_CHECK(aborts_saying(inverted_order, "state->commit_lock",
@@ -303,6 +329,8 @@ int main(void)
 	       "the engine's locks and *_locked functions are checked");
 	KT_RUN(test_engine_multi_commit_in_order,
 	       "a multi-state commit takes its locks in checked order");
+	KT_RUN(test_daemon_reads_engine_under_its_locks,
+	       "the daemon may read a state and the ring under its locks");
 #else
 	printf("lock checks are compiled out in this build\n");
 #endif
