@@ -28,11 +28,20 @@
  * process should hold per state. */
 #define MAX_SIZE_LIMIT (64UL << 20)
 
+/* Largest page with --etcd: a commit is one etcd request holding the page
+ * and two small keys, and etcd refuses requests past 1.5 MiB (its default
+ * --max-request-bytes, 1,572,864 bytes, minus keys and framing). */
+#define KS_ETCD_MAX_PAGE 1500000
+
 struct options {
+	char *source;          /* mount(8)'s first argument: ignored */
 	char *mountpoint;
 	int extra_args;
 	char *store;
 	char *sync;
+	char *etcd;            /* endpoints, ';' between them */
+	char *etcd_prefix;
+	char *etcd_timeout;
 	char *max_size;
 	char *max_states;
 	char *max_txns;
@@ -40,12 +49,29 @@ struct options {
 	int version;
 };
 
+/* Endpoints come from --etcd (a comma-separated list) and from -o etcd=
+ * (one per option, since -o splits at commas), as often as given. */
+enum { KEY_ETCD = 1 };
+
 #define OPT(t, p) { t, offsetof(struct options, p), 1 }
+/* Every option of kstatefs's own is also an -o option, as mount(8) and
+ * fstab pass them.  "--etcd-prefix" comes before "--etcd ", which would
+ * match it too. */
 static const struct fuse_opt option_spec[] = {
 	OPT("--store %s", store),
 	OPT("--store=%s", store),
+	OPT("store=%s", store),
 	OPT("--sync %s", sync),
 	OPT("--sync=%s", sync),
+	OPT("sync=%s", sync),
+	OPT("--etcd-prefix %s", etcd_prefix),
+	OPT("--etcd-prefix=%s", etcd_prefix),
+	OPT("etcd_prefix=%s", etcd_prefix),
+	OPT("--etcd-timeout %s", etcd_timeout),
+	OPT("--etcd-timeout=%s", etcd_timeout),
+	OPT("etcd_timeout=%s", etcd_timeout),
+	FUSE_OPT_KEY("--etcd ", KEY_ETCD),
+	FUSE_OPT_KEY("etcd=", KEY_ETCD),
 	OPT("max_size=%s", max_size),
 	OPT("max_states=%s", max_states),
 	OPT("max_txns=%s", max_txns),
@@ -56,16 +82,47 @@ static const struct fuse_opt option_spec[] = {
 	FUSE_OPT_END
 };
 
+/* Adds endpoints (a comma-separated list) to o->etcd, ';'-separated as
+ * the store's option string wants them. */
+static int add_etcd_endpoints(struct options *o, const char *list)
+{
+	size_t old = o->etcd ? strlen(o->etcd) : 0;
+	char *joined = realloc(o->etcd, old + strlen(list) + 2);
+
+	if (!joined)
+		return -1;
+	o->etcd = joined;
+	if (old)
+		joined[old++] = ';';
+	for (; *list; list++)
+		joined[old++] = *list == ',' ? ';' : *list;
+	joined[old] = '\0';
+	return 0;
+}
+
 /* Takes the mountpoint out of the arguments, so that a bad one is ours to
- * report (exit status 2), not a usage error of the option parser. */
-static int take_mountpoint(void *data, const char *arg, int key,
-			   struct fuse_args *outargs)
+ * report (exit status 2), not a usage error of the option parser.  Two
+ * arguments are mount(8)'s form, SOURCE MOUNTPOINT: the source is a name
+ * only ("kstatefs" by convention). */
+static int take_arguments(void *data, const char *arg, int key,
+			  struct fuse_args *outargs)
 {
 	struct options *o = data;
 
+	if (key == KEY_ETCD) {
+		/* "--etcdURL" (from "--etcd URL"), "--etcd=URL", "etcd=URL" */
+		if (strncmp(arg, "--etcd", 6) == 0)
+			arg += arg[6] == '=' ? 7 : 6;
+		else
+			arg += 5;
+		return add_etcd_endpoints(o, arg);
+	}
 	if (key != FUSE_OPT_KEY_NONOPT)
 		return 1;
-	if (o->mountpoint) {
+	if (o->mountpoint && !o->source) {
+		o->source = o->mountpoint;
+		o->mountpoint = NULL;
+	} else if (o->mountpoint) {
 		o->extra_args = 1;
 		return 0;
 	}
@@ -77,6 +134,7 @@ static void usage(FILE *out, const char *prog)
 {
 	fprintf(out,
 "usage: %s [OPTIONS] MOUNTPOINT\n"
+"       %s SOURCE MOUNTPOINT -o OPTIONS   (as mount(8) calls it)\n"
 "\n"
 "Mounts kstatefs: each directory is a state, a small shared page with a\n"
 "version; `data` is the page, `version` counts commits, and any other file\n"
@@ -87,6 +145,12 @@ static void usage(FILE *out, const char *prog)
 "    --sync full|none       with --store: acknowledge commits once on\n"
 "                           stable storage (full, default) or once the OS\n"
 "                           has them (none)\n"
+"    --etcd URL[,URL...]    keep states in an etcd cluster, shared by every\n"
+"                           host that mounts it with the same prefix\n"
+"    --etcd-prefix P        the key prefix in etcd (default /kstatefs/)\n"
+"    -o etcd_timeout=SECS   how long a commit waits for etcd (default 5)\n"
+"    -o store=DIR, -o sync=..., -o etcd=URL, -o etcd_prefix=P: the same\n"
+"                           as -o options (one etcd= per endpoint)\n"
 "    -o max_size=BYTES      largest page (default 4096)\n"
 "    -o max_states=N        most states (default 65536)\n"
 "    -o max_txns=N          most open transactions per state (default 1024)\n"
@@ -96,7 +160,7 @@ static void usage(FILE *out, const char *prog)
 "    -o default_permissions let the kernel check modes\n"
 "    -h, --help             this help\n"
 "    -V, --version          the version\n",
-		prog);
+		prog, prog);
 }
 
 static int parse_number(const char *what, const char *text,
@@ -142,6 +206,49 @@ static int engine_config(const struct options *o, struct ks_engine_config *c)
 	return 0;
 }
 
+/* What the store options allow together, before anything is opened. */
+static int store_options_check(const struct options *o,
+			       const struct ks_engine_config *cfg)
+{
+	char *end;
+	double t;
+
+	if (o->etcd && o->store) {
+		fprintf(stderr, "kstatefs: --etcd and --store exclude each "
+				"other: states live in one place\n");
+		return -1;
+	}
+	if (!o->etcd && (o->etcd_prefix || o->etcd_timeout)) {
+		fprintf(stderr, "kstatefs: etcd_prefix and etcd_timeout need "
+				"--etcd\n");
+		return -1;
+	}
+	if (o->etcd && !o->etcd[0]) {
+		fprintf(stderr, "kstatefs: --etcd needs at least one URL\n");
+		return -1;
+	}
+	if (o->etcd_timeout) {
+		errno = 0;
+		t = strtod(o->etcd_timeout, &end);
+		if (errno || end == o->etcd_timeout || *end || !(t >= 0.1) ||
+		    t > 3600) {
+			fprintf(stderr, "kstatefs: etcd_timeout must be a "
+				"number of seconds from 0.1 to 3600, not "
+				"'%s'\n", o->etcd_timeout);
+			return -1;
+		}
+	}
+	/* A commit is one etcd request holding the page: etcd refuses
+	 * requests past its limit (1.5 MiB by default). */
+	if (o->etcd && cfg->max_size > KS_ETCD_MAX_PAGE) {
+		fprintf(stderr, "kstatefs: max_size %zu is more than etcd "
+			"takes in one request; at most %d with --etcd\n",
+			cfg->max_size, KS_ETCD_MAX_PAGE);
+		return -1;
+	}
+	return 0;
+}
+
 /* Every commit, from any thread: tell the kernel before the commit is
  * acknowledged, wake pollers, and queue the inotify event. */
 static void on_commit(void *arg, struct ks_state *st, uint64_t version)
@@ -155,21 +262,54 @@ static void on_commit(void *arg, struct ks_state *st, uint64_t version)
 	events_wake(d);
 }
 
-/* "log:dir=DIR,sync=..." with DIR's commas and backslashes escaped. */
-static char *log_store_spec(const char *dir, const char *sync)
+/* Appends ",KEY=VALUE" (or "KEY=VALUE" first) to the option string at
+ * *spec, escaping the commas and backslashes of VALUE (store.h). */
+static int spec_add(char **spec, const char *key, const char *value)
 {
-	size_t len = strlen(dir);
-	char *spec = malloc(2 * len + 32), *p;
+	size_t old = *spec ? strlen(*spec) : 0;
+	char *grown = realloc(*spec, old + strlen(key) + 2 * strlen(value) + 3);
+	char *p;
 
-	if (!spec)
-		return NULL;
-	p = spec + sprintf(spec, "log:dir=");
-	for (; *dir; dir++) {
-		if (*dir == ',' || *dir == '\\')
+	if (!grown)
+		return -1;
+	*spec = grown;
+	p = grown + old;
+	if (old && grown[old - 1] != ':')
+		*p++ = ',';
+	p += sprintf(p, "%s=", key);
+	for (; *value; value++) {
+		if (*value == ',' || *value == '\\')
 			*p++ = '\\';
-		*p++ = *dir;
+		*p++ = *value;
 	}
-	sprintf(p, ",sync=%s", sync ? sync : "full");
+	*p = '\0';
+	return 0;
+}
+
+/* The store's option string (store.h): etcd, a log directory, or memory. */
+static char *store_spec(const struct options *o)
+{
+	char *spec = NULL;
+	int err = 0;
+
+	if (o->etcd) {
+		spec = strdup("etcd:");
+		err = !spec || spec_add(&spec, "endpoints", o->etcd);
+		if (!err && o->etcd_prefix)
+			err = spec_add(&spec, "prefix", o->etcd_prefix);
+		if (!err && o->etcd_timeout)
+			err = spec_add(&spec, "timeout", o->etcd_timeout);
+	} else if (o->store) {
+		spec = strdup("log:");
+		err = !spec || spec_add(&spec, "dir", o->store) ||
+		      spec_add(&spec, "sync", o->sync ? o->sync : "full");
+	} else {
+		spec = strdup("memory");
+	}
+	if (err) {
+		free(spec);
+		return NULL;
+	}
 	return spec;
 }
 
@@ -178,7 +318,7 @@ static int open_store(const struct options *o, struct ks_daemon *d)
 	char msg[512] = "", *spec;
 	int err = ENOMEM;
 
-	spec = o->store ? log_store_spec(o->store, o->sync) : strdup("memory");
+	spec = store_spec(o);
 	if (spec)
 		err = ks_store_open(spec, &d->store, msg, sizeof(msg));
 	free(spec);
@@ -247,7 +387,7 @@ int main(int argc, char *argv[])
 	struct stat mst;
 	int status = EXIT_MOUNT, err;
 
-	if (fuse_opt_parse(&args, &o, option_spec, take_mountpoint) != 0)
+	if (fuse_opt_parse(&args, &o, option_spec, take_arguments) != 0)
 		return EXIT_USAGE;
 	if (o.help) {
 		usage(stdout, argv[0]);
@@ -291,6 +431,10 @@ int main(int argc, char *argv[])
 	}
 	if (o.sync && !o.store) {
 		fprintf(stderr, "kstatefs: --sync needs --store\n");
+		status = EXIT_USAGE;
+		goto out_args;
+	}
+	if (store_options_check(&o, &cfg) != 0) {
 		status = EXIT_USAGE;
 		goto out_args;
 	}
@@ -361,8 +505,12 @@ out_args:
 	free(cl.mountpoint);
 	free(o.mountpoint);
 	fuse_opt_free_args(&args);
+	free(o.source);
 	free(o.store);
 	free(o.sync);
+	free(o.etcd);
+	free(o.etcd_prefix);
+	free(o.etcd_timeout);
 	free(o.max_size);
 	free(o.max_states);
 	free(o.max_txns);

@@ -276,3 +276,60 @@ store_log() {
 	refute ks_is_mounted "$m2"
 	assert_contains "$output" "$(basename "$f")" "the message should name the damaged file"
 }
+
+@test "-o store=DIR,sync=none: the store options as -o options; a state survives a remount" {
+	ks_mount -o "store=$BATS_TEST_TMPDIR/st,sync=none"
+	mkdir "$MNT/kept"
+	echo 42 >"$MNT/kept/data"
+	ks_unmount
+	[ -f "$BATS_TEST_TMPDIR/st/lock" ] || { echo "no store made"; return 1; }
+	ks_mount -o "store=$BATS_TEST_TMPDIR/st"
+	assert_file "$MNT/kept/data" '42\n'
+	assert_version "$MNT/kept" 1
+}
+
+@test "SOURCE MOUNTPOINT -o OPTIONS, as mount(8) calls a helper" {
+	mkdir "$BATS_TEST_TMPDIR/m"
+	local -a env
+	mapfile -t env < <(ks_san_env)
+	run timeout 20 env "${env[@]}" "$KSTATEFS" kstatefs "$BATS_TEST_TMPDIR/m" \
+		-o "store=$BATS_TEST_TMPDIR/st"
+	assert_eq "$status" 0 "status; output: $output"
+	KS_DAEMON_MNTS+=("$BATS_TEST_TMPDIR/m")
+	ks_is_mounted "$BATS_TEST_TMPDIR/m"
+	mkdir "$BATS_TEST_TMPDIR/m/s"
+	echo x >"$BATS_TEST_TMPDIR/m/s/data"
+	fusermount3 -u "$BATS_TEST_TMPDIR/m"
+	[ -f "$BATS_TEST_TMPDIR/st/lock" ] || { echo "-o store= ignored"; return 1; }
+}
+
+@test "three arguments are a usage error: exit 1" {
+	mkdir "$BATS_TEST_TMPDIR/m"
+	run timeout 20 "$KSTATEFS" -f a b "$BATS_TEST_TMPDIR/m"
+	assert_eq "$status" 1 "status; output: $output"
+	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
+}
+
+@test "--etcd with --store is a usage error: exit 1, nothing mounted" {
+	mkdir "$BATS_TEST_TMPDIR/m"
+	run timeout 20 "$KSTATEFS" -f --etcd http://127.0.0.1:9 \
+		--store "$BATS_TEST_TMPDIR/st" "$BATS_TEST_TMPDIR/m"
+	assert_eq "$status" 1 "status; output: $output"
+	assert_contains "$output" "exclude"
+	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
+	[ ! -e "$BATS_TEST_TMPDIR/st" ] || { echo "store made anyway"; return 1; }
+}
+
+@test "etcd_prefix or etcd_timeout without --etcd, or a bad timeout: exit 1" {
+	mkdir "$BATS_TEST_TMPDIR/m"
+	run timeout 20 "$KSTATEFS" -f -o etcd_prefix=/x/ "$BATS_TEST_TMPDIR/m"
+	assert_eq "$status" 1 "status; output: $output"
+	run timeout 20 "$KSTATEFS" -f --etcd http://127.0.0.1:9 \
+		-o etcd_timeout=soon "$BATS_TEST_TMPDIR/m"
+	assert_eq "$status" 1 "status; output: $output"
+	run timeout 20 "$KSTATEFS" -f --etcd http://127.0.0.1:9 \
+		-o max_size=2000000 "$BATS_TEST_TMPDIR/m"
+	assert_eq "$status" 1 "status; output: $output"
+	assert_contains "$output" "max_size"
+	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
+}
