@@ -21,16 +21,18 @@ static int by_state_id(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* In ascending state id order (c->m is sorted): the id is the lock's order
+ * key, so the checks see several commit locks taken the one safe way. */
 static void lock_all(struct ks_commit *c)
 {
 	for (size_t i = 0; i < c->n; i++)
-		pthread_mutex_lock(&c->m[i].st->commit_lock);
+		ks_lock_nested(&c->m[i].st->commit_lock, c->m[i].st->id);
 }
 
 static void unlock_all(struct ks_commit *c)
 {
 	for (size_t i = c->n; i-- > 0;)
-		pthread_mutex_unlock(&c->m[i].st->commit_lock);
+		ks_unlock(&c->m[i].st->commit_lock);
 }
 
 /* Under the commit locks: each member's current page, name and whether it
@@ -42,11 +44,12 @@ static void take_current(struct ks_commit *c, state_name *names)
 		struct ks_commit_member *m = &c->m[i];
 		struct ks_state *st = m->st;
 
-		pthread_mutex_lock(&st->lock);
+		ks_lock_assert_held(&st->commit_lock);
+		ks_lock(&st->lock);
 		m->cur = ks_page_ref(st->current);
 		m->deleted = st->deleted;
 		strcpy(names[i], st->name);
-		pthread_mutex_unlock(&st->lock);
+		ks_unlock(&st->lock);
 		m->page = NULL;
 		m->version = m->cur->version;
 	}

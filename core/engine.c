@@ -70,8 +70,10 @@ int ks_engine_new(const struct ks_engine_config *cfg, struct ks_store *store,
 		return ENOMEM;
 	}
 	eng->next_id = 1;
-	pthread_rwlock_init(&eng->table_lock, NULL);
-	pthread_mutex_init(&eng->multi_lock, NULL);
+	ks_rwlock_init(&eng->table_lock, "engine->table_lock",
+		       KS_RANK_TABLE);
+	ks_lock_init(&eng->multi_lock, "engine->multi_lock",
+		     KS_RANK_MULTI_LIST);
 	*out = eng;
 	return 0;
 }
@@ -79,8 +81,8 @@ int ks_engine_new(const struct ks_engine_config *cfg, struct ks_store *store,
 static void state_free(struct ks_state *st)
 {
 	ks_page_unref(st->current);
-	pthread_mutex_destroy(&st->lock);
-	pthread_mutex_destroy(&st->commit_lock);
+	ks_lock_destroy(&st->lock);
+	ks_lock_destroy(&st->commit_lock);
 	free(st);
 }
 
@@ -89,31 +91,31 @@ void ks_engine_free(struct ks_engine *eng)
 	if (!eng)
 		return;
 	ks_multi_free_all(eng);
-	pthread_mutex_destroy(&eng->multi_lock);
+	ks_lock_destroy(&eng->multi_lock);
 	for (size_t i = 0; i < eng->nbuckets; i++) {
 		struct ks_state *st = eng->buckets[i], *next;
 
 		for (; st; st = next) {
 			next = st->hnext;
 			/* Named transactions hold the state: drop them. */
-			pthread_mutex_lock(&st->lock);
+			ks_lock(&st->lock);
 			while (st->txns) {
 				struct ks_txn *t = st->txns;
 
 				ks_txn_ref(t);
 				ks_txn_unlink_locked(t);
-				pthread_mutex_unlock(&st->lock);
+				ks_unlock(&st->lock);
 				ks_txn_unref(t);
-				pthread_mutex_lock(&st->lock);
+				ks_lock(&st->lock);
 			}
 			st->deleted = true;
-			pthread_mutex_unlock(&st->lock);
+			ks_unlock(&st->lock);
 			ks_state_unref(st);
 		}
 	}
 	free(eng->buckets);
 	ks_events_destroy(&eng->events);
-	pthread_rwlock_destroy(&eng->table_lock);
+	ks_rwlock_destroy(&eng->table_lock);
 	ks_store_close(eng->own_store);
 	free(eng);
 }
@@ -154,13 +156,13 @@ const struct ks_engine_config *ks_engine_config(const struct ks_engine *eng)
 
 void ks_engine_stats(struct ks_engine *eng, struct ks_engine_stats *out)
 {
-	pthread_rwlock_rdlock(&eng->table_lock);
+	ks_rdlock(&eng->table_lock);
 	out->states = eng->nstates;
-	pthread_rwlock_unlock(&eng->table_lock);
+	ks_rwunlock(&eng->table_lock);
 	out->txns = atomic_load_explicit(&eng->txns, memory_order_relaxed);
-	pthread_mutex_lock(&eng->multi_lock);
+	ks_lock(&eng->multi_lock);
 	out->txns += eng->nmultis;
-	pthread_mutex_unlock(&eng->multi_lock);
+	ks_unlock(&eng->multi_lock);
 	out->commits = atomic_load_explicit(&eng->commits,
 					    memory_order_relaxed);
 	out->conflicts = atomic_load_explicit(&eng->conflicts,
@@ -173,13 +175,13 @@ size_t ks_engine_foreach(struct ks_engine *eng,
 {
 	size_t n = 0;
 
-	pthread_rwlock_rdlock(&eng->table_lock);
+	ks_rdlock(&eng->table_lock);
 	for (size_t i = 0; i < eng->nbuckets; i++)
 		for (struct ks_state *st = eng->buckets[i]; st; st = st->hnext) {
 			fn(arg, st);
 			n++;
 		}
-	pthread_rwlock_unlock(&eng->table_lock);
+	ks_rwunlock(&eng->table_lock);
 	return n;
 }
 
@@ -192,6 +194,7 @@ static struct ks_state **bucket_of(struct ks_engine *eng, const char *name)
 
 static struct ks_state *table_find(struct ks_engine *eng, const char *name)
 {
+	ks_rwlock_assert_held(&eng->table_lock);
 	for (struct ks_state *st = *bucket_of(eng, name); st; st = st->hnext)
 		if (strcmp(st->name, name) == 0)
 			return st;
@@ -203,6 +206,7 @@ static struct ks_state *table_find(struct ks_engine *eng, const char *name)
 static struct ks_state *ks_table_find_id_locked(struct ks_engine *eng,
 						uint64_t id)
 {
+	ks_rwlock_assert_held(&eng->table_lock);
 	for (size_t i = 0; i < eng->nbuckets; i++)
 		for (struct ks_state *st = eng->buckets[i]; st; st = st->hnext)
 			if (st->id == id)
@@ -212,8 +216,10 @@ static struct ks_state *ks_table_find_id_locked(struct ks_engine *eng,
 
 static void table_remove(struct ks_engine *eng, struct ks_state *st)
 {
-	struct ks_state **pp = bucket_of(eng, st->name);
+	struct ks_state **pp;
 
+	ks_rwlock_assert_held_exclusive(&eng->table_lock);
+	pp = bucket_of(eng, st->name);
 	while (*pp != st)
 		pp = &(*pp)->hnext;
 	*pp = st->hnext;
@@ -222,8 +228,10 @@ static void table_remove(struct ks_engine *eng, struct ks_state *st)
 
 static void table_insert(struct ks_engine *eng, struct ks_state *st)
 {
-	struct ks_state **b = bucket_of(eng, st->name);
+	struct ks_state **b;
 
+	ks_rwlock_assert_held_exclusive(&eng->table_lock);
+	b = bucket_of(eng, st->name);
 	st->hnext = *b;
 	*b = st;
 }
@@ -235,6 +243,7 @@ static void table_grow(struct ks_engine *eng)
 	size_t n = eng->nbuckets * 2;
 	struct ks_state **nb;
 
+	ks_rwlock_assert_held_exclusive(&eng->table_lock);
 	if (eng->nstates < eng->nbuckets)
 		return;
 	nb = calloc(n, sizeof(*nb));
@@ -279,8 +288,9 @@ static struct ks_state *state_new(struct ks_engine *eng, uint64_t id,
 	strcpy(st->name, name);
 	st->attr = *attr;
 	st->attr.mode &= 07777;
-	pthread_mutex_init(&st->lock, NULL);
-	pthread_mutex_init(&st->commit_lock, NULL);
+	ks_lock_init(&st->lock, "state->lock", KS_RANK_STATE);
+	ks_lock_init(&st->commit_lock, "state->commit_lock",
+		     KS_RANK_COMMIT);
 	return st;
 }
 
@@ -294,7 +304,7 @@ int ks_table_create(struct ks_engine *eng, uint64_t id, const char *name,
 
 	if (err)
 		return err;
-	pthread_rwlock_wrlock(&eng->table_lock);
+	ks_wrlock(&eng->table_lock);
 	if (!id)
 		id = eng->next_id;
 	if (table_find(eng, name)) {
@@ -331,7 +341,7 @@ int ks_table_create(struct ks_engine *eng, uint64_t id, const char *name,
 	if (out)
 		*out = ks_state_ref(st);
 out:
-	pthread_rwlock_unlock(&eng->table_lock);
+	ks_rwunlock(&eng->table_lock);
 	return err;
 }
 
@@ -346,11 +356,11 @@ int ks_state_lookup(struct ks_engine *eng, const char *name,
 {
 	struct ks_state *st;
 
-	pthread_rwlock_rdlock(&eng->table_lock);
+	ks_rdlock(&eng->table_lock);
 	st = table_find(eng, name);
 	if (st)
 		*out = ks_state_ref(st);
-	pthread_rwlock_unlock(&eng->table_lock);
+	ks_rwunlock(&eng->table_lock);
 	return st ? 0 : ENOENT;
 }
 
@@ -358,25 +368,26 @@ struct ks_state *ks_table_find_id(struct ks_engine *eng, uint64_t id)
 {
 	struct ks_state *st;
 
-	pthread_rwlock_rdlock(&eng->table_lock);
+	ks_rdlock(&eng->table_lock);
 	st = ks_table_find_id_locked(eng, id);
 	if (st)
 		ks_state_ref(st);
-	pthread_rwlock_unlock(&eng->table_lock);
+	ks_rwunlock(&eng->table_lock);
 	return st;
 }
 
 /* Drops every named transaction of st (st->lock held): a forced delete. */
 static void drop_txns_locked(struct ks_state *st)
 {
+	ks_lock_assert_held(&st->lock);
 	while (st->txns) {
 		struct ks_txn *t = st->txns;
 
 		ks_txn_ref(t);
 		ks_txn_unlink_locked(t);
-		pthread_mutex_unlock(&st->lock);
+		ks_unlock(&st->lock);
 		ks_txn_unref(t);
-		pthread_mutex_lock(&st->lock);
+		ks_lock(&st->lock);
 	}
 }
 
@@ -387,12 +398,12 @@ int ks_table_delete(struct ks_engine *eng, struct ks_state *st,
 	struct ks_rec rec;
 	int err = 0;
 
-	pthread_rwlock_wrlock(&eng->table_lock);
+	ks_wrlock(&eng->table_lock);
 	/* The commit lock keeps commits out, and `deleted`, set in the same
 	 * hold as the checks, keeps new files and transactions out while
 	 * the store makes the deletion durable. */
-	pthread_mutex_lock(&st->commit_lock);
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->commit_lock);
+	ks_lock(&st->lock);
 	if (st->deleted || (expect && strcmp(st->name, expect) != 0))
 		err = ENOENT;
 	else if (force)
@@ -404,29 +415,29 @@ int ks_table_delete(struct ks_engine *eng, struct ks_state *st,
 	if (!err)
 		st->deleted = true;
 	strcpy(name, st->name);
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	if (!err && append) {
 		rec = (struct ks_rec){ .type = KS_REC_DELETE,
 				       .state_id = st->id, .name = name };
 		err = ks_store_append(eng->store, &rec, 1);
 		if (err) {
-			pthread_mutex_lock(&st->lock);
+			ks_lock(&st->lock);
 			st->deleted = false;
-			pthread_mutex_unlock(&st->lock);
+			ks_unlock(&st->lock);
 		}
 	}
-	pthread_mutex_unlock(&st->commit_lock);
+	ks_unlock(&st->commit_lock);
 	if (err)
 		goto out;
 	table_remove(eng, st);
 	eng->nstates--;
 	emit_named(eng, "delete", name);
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	atomic_fetch_sub(&eng->bytes, st->current->len);
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	ks_state_unref(st); /* the table's reference */
 out:
-	pthread_rwlock_unlock(&eng->table_lock);
+	ks_rwunlock(&eng->table_lock);
 	return err;
 }
 
@@ -452,16 +463,16 @@ int ks_table_rename(struct ks_engine *eng, struct ks_state *st,
 
 	if (err)
 		return err;
-	pthread_rwlock_wrlock(&eng->table_lock);
+	ks_wrlock(&eng->table_lock);
 	/* The commit lock too: a state's records reach the store in the
 	 * order they take effect, and a commit names the state as the store
 	 * knows it. */
-	pthread_mutex_lock(&st->commit_lock);
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->commit_lock);
+	ks_lock(&st->lock);
 	strcpy(oldname, st->name);
 	if (st->deleted || (expect && strcmp(oldname, expect) != 0))
 		err = ENOENT;
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	if (err || strcmp(oldname, newname) == 0)
 		goto out;
 	if (table_find(eng, newname)) {
@@ -471,24 +482,24 @@ int ks_table_rename(struct ks_engine *eng, struct ks_state *st,
 	/* The old name, version and owner: a store that moves the state's
 	 * keys (etcd) compares what it moves with what this host holds.
 	 * They cannot change under the commit lock. */
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	rec = (struct ks_rec){ .type = KS_REC_RENAME, .state_id = st->id,
 			       .name = newname, .old_name = oldname,
 			       .time = *when,
 			       .version = st->current->version,
 			       .uid = st->attr.uid, .gid = st->attr.gid,
 			       .mode = st->attr.mode };
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	if (append) {
 		err = ks_store_append(eng->store, &rec, 1);
 		if (err)
 			goto out;
 	}
 	table_remove(eng, st);
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	strcpy(st->name, newname);
 	st->attr.ctime = rec.time;
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	table_insert(eng, st);
 	/* .events knows creations and deletions only (SPEC 6): a rename is
 	 * the old name going and the new one coming, consecutively. */
@@ -501,8 +512,8 @@ int ks_table_rename(struct ks_engine *eng, struct ks_state *st,
 		ks_events_append(&eng->events, lines, 2);
 	}
 out:
-	pthread_mutex_unlock(&st->commit_lock);
-	pthread_rwlock_unlock(&eng->table_lock);
+	ks_unlock(&st->commit_lock);
+	ks_rwunlock(&eng->table_lock);
 	return err;
 }
 
@@ -546,10 +557,10 @@ bool ks_state_name(struct ks_state *st, char *buf)
 {
 	bool alive;
 
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	alive = !st->deleted;
 	strcpy(buf, st->name);
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	return alive;
 }
 
@@ -557,17 +568,17 @@ bool ks_state_deleted(struct ks_state *st)
 {
 	bool deleted;
 
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	deleted = st->deleted;
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	return deleted;
 }
 
 void ks_state_get_attr(struct ks_state *st, struct ks_state_attr *out)
 {
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	*out = st->attr;
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 }
 
 int ks_attr_set(struct ks_state *st, const struct ks_state_attr *attr,
@@ -581,19 +592,19 @@ int ks_attr_set(struct ks_state *st, const struct ks_state_attr *attr,
 	int err;
 
 	/* The commit lock orders this against commits in the store. */
-	pthread_mutex_lock(&st->commit_lock);
+	ks_lock(&st->commit_lock);
 	if (!ks_state_name(st, name)) {
 		err = ENOENT;
 	} else {
 		err = append ? ks_store_append(st->eng->store, &rec, 1) : 0;
 		if (!err) {
-			pthread_mutex_lock(&st->lock);
+			ks_lock(&st->lock);
 			st->attr = *attr;
 			st->attr.mode &= 07777;
-			pthread_mutex_unlock(&st->lock);
+			ks_unlock(&st->lock);
 		}
 	}
-	pthread_mutex_unlock(&st->commit_lock);
+	ks_unlock(&st->commit_lock);
 	return err;
 }
 
@@ -606,9 +617,9 @@ struct ks_page *ks_state_current(struct ks_state *st)
 {
 	struct ks_page *page;
 
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	page = ks_page_ref(st->current);
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	return page;
 }
 
@@ -616,9 +627,9 @@ uint64_t ks_state_version(struct ks_state *st)
 {
 	uint64_t v;
 
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	v = st->current->version;
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	return v;
 }
 
@@ -626,20 +637,20 @@ int ks_state_open_file(struct ks_state *st)
 {
 	int err = 0;
 
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	if (st->deleted)
 		err = ENOENT;
 	else
 		st->open_files++;
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	return err;
 }
 
 void ks_state_close_file(struct ks_state *st)
 {
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	st->open_files--;
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 }
 
 void ks_state_install(struct ks_state *st, struct ks_page *page)
@@ -647,14 +658,15 @@ void ks_state_install(struct ks_state *st, struct ks_page *page)
 	struct ks_engine *eng = st->eng;
 	struct ks_page *old;
 
-	pthread_mutex_lock(&st->lock);
+	ks_lock_assert_held(&st->commit_lock);
+	ks_lock(&st->lock);
 	old = st->current;
 	st->current = page;
 	if (!st->deleted) {
 		atomic_fetch_add(&eng->bytes, page->len);
 		atomic_fetch_sub(&eng->bytes, old->len);
 	}
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	atomic_fetch_add_explicit(&eng->commits, 1, memory_order_relaxed);
 	ks_page_unref(old);
 }
@@ -669,6 +681,7 @@ static int prepare_bytes(void *arg, struct ks_commit_member *m, size_t n,
 {
 	struct bytes_commit *bc = arg;
 
+	ks_lock_assert_held(&m->st->commit_lock);
 	if (m->deleted)
 		return ENOENT;
 	m->version = m->cur->version + 1;

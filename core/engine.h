@@ -7,9 +7,16 @@
  * Errors: functions return 0 or a positive errno value (never -1/errno),
  * so that the daemon can hand them to fuse_reply_err unchanged.
  *
- * Locking.  Every path takes locks in this order, outermost first, and
- * skips those it does not need:
+ * Locking.  Every path, in core/ and in the daemon, takes locks in this
+ * order, outermost first, and skips those it does not need; enum
+ * ks_lock_rank (core/lock.h) is the same list as the checks enforce it:
  *
+ *   fh->lock               (fs/daemon.h) an open file's handle, held by a
+ *                          request across its commit and the store's
+ *                          fdatasync
+ *   log->compact_mu        one compaction at a time; a compaction then
+ *                          snapshots the engine, taking table_lock (read)
+ *                          and commit locks
  *   engine->multi_lock     the list of .txn/T (create, find, remove, list;
  *                          a commit unlists T only after letting go of
  *                          m->lock)
@@ -27,17 +34,34 @@
  *                          store makes the change durable, so that readers
  *                          never wait on the disk; several are taken in
  *                          ascending state id order (commit.c)
+ *   log->mu                inside append (group commit), reached with only
+ *   powerloss->mu          table_lock and commit locks held; then the I/O
+ *                          shim's under it
+ *   inode_lock, views->lock, poll_lock, notifier->lock, events_lock
+ *                          (fs/daemon.h) the daemon's tables, taken by
+ *                          requests and by the commit listener, never two
+ *                          at once
  *   state->lock            the current page pointer, name, the transaction
  *                          list, counters; never held across a call out of
- *                          the engine, nor across the store
- *   events->lock           the .events ring; innermost of the engine's
- *   store locks            inside append (the log's mu), reached with only
- *                          table_lock and commit locks held
+ *                          the engine, nor across the store, and nothing
+ *                          is taken under it: so the daemon may read a
+ *                          state under its own locks
+ *   events->lock           the .events ring; likewise taken alone, by
+ *                          commits (under commit locks) and by the
+ *                          daemon's .events readers (under events_lock)
+ *   etcd->pool_lock        a leaf of the etcd client
  *
- * A store's own threads (the log's compaction) take table_lock (read) and
- * commit locks to snapshot the engine, and never hold a store lock that
- * append takes while they do.  The listener (ks_commit_listener) is called
- * with none of these held.
+ * The listener (ks_commit_listener) is called with none of the table,
+ * commit, state or events locks held; the committing caller's own
+ * transaction and .txn/T locks are released before it too, except when it
+ * runs for changes the store delivers from inside catch_up.
+ *
+ * Every lock is a struct ks_lock or ks_rwlock (core/lock.h) whose rank is
+ * its place in this list; several of one rank (commit locks, a .txn/T's
+ * transaction locks) are taken with the state id as the order key.  Debug
+ * and sanitizer builds abort on a lock taken out of order, and on a
+ * *_locked function (or one documented "X held") entered without its lock,
+ * naming both.
  */
 #ifndef KSTATEFS_CORE_ENGINE_H
 #define KSTATEFS_CORE_ENGINE_H

@@ -284,11 +284,7 @@ int ks_etcd_create(const struct ks_etcd_options *o, struct ks_etcd **out)
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return ENOMEM;
-	err = pthread_mutex_init(&c->pool_lock, NULL);
-	if (err) {
-		free(c);
-		return err;
-	}
+	ks_lock_init(&c->pool_lock, "etcd->pool_lock", KS_RANK_LEAF);
 	c->timeout = o->timeout;
 	c->keepalive = o->keepalive > 0 ? o->keepalive : 1.0;
 	c->dead_after = o->dead_after > 0 ? o->dead_after
@@ -344,7 +340,7 @@ void ks_etcd_free(struct ks_etcd *c)
 	free(c->prefix);
 	free(c->prefix_end);
 	curl_slist_free_all(c->headers);
-	pthread_mutex_destroy(&c->pool_lock);
+	ks_lock_destroy(&c->pool_lock);
 	free(c);
 }
 
@@ -354,21 +350,21 @@ static CURL *pool_get(struct ks_etcd *c)
 {
 	CURL *h = NULL;
 
-	pthread_mutex_lock(&c->pool_lock);
+	ks_lock(&c->pool_lock);
 	if (c->n_pool > 0)
 		h = c->pool[--c->n_pool];
-	pthread_mutex_unlock(&c->pool_lock);
+	ks_unlock(&c->pool_lock);
 	return h ? h : curl_easy_init();
 }
 
 static void pool_put(struct ks_etcd *c, CURL *h)
 {
-	pthread_mutex_lock(&c->pool_lock);
+	ks_lock(&c->pool_lock);
 	if (c->n_pool < KS_ETCD_POOL_MAX) {
 		c->pool[c->n_pool++] = h;
 		h = NULL;
 	}
-	pthread_mutex_unlock(&c->pool_lock);
+	ks_unlock(&c->pool_lock);
 	if (h != NULL)
 		curl_easy_cleanup(h);
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "etcd_client.h"
+#include "lock.h"
 
 /* Idle easy handles kept for reuse (each keeps its connection open); more
  * concurrent requests than this still work, with handles made on demand. */
@@ -41,7 +42,7 @@ struct ks_etcd {
 
 	atomic_size_t preferred;      /* endpoint requests start with */
 
-	pthread_mutex_t pool_lock;    /* guards pool[] and n_pool */
+	struct ks_lock pool_lock;     /* guards pool[] and n_pool */
 	CURL *pool[KS_ETCD_POOL_MAX];
 	size_t n_pool;
 

@@ -26,7 +26,7 @@ int ks_events_init(struct ks_events *ev, size_t cap)
 	ev->cap = cap;
 	ev->next = 0;
 	ev->dropped = 0;
-	pthread_mutex_init(&ev->lock, NULL);
+	ks_lock_init(&ev->lock, "events->lock", KS_RANK_EVENTS);
 	return 0;
 }
 
@@ -36,13 +36,13 @@ void ks_events_destroy(struct ks_events *ev)
 		free(ev->lines[i]);
 	free(ev->lines);
 	ev->lines = NULL;
-	pthread_mutex_destroy(&ev->lock);
+	ks_lock_destroy(&ev->lock);
 }
 
 void ks_events_append(struct ks_events *ev, const char *const *lines,
 		      size_t n)
 {
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	for (size_t i = 0; i < n; i++) {
 		char **slot = &ev->lines[ev->next % ev->cap];
 
@@ -50,16 +50,16 @@ void ks_events_append(struct ks_events *ev, const char *const *lines,
 		*slot = strdup(lines[i]);
 		ev->next++;
 	}
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 }
 
 uint64_t ks_events_end(struct ks_events *ev)
 {
 	uint64_t end;
 
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	end = ev->next;
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 	return end;
 }
 
@@ -72,9 +72,9 @@ uint64_t ks_events_dropped(struct ks_events *ev)
 {
 	uint64_t n;
 
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	n = ev->dropped;
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 	return n;
 }
 
@@ -84,7 +84,7 @@ size_t ks_events_read(struct ks_events *ev, uint64_t *cursor, char *buf,
 	static const char overflow[] = "overflow\n";
 	size_t used = 0;
 
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	if (ev->next - *cursor > ev->cap) {
 		/* Overwritten before this reader got to them: it goes on
 		 * with the newest events, those the ring still holds. */
@@ -110,6 +110,6 @@ size_t ks_events_read(struct ks_events *ev, uint64_t *cursor, char *buf,
 		used += n;
 		(*cursor)++;
 	}
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 	return used;
 }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lock.h"
+
 #define KS_EVENTS_CAPACITY 4096
 
 /* Room for any event line: a state name (255 bytes), a word, a version. */
@@ -27,7 +29,7 @@ void ks_event_name_line(char *buf, size_t len, const char *what,
 			const char *name);
 
 struct ks_events {
-	pthread_mutex_t lock;
+	struct ks_lock lock;
 	char **lines;          /* lines[seq % cap], each ending in '\n' */
 	size_t cap;
 	uint64_t next;         /* sequence number of the next event */

@@ -11,6 +11,7 @@
 
 #include "engine.h"
 #include "events.h"
+#include "lock.h"
 #include "store.h"
 
 struct ks_engine {
@@ -22,14 +23,14 @@ struct ks_engine {
 	ks_name_listener name_listener;
 	void *name_listener_arg;
 
-	pthread_rwlock_t table_lock;
+	struct ks_rwlock table_lock;
 	struct ks_state **buckets;   /* chained by name hash */
 	size_t nbuckets;
 	size_t nstates;
 	uint64_t next_id;
 
 	struct ks_events events;
-	pthread_mutex_t multi_lock;
+	struct ks_lock multi_lock;
 	struct ks_multi *multis;     /* transactions over several states */
 	uint32_t nmultis;
 
@@ -45,8 +46,8 @@ struct ks_state {
 	uint64_t id;
 	struct ks_state *hnext;     /* bucket chain, under table_lock */
 
-	pthread_mutex_t commit_lock;
-	pthread_mutex_t lock;
+	struct ks_lock commit_lock;
+	struct ks_lock lock;
 	/* Under lock (and table_lock for name/deleted changes): */
 	char name[KS_NAME_MAX + 1];
 	bool deleted;
@@ -72,7 +73,7 @@ struct ks_txn {
 	uint64_t base_version;
 
 	/* Under lock: the private page, copied on first write. */
-	pthread_mutex_t lock;
+	struct ks_lock lock;
 	struct ks_page *base;       /* what the page is until buf exists */
 	unsigned char *buf;
 	size_t len;
@@ -89,6 +90,7 @@ void ks_now(struct timespec *ts);
 void ks_multi_free_all(struct ks_engine *eng);
 /* Swaps in a new current page; called with commit_lock held. */
 void ks_state_install(struct ks_state *st, struct ks_page *page);
+/* Drops txn's name; called with txn->st->lock held. */
 void ks_txn_unlink_locked(struct ks_txn *txn);
 /* The page a commit of txn (txn->lock held) installs over cur. */
 struct ks_page *ks_txn_build_page(struct ks_txn *txn, const struct ks_page *cur,

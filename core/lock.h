@@ -26,39 +26,47 @@
 #include <time.h>
 
 /*
- * The whole lock order, outermost first.  core/engine.h and the daemon's
- * header explain each lock; this enum is the order the checks enforce.
+ * The whole lock order, core and fs, outermost first: the one list.
+ * core/engine.h and fs/daemon.h explain what each lock guards and why it
+ * sits where it does; this enum is the order the checks enforce.
+ *
+ * A state's lock and the .events ring come last, after fs/'s locks: the
+ * engine takes nothing under them, and fs/ reads a state's current page
+ * under the views lock and the ring under events_lock.
  */
 enum ks_lock_rank {
 	/* fs/: a FUSE request on an open file holds its handle while it
 	 * commits (and while the store makes the commit durable) */
-	KS_RANK_FS_HANDLE = 10,
+	KS_RANK_FS_HANDLE = 10,    /* fh->lock */
 	/* core/stores: one compaction at a time; it then snapshots the
 	 * engine, taking the engine's locks below */
-	KS_RANK_STORE_COMPACT = 15,
+	KS_RANK_STORE_COMPACT = 15, /* log->compact_mu */
 	/* core/: the engine (core/engine.h says what each guards) */
 	KS_RANK_MULTI_LIST = 20,   /* engine->multi_lock: the list of .txn/T */
-	KS_RANK_MULTI = 30,        /* one .txn/T's members */
-	KS_RANK_TXN = 40,          /* a transaction's private page; several
-				    * in state-id order */
+	KS_RANK_MULTI = 30,        /* multi->lock: one .txn/T's members */
+	KS_RANK_TXN = 40,          /* txn->lock: a transaction's private
+				    * page; several in state-id order */
 	KS_RANK_TABLE = 50,        /* engine->table_lock (rwlock) */
 	KS_RANK_COMMIT = 60,       /* state->commit_lock; several in state-id
 				    * order */
-	KS_RANK_STATE = 70,        /* state->lock */
-	KS_RANK_EVENTS = 80,       /* the .events ring */
-	/* core/stores: taken inside append */
-	KS_RANK_STORE = 90,        /* a store's own state (group commit) */
-	KS_RANK_STORE_INNER = 95,  /* below it (I/O shims) */
-	/* fs/: taken by the commit listener, after every core lock is
-	 * released, and by requests */
-	KS_RANK_FS_INODES = 110,   /* the inode table */
-	KS_RANK_FS_VIEWS = 120,    /* the view table */
-	KS_RANK_FS_VIEW = 125,     /* one view */
-	KS_RANK_FS_POLL = 130,     /* the poll table */
-	KS_RANK_FS_NOTIFIER = 140, /* the inotify notifier's queue */
-	KS_RANK_FS_EVENTS = 150,   /* parked .events readers */
+	/* core/stores: taken inside append, under commit locks */
+	KS_RANK_STORE = 90,        /* log->mu: a store's own state (group
+				    * commit) */
+	KS_RANK_STORE_INNER = 95,  /* powerloss->mu: below it (I/O shims) */
+	/* fs/: taken by requests and by the commit listener, which runs
+	 * after the table and commit locks are released; never two of
+	 * these at once */
+	KS_RANK_FS_INODES = 110,   /* inode_lock: the inode table */
+	KS_RANK_FS_VIEWS = 120,    /* views->lock: the views and their
+				    * thread */
+	KS_RANK_FS_POLL = 130,     /* poll_lock: the poll table */
+	KS_RANK_FS_NOTIFIER = 140, /* notifier->lock: the inotify queue */
+	KS_RANK_FS_EVENTS = 150,   /* events_lock: .events readers */
+	/* core/: the engine's innermost, each taken alone */
+	KS_RANK_STATE = 170,       /* state->lock */
+	KS_RANK_EVENTS = 180,      /* events->lock: the .events ring */
 	/* leaves: nothing is taken while one of these is held */
-	KS_RANK_LEAF = 200,
+	KS_RANK_LEAF = 200,        /* etcd->pool_lock */
 };
 
 struct ks_lock {

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "lock.h"
 #include "store_log.h"
 
 struct ks_recovery;
@@ -166,7 +167,7 @@ struct ks_log {
 	struct ks_engine *eng;  /* set by recovery */
 	atomic_int fatal;       /* once set, every append fails with it */
 
-	pthread_mutex_t mu;
+	struct ks_lock mu;
 	pthread_cond_t cv;      /* a leader finished */
 	/* Under mu: */
 	struct log_buf pend;    /* frames queued for the next leader */
@@ -187,7 +188,7 @@ struct ks_log {
 	bool thread_started;
 	pthread_t thread;
 	pthread_cond_t compact_cv;
-	pthread_mutex_t compact_mu; /* one compaction at a time */
+	struct ks_lock compact_mu; /* one compaction at a time */
 
 	/* Owned by whoever has busy set: */
 	int fd;

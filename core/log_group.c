@@ -118,19 +118,20 @@ static void lead(struct ks_log *log)
 	size_t frames = log->pend_frames;
 	int err;
 
+	ks_lock_assert_held(&log->mu);
 	log->busy = true;
 	log->pend = log->batch;
 	log->pend.len = 0;
 	log->pend_head = NULL;
 	log->pend_tail = &log->pend_head;
 	log->pend_frames = 0;
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 
 	err = atomic_load(&log->fatal);
 	if (!err)
 		err = write_batch(log, &b);
 
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	b.len = 0;
 	log->batch = b;
 	log->log_end = log->end;
@@ -147,13 +148,15 @@ static void lead(struct ks_log *log)
 
 void log_own_file_locked(struct ks_log *log)
 {
+	ks_lock_assert_held(&log->mu);
 	while (log->busy)
-		pthread_cond_wait(&log->cv, &log->mu);
+		ks_cond_wait(&log->cv, &log->mu);
 	log->busy = true;
 }
 
 void log_release_file_locked(struct ks_log *log)
 {
+	ks_lock_assert_held(&log->mu);
 	log->busy = false;
 	pthread_cond_broadcast(&log->cv);
 }
@@ -167,8 +170,10 @@ static uint64_t live_estimate(struct ks_log *log)
 /* Has the log outgrown the live data?  mu held. */
 static bool over_threshold_locked(struct ks_log *log)
 {
-	uint64_t logb = log->old_bytes + log->log_end;
+	uint64_t logb;
 
+	ks_lock_assert_held(&log->mu);
+	logb = log->old_bytes + log->log_end;
 	return logb > KS_LOG_COMPACT_RATIO * live_estimate(log) +
 		      KS_LOG_COMPACT_SLACK && logb > log->compact_floor;
 }
@@ -177,14 +182,15 @@ bool log_over_threshold(struct ks_log *log)
 {
 	bool over;
 
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	over = over_threshold_locked(log);
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 	return over;
 }
 
 void log_maybe_compact_locked(struct ks_log *log)
 {
+	ks_lock_assert_held(&log->mu);
 	if (log->compacting || log->closing || atomic_load(&log->fatal))
 		return;
 	if (over_threshold_locked(log))
@@ -214,7 +220,7 @@ int log_append(struct ks_store *store, const struct ks_rec *recs, size_t n)
 	}
 	log_encode_unit(frame, recs, n);
 
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	if (!log->eng)
 		err = EIO; /* not recovered */
 	else
@@ -227,7 +233,7 @@ int log_append(struct ks_store *store, const struct ks_rec *recs, size_t n)
 			if (!log->busy)
 				lead(log);
 			else
-				pthread_cond_wait(&log->cv, &log->mu);
+				ks_cond_wait(&log->cv, &log->mu);
 		}
 		err = w.err;
 	}
@@ -240,7 +246,7 @@ int log_append(struct ks_store *store, const struct ks_rec *recs, size_t n)
 		}
 		log_maybe_compact_locked(log);
 	}
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 	if (frame != stackbuf)
 		free(frame);
 	return err;

@@ -150,7 +150,7 @@ struct pl_file {
 
 struct log_powerloss {
 	const struct ks_log_io *lower;
-	pthread_mutex_t mu;         /* the compactor writes beside commits */
+	struct ks_lock mu;         /* the compactor writes beside commits */
 	struct pl_file *files;      /* the data files open */
 };
 
@@ -162,6 +162,7 @@ static bool pl_is_data(const char *name)
 /* The held writes of fd, or NULL if fd is not a data file.  mu held. */
 static struct pl_file *pl_find(struct log_powerloss *pl, int fd)
 {
+	ks_lock_assert_held(&pl->mu);
 	for (struct pl_file *f = pl->files; f; f = f->next)
 		if (f->fd == fd)
 			return f;
@@ -196,10 +197,10 @@ static int pl_openat(void *ctx, int dirfd, const char *name, int flags,
 	}
 	f->fd = fd;
 	f->tail = &f->head;
-	pthread_mutex_lock(&pl->mu);
+	ks_lock(&pl->mu);
 	f->next = pl->files;
 	pl->files = f;
-	pthread_mutex_unlock(&pl->mu);
+	ks_unlock(&pl->mu);
 	return fd;
 }
 
@@ -208,14 +209,14 @@ static int pl_close(void *ctx, int fd)
 	struct log_powerloss *pl = ctx;
 	struct pl_file **pp, *f = NULL;
 
-	pthread_mutex_lock(&pl->mu);
+	ks_lock(&pl->mu);
 	for (pp = &pl->files; *pp; pp = &(*pp)->next)
 		if ((*pp)->fd == fd) {
 			f = *pp;
 			*pp = f->next;
 			break;
 		}
-	pthread_mutex_unlock(&pl->mu);
+	ks_unlock(&pl->mu);
 	if (f) {
 		pl_drop(f); /* never synced: lost, as in a power cut */
 		free(f);
@@ -237,15 +238,15 @@ static ssize_t pl_pwrite(void *ctx, int fd, const void *buf, size_t len,
 	struct pl_extent *e;
 	struct pl_file *f;
 
-	pthread_mutex_lock(&pl->mu);
+	ks_lock(&pl->mu);
 	f = pl_find(pl, fd);
 	if (!f) {
-		pthread_mutex_unlock(&pl->mu);
+		ks_unlock(&pl->mu);
 		return pl->lower->pwrite(pl->lower->ctx, fd, buf, len, off);
 	}
 	e = malloc(sizeof(*e) + len);
 	if (!e) {
-		pthread_mutex_unlock(&pl->mu);
+		ks_unlock(&pl->mu);
 		errno = ENOMEM;
 		return -1;
 	}
@@ -255,7 +256,7 @@ static ssize_t pl_pwrite(void *ctx, int fd, const void *buf, size_t len,
 	memcpy(e->bytes, buf, len);
 	*f->tail = e;
 	f->tail = &e->next;
-	pthread_mutex_unlock(&pl->mu);
+	ks_unlock(&pl->mu);
 	return (ssize_t)len;
 }
 
@@ -266,7 +267,7 @@ static int pl_flush(struct log_powerloss *pl, int fd)
 	struct pl_file *f;
 	int err = 0;
 
-	pthread_mutex_lock(&pl->mu);
+	ks_lock(&pl->mu);
 	f = pl_find(pl, fd);
 	while (f && f->head && !err) {
 		struct pl_extent *e = f->head;
@@ -292,7 +293,7 @@ static int pl_flush(struct log_powerloss *pl, int fd)
 		pl_drop(f); /* a failed writeback loses the pages */
 	if (f && !f->head)
 		f->tail = &f->head;
-	pthread_mutex_unlock(&pl->mu);
+	ks_unlock(&pl->mu);
 	if (err)
 		errno = err;
 	return err ? -1 : 0;
@@ -322,7 +323,7 @@ static int pl_ftruncate(void *ctx, int fd, off_t len)
 	struct log_powerloss *pl = ctx;
 	struct pl_file *f;
 
-	pthread_mutex_lock(&pl->mu);
+	ks_lock(&pl->mu);
 	f = pl_find(pl, fd);
 	if (f) {
 		struct pl_extent **pp = &f->head;
@@ -341,7 +342,7 @@ static int pl_ftruncate(void *ctx, int fd, off_t len)
 		}
 		f->tail = pp;
 	}
-	pthread_mutex_unlock(&pl->mu);
+	ks_unlock(&pl->mu);
 	return pl->lower->ftruncate(pl->lower->ctx, fd, len);
 }
 
@@ -396,7 +397,7 @@ static struct log_powerloss *pl_new(const struct ks_log_io *lower)
 	if (!pl)
 		return NULL;
 	pl->lower = lower;
-	pthread_mutex_init(&pl->mu, NULL);
+	ks_lock_init(&pl->mu, "powerloss->mu", KS_RANK_STORE_INNER);
 	return pl;
 }
 
@@ -411,7 +412,7 @@ static void pl_free(struct log_powerloss *pl)
 		pl_drop(f);
 		free(f);
 	}
-	pthread_mutex_destroy(&pl->mu);
+	ks_lock_destroy(&pl->mu);
 	free(pl);
 }
 

@@ -410,14 +410,14 @@ int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 		log_snap_name(name, sizeof(name), snaps.v[i]);
 		log_unlink(log, name);
 	}
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	log->eng = eng;
 	log->seg = last;
 	log->next_seq = rp.expected;
 	log->log_end = log->end;
 	log->records = rp.records;
 	log->nstates = states;
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 	/* A big log makes every start slow: compact it now, while nothing
 	 * else runs. */
 	if (log->old_bytes + log->end > KS_LOG_COMPACT_RATIO *

@@ -146,18 +146,18 @@ static int compact(struct ks_log *log)
 	uint64_t seg, first_seq, old_end, size = 0, switch_records;
 	int fd, oldfd, err;
 
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	seg = log->seg + 1;
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 
 	/* The new segment is made durable before anyone writes to it. */
 	err = log_create_segment(log, seg, &fd);
 	if (err)
 		return err;
 
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	log_own_file_locked(log);
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 	err = atomic_load(&log->fatal);
 	/* Without this, with --sync none a power cut could tear the old
 	 * segment's tail, which recovery only forgives in the last one. */
@@ -166,9 +166,9 @@ static int compact(struct ks_log *log)
 	if (err) {
 		char name[32];
 
-		pthread_mutex_lock(&log->mu);
+		ks_lock(&log->mu);
 		log_release_file_locked(log);
-		pthread_mutex_unlock(&log->mu);
+		ks_unlock(&log->mu);
 		log_close_file(log, fd);
 		/* Leaving it would be harmless (recovery drops an empty last
 		 * segment), but tidy. */
@@ -186,13 +186,13 @@ static int compact(struct ks_log *log)
 	log->fd = fd;
 	log->end = log->alloc_end = LOG_SEG_HDR_LEN;
 	first_seq = log->next_seq;
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	log->seg = seg;
 	log->old_bytes += old_end;
 	log->log_end = log->end;
 	switch_records = log->records;
 	log_release_file_locked(log);
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 	log_close_file(log, oldfd);
 
 	err = ks_snapshot_take(log->eng, &snap);
@@ -204,11 +204,11 @@ static int compact(struct ks_log *log)
 		return err;
 	delete_older(log, seg);
 
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	log->old_bytes = 0;
 	log->snap_bytes = size;
 	log->records -= switch_records;
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 	return 0;
 }
 
@@ -216,9 +216,9 @@ int log_compact_now(struct ks_log *log)
 {
 	int err;
 
-	pthread_mutex_lock(&log->compact_mu);
+	ks_lock(&log->compact_mu);
 	err = compact(log);
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	if (!err) {
 		log->compact_floor = 0;
 	} else {
@@ -227,8 +227,8 @@ int log_compact_now(struct ks_log *log)
 		log->compact_floor = logb + (logb / 2 > KS_LOG_COMPACT_SLACK ?
 					     logb / 2 : KS_LOG_COMPACT_SLACK);
 	}
-	pthread_mutex_unlock(&log->mu);
-	pthread_mutex_unlock(&log->compact_mu);
+	ks_unlock(&log->mu);
+	ks_unlock(&log->compact_mu);
 	return err;
 }
 
@@ -236,22 +236,22 @@ static void *compactor(void *arg)
 {
 	struct ks_log *log = arg;
 
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	while (!log->closing) {
 		int err;
 
 		if (!log->compact_wanted) {
-			pthread_cond_wait(&log->compact_cv, &log->mu);
+			ks_cond_wait(&log->compact_cv, &log->mu);
 			continue;
 		}
 		log->compact_wanted = false;
-		pthread_mutex_unlock(&log->mu);
+		ks_unlock(&log->mu);
 		err = log_compact_now(log);
 		if (err && !atomic_load(&log->fatal))
 			fprintf(stderr, "kstatefs: store %s: compaction "
 				"failed: %s; will retry\n", log->dir,
 				strerror(err));
-		pthread_mutex_lock(&log->mu);
+		ks_lock(&log->mu);
 		log->compacting = false;
 		/* Commits that came during the compaction may have grown the
 		 * log past the mark again; nothing else would notice if they
@@ -259,7 +259,7 @@ static void *compactor(void *arg)
 		if (!err)
 			log_maybe_compact_locked(log);
 	}
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 	return NULL;
 }
 
@@ -267,6 +267,7 @@ static void *compactor(void *arg)
  * opening the store, and threads do not survive a fork. */
 void log_start_compaction_locked(struct ks_log *log)
 {
+	ks_lock_assert_held(&log->mu);
 	if (!log->thread_started) {
 		if (pthread_create(&log->thread, NULL, compactor, log))
 			return;
@@ -279,10 +280,10 @@ void log_start_compaction_locked(struct ks_log *log)
 
 void log_stop_compaction(struct ks_log *log)
 {
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	log->closing = true;
 	pthread_cond_signal(&log->compact_cv);
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 	if (log->thread_started)
 		pthread_join(log->thread, NULL);
 	log->thread_started = false;

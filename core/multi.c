@@ -25,7 +25,7 @@ struct ks_multi {
 	char *name;
 	atomic_bool gone;            /* removed or committed */
 	atomic_uint_fast64_t tag;    /* the daemon's inode number */
-	pthread_mutex_t lock;        /* members */
+	struct ks_lock lock;        /* members */
 	struct member *members;
 	size_t n, cap;
 	struct timespec ctime;
@@ -48,12 +48,13 @@ void ks_multi_unref(struct ks_multi *m)
 	}
 	free(m->members);
 	free(m->name);
-	pthread_mutex_destroy(&m->lock);
+	ks_lock_destroy(&m->lock);
 	free(m);
 }
 
 static struct ks_multi *find_locked(struct ks_engine *eng, const char *name)
 {
+	ks_lock_assert_held(&eng->multi_lock);
 	for (struct ks_multi *m = eng->multis; m; m = m->next)
 		if (strcmp(m->name, name) == 0)
 			return m;
@@ -75,9 +76,9 @@ int ks_multi_create(struct ks_engine *eng, const char *name,
 	}
 	atomic_init(&m->refs, 2); /* the table's and the caller's */
 	m->eng = eng;
-	pthread_mutex_init(&m->lock, NULL);
+	ks_lock_init(&m->lock, "multi->lock", KS_RANK_MULTI);
 	ks_now(&m->ctime);
-	pthread_mutex_lock(&eng->multi_lock);
+	ks_lock(&eng->multi_lock);
 	if (find_locked(eng, name))
 		err = EEXIST;
 	else if (eng->nmultis >= eng->cfg.max_txns)
@@ -87,7 +88,7 @@ int ks_multi_create(struct ks_engine *eng, const char *name,
 		eng->multis = m;
 		eng->nmultis++;
 	}
-	pthread_mutex_unlock(&eng->multi_lock);
+	ks_unlock(&eng->multi_lock);
 	if (err) {
 		atomic_store(&m->refs, 1);
 		ks_multi_unref(m);
@@ -102,11 +103,11 @@ int ks_multi_find(struct ks_engine *eng, const char *name,
 {
 	struct ks_multi *m;
 
-	pthread_mutex_lock(&eng->multi_lock);
+	ks_lock(&eng->multi_lock);
 	m = find_locked(eng, name);
 	if (m)
 		*out = ks_multi_ref(m);
-	pthread_mutex_unlock(&eng->multi_lock);
+	ks_unlock(&eng->multi_lock);
 	return m ? 0 : ENOENT;
 }
 
@@ -115,6 +116,7 @@ static void unlist_locked(struct ks_engine *eng, struct ks_multi *m)
 {
 	struct ks_multi **pp = &eng->multis;
 
+	ks_lock_assert_held(&eng->multi_lock);
 	while (*pp && *pp != m)
 		pp = &(*pp)->next;
 	if (!*pp)
@@ -131,29 +133,29 @@ int ks_multi_remove(struct ks_engine *eng, const char *name)
 	struct ks_multi *m;
 	int err = 0;
 
-	pthread_mutex_lock(&eng->multi_lock);
+	ks_lock(&eng->multi_lock);
 	m = find_locked(eng, name);
 	if (!m) {
 		err = ENOENT;
 	} else {
-		pthread_mutex_lock(&m->lock);
+		ks_lock(&m->lock);
 		if (m->n)
 			err = ENOTEMPTY;
-		pthread_mutex_unlock(&m->lock);
+		ks_unlock(&m->lock);
 		if (!err)
 			unlist_locked(eng, m);
 	}
-	pthread_mutex_unlock(&eng->multi_lock);
+	ks_unlock(&eng->multi_lock);
 	return err;
 }
 
 /* At engine teardown. */
 void ks_multi_free_all(struct ks_engine *eng)
 {
-	pthread_mutex_lock(&eng->multi_lock);
+	ks_lock(&eng->multi_lock);
 	while (eng->multis)
 		unlist_locked(eng, eng->multis);
-	pthread_mutex_unlock(&eng->multi_lock);
+	ks_unlock(&eng->multi_lock);
 }
 
 void ks_multi_set_tag(struct ks_multi *m, uint64_t tag)
@@ -176,10 +178,10 @@ void ks_multi_foreach(struct ks_engine *eng,
 				 const char *name),
 		      void *arg)
 {
-	pthread_mutex_lock(&eng->multi_lock);
+	ks_lock(&eng->multi_lock);
 	for (struct ks_multi *m = eng->multis; m; m = m->next)
 		fn(arg, m, m->name);
-	pthread_mutex_unlock(&eng->multi_lock);
+	ks_unlock(&eng->multi_lock);
 }
 
 struct timespec ks_multi_ctime(const struct ks_multi *m)
@@ -200,11 +202,11 @@ int ks_multi_member(struct ks_multi *m, struct ks_state *st,
 {
 	struct member *mb;
 
-	pthread_mutex_lock(&m->lock);
+	ks_lock(&m->lock);
 	mb = member_of(m, st);
 	if (mb)
 		*out = ks_txn_ref(mb->txn);
-	pthread_mutex_unlock(&m->lock);
+	ks_unlock(&m->lock);
 	return mb ? 0 : ENOENT;
 }
 
@@ -215,7 +217,7 @@ int ks_multi_join(struct ks_multi *m, struct ks_state *st,
 	struct ks_txn *txn;
 	int err = 0;
 
-	pthread_mutex_lock(&m->lock);
+	ks_lock(&m->lock);
 	if (atomic_load(&m->gone)) {
 		err = ENOENT;
 		goto out;
@@ -245,7 +247,7 @@ int ks_multi_join(struct ks_multi *m, struct ks_state *st,
 	m->n++;
 	*out = ks_txn_ref(txn);
 out:
-	pthread_mutex_unlock(&m->lock);
+	ks_unlock(&m->lock);
 	return err;
 }
 
@@ -253,15 +255,15 @@ int ks_multi_leave(struct ks_multi *m, struct ks_state *st)
 {
 	struct member *mb, gone;
 
-	pthread_mutex_lock(&m->lock);
+	ks_lock(&m->lock);
 	mb = member_of(m, st);
 	if (!mb) {
-		pthread_mutex_unlock(&m->lock);
+		ks_unlock(&m->lock);
 		return ENOENT;
 	}
 	gone = *mb;
 	*mb = m->members[--m->n];
-	pthread_mutex_unlock(&m->lock);
+	ks_unlock(&m->lock);
 	ks_txn_unref(gone.txn);
 	ks_state_unref(gone.st);
 	return 0;
@@ -272,10 +274,10 @@ void ks_multi_foreach_member(struct ks_multi *m,
 					struct ks_txn *txn),
 			     void *arg)
 {
-	pthread_mutex_lock(&m->lock);
+	ks_lock(&m->lock);
 	for (size_t i = 0; i < m->n; i++)
 		fn(arg, m->members[i].st, m->members[i].txn);
-	pthread_mutex_unlock(&m->lock);
+	ks_unlock(&m->lock);
 }
 
 static int by_state_id(const void *a, const void *b)
@@ -296,11 +298,13 @@ static int prepare_multi(void *arg, struct ks_commit_member *mb, size_t n,
 		struct ks_txn *txn = mb[i].txn;
 		uint64_t base;
 
+		ks_lock_assert_held(&st->commit_lock);
+		ks_lock_assert_held(&txn->lock);
 		if (mb[i].deleted)
 			return ENOENT;
-		pthread_mutex_lock(&st->lock);
+		ks_lock(&st->lock);
 		base = txn->base_version;
-		pthread_mutex_unlock(&st->lock);
+		ks_unlock(&st->lock);
 		if (mb[i].cur->version != base)
 			return EAGAIN;
 		if (!txn->written)
@@ -319,9 +323,9 @@ static int prepare_multi(void *arg, struct ks_commit_member *mb, size_t n,
 static void multi_applied(void *arg, struct ks_commit_member *mb, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		pthread_mutex_lock(&mb[i].st->lock);
+		ks_lock(&mb[i].st->lock);
 		mb[i].txn->base_version = mb[i].version;
-		pthread_mutex_unlock(&mb[i].st->lock);
+		ks_unlock(&mb[i].st->lock);
 		ks_txn_rebase(mb[i].txn, mb[i].page ? mb[i].page : mb[i].cur);
 	}
 }
@@ -338,12 +342,12 @@ static void multi_release(void *arg, int err)
 	struct ks_multi *m = mc->m;
 
 	for (size_t i = mc->n; i-- > 0;)
-		pthread_mutex_unlock(&mc->mb[i].txn->lock);
-	pthread_mutex_unlock(&m->lock);
+		ks_unlock(&mc->mb[i].txn->lock);
+	ks_unlock(&m->lock);
 	if (!err) {
-		pthread_mutex_lock(&m->eng->multi_lock);
+		ks_lock(&m->eng->multi_lock);
 		unlist_locked(m->eng, m);
-		pthread_mutex_unlock(&m->eng->multi_lock);
+		ks_unlock(&m->eng->multi_lock);
 	}
 }
 
@@ -357,15 +361,15 @@ int ks_multi_commit(struct ks_multi *m)
 			       .release = multi_release, .arg = &mc };
 	size_t n;
 
-	pthread_mutex_lock(&m->lock);
+	ks_lock(&m->lock);
 	if (atomic_load(&m->gone)) {
-		pthread_mutex_unlock(&m->lock);
+		ks_unlock(&m->lock);
 		return ENOENT;
 	}
 	n = m->n;
 	mb = calloc(n ? n : 1, sizeof(*mb));
 	if (!mb) {
-		pthread_mutex_unlock(&m->lock);
+		ks_unlock(&m->lock);
 		return ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -375,7 +379,7 @@ int ks_multi_commit(struct ks_multi *m)
 	 * two commits over overlapping sets never wait in a circle. */
 	qsort(mb, n, sizeof(*mb), by_state_id);
 	for (size_t i = 0; i < n; i++)
-		pthread_mutex_lock(&mb[i].txn->lock);
+		ks_lock_nested(&mb[i].txn->lock, mb[i].st->id);
 	mc.mb = mb;
 	mc.n = n;
 	c.m = mb;

@@ -275,17 +275,17 @@ int ks_recovery_finish(struct ks_recovery *r, struct ks_engine *eng,
 			if (err)
 				break;
 			if (s->page->version > 0) {
-				pthread_mutex_lock(&st->commit_lock);
+				ks_lock(&st->commit_lock);
 				ks_state_install(st, ks_page_ref(s->page));
-				pthread_mutex_unlock(&st->commit_lock);
+				ks_unlock(&st->commit_lock);
 			}
 			ks_state_unref(st);
 		}
 	}
-	pthread_rwlock_wrlock(&eng->table_lock);
+	ks_wrlock(&eng->table_lock);
 	if (r->next_id > eng->next_id)
 		eng->next_id = r->next_id;
-	pthread_rwlock_unlock(&eng->table_lock);
+	ks_rwunlock(&eng->table_lock);
 	atomic_store(&eng->commits, commits);
 	return err;
 }
@@ -319,14 +319,14 @@ static void take_one(void *arg, struct ks_state *st)
 	s = &t->snap->states[t->snap->n];
 	/* The commit lock: a commit whose record is already in the store
 	 * is installed before it lets go. */
-	pthread_mutex_lock(&st->commit_lock);
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->commit_lock);
+	ks_lock(&st->lock);
 	s->id = st->id;
 	strcpy(s->name, st->name);
 	s->attr = st->attr;
 	s->page = ks_page_ref(st->current);
-	pthread_mutex_unlock(&st->lock);
-	pthread_mutex_unlock(&st->commit_lock);
+	ks_unlock(&st->lock);
+	ks_unlock(&st->commit_lock);
 	t->snap->n++;
 }
 
@@ -335,12 +335,12 @@ int ks_snapshot_take(struct ks_engine *eng, struct ks_snapshot *out)
 	struct take t = { .snap = out };
 
 	memset(out, 0, sizeof(*out));
-	pthread_rwlock_rdlock(&eng->table_lock);
+	ks_rdlock(&eng->table_lock);
 	out->next_id = eng->next_id;
 	for (size_t i = 0; i < eng->nbuckets; i++)
 		for (struct ks_state *st = eng->buckets[i]; st; st = st->hnext)
 			take_one(&t, st);
-	pthread_rwlock_unlock(&eng->table_lock);
+	ks_rwunlock(&eng->table_lock);
 	if (t.err)
 		ks_snapshot_release(out);
 	return t.err;

@@ -101,6 +101,7 @@ static int prepare_remote(void *arg, struct ks_commit_member *m, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		const struct ks_rec *rec = m[i].rec;
 
+		ks_lock_assert_held(&m[i].st->commit_lock);
 		if (m[i].deleted || rec->version <= m[i].cur->version)
 			continue; /* seen already: our own, come back */
 		m[i].page = ks_page_new(rec->bytes, rec->len, rec->version,

@@ -161,9 +161,12 @@ struct ks_store_ops {
 
 	/* Blocks, for a bounded time, until every change that exists in the
 	 * store remotely has been delivered into the engine
-	 * (ks_engine_apply_remote).  Called with no engine lock held, after
-	 * append returned EAGAIN.  0, or ETIMEDOUT/EIO.  NULL for local
-	 * stores, where nothing happens remotely. */
+	 * (ks_engine_apply_remote).  Called after append returned EAGAIN,
+	 * with no table, commit, state or events lock held; the committing
+	 * transaction's lock (and its .txn/T's) may be, and rank before
+	 * everything apply_remote takes (core/engine.h).  0, or
+	 * ETIMEDOUT/EIO.  NULL for local stores, where nothing happens
+	 * remotely. */
 	int (*catch_up)(struct ks_store *store);
 
 	/* Calls emit for each of the store's counters, for .stats; must not

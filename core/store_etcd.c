@@ -198,7 +198,7 @@ static void etcd_free(struct ke_store *s)
 			free(e);
 		}
 	}
-	pthread_mutex_destroy(&s->mu);
+	ks_lock_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s->endpoints);
 	free(s->prefix);
@@ -295,7 +295,7 @@ int ks_store_etcd_open(const char *options, struct ks_store **out,
 		return fail(msg, msglen, ENOMEM, "out of memory");
 	s->base.ops = &etcd_ops;
 	s->timeout = timeout;
-	pthread_mutex_init(&s->mu, NULL);
+	ks_lock_init(&s->mu, "etcd store->mu", KS_RANK_STORE);
 	pthread_cond_init(&s->cv, NULL);
 	/* The client separates endpoints with commas; the option string
 	 * cannot, so it takes ';'. */

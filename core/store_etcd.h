@@ -24,6 +24,7 @@
 
 #include "engine.h"
 #include "etcd_client.h"
+#include "lock.h"
 #include "store.h"
 
 /* etcd's default --max-txn-ops: compares, and ops, per txn. */
@@ -114,7 +115,7 @@ struct ke_store {
 	int64_t load_rev;         /* the revision recover read */
 	bool watching;
 
-	pthread_mutex_t mu;       /* own, the catch-up targets; innermost */
+	struct ks_lock mu;        /* own, the catch-up targets (KS_RANK_STORE) */
 	pthread_cond_t cv;        /* applied moved, or an append ended */
 	struct ke_own *own[KE_OWN_BUCKETS];
 	/* What a refused commit found (catch_up waits for it): the newest

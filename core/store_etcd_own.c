@@ -58,6 +58,7 @@ static struct ke_own *own_find(struct ke_store *s, const char *name,
 {
 	struct ke_own **b = &s->own[own_slot(name)], *e;
 
+	ks_lock_assert_held(&s->mu);
 	for (e = *b; e; e = e->next)
 		if (strcmp(e->name, name) == 0)
 			return e;
@@ -74,14 +75,14 @@ static struct ke_own *own_find(struct ke_store *s, const char *name,
  * host's change (idempotent but for the rare mkdir/rmdir race above). */
 void ke_own_begin(struct ke_store *s, const char *const *names, size_t n)
 {
-	pthread_mutex_lock(&s->mu);
+	ks_lock(&s->mu);
 	for (size_t i = 0; i < n; i++) {
 		struct ke_own *e = own_find(s, names[i], true);
 
 		if (e)
 			e->busy++;
 	}
-	pthread_mutex_unlock(&s->mu);
+	ks_unlock(&s->mu);
 }
 
 /* The append ended; rev > 0 is the revision of its changes to the names
@@ -89,7 +90,7 @@ void ke_own_begin(struct ke_store *s, const char *const *names, size_t n)
 void ke_own_end(struct ke_store *s, const char *const *names,
 		    const bool *mine, size_t n, int64_t rev)
 {
-	pthread_mutex_lock(&s->mu);
+	ks_lock(&s->mu);
 	for (size_t i = 0; i < n; i++) {
 		struct ke_own *e = own_find(s, names[i], false);
 
@@ -108,22 +109,24 @@ void ke_own_end(struct ke_store *s, const char *const *names,
 		}
 	}
 	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
+	ks_unlock(&s->mu);
 }
 
 /* s->mu held: waits until the append for NAME under way (if any) ends, for
  * at most the timeout and a second (an append never takes longer). */
 static struct ke_own *own_settled(struct ke_store *s, const char *name)
 {
-	struct ke_own *e = own_find(s, name, false);
+	struct ke_own *e;
 	struct timespec until = abs_after(s->timeout + 1);
 
+	ks_lock_assert_held(&s->mu);
+	e = own_find(s, name, false);
 	if (e && e->busy) {
 		uint64_t epoch = e->epoch;
 
 		while ((e = own_find(s, name, false)) && e->busy &&
 		       e->epoch == epoch)
-			if (pthread_cond_timedwait(&s->cv, &s->mu, &until))
+			if (ks_cond_timedwait(&s->cv, &s->mu, &until))
 				break;
 	}
 	return own_find(s, name, false);
@@ -134,11 +137,11 @@ bool ke_own_is(struct ke_store *s, const char *name, int64_t rev)
 	struct ke_own *e;
 	bool mine = false;
 
-	pthread_mutex_lock(&s->mu);
+	ks_lock(&s->mu);
 	e = own_settled(s, name);
 	for (size_t i = 0; e && i < e->nrevs; i++)
 		mine |= e->revs[i] == rev;
-	pthread_mutex_unlock(&s->mu);
+	ks_unlock(&s->mu);
 	return mine;
 }
 
@@ -147,18 +150,18 @@ bool ke_own_after(struct ke_store *s, const char *name, int64_t rev)
 	struct ke_own *e;
 	bool after = false;
 
-	pthread_mutex_lock(&s->mu);
+	ks_lock(&s->mu);
 	e = own_settled(s, name);
 	for (size_t i = 0; e && i < e->nrevs; i++)
 		after |= e->revs[i] > rev;
 	after |= e && e->busy;
-	pthread_mutex_unlock(&s->mu);
+	ks_unlock(&s->mu);
 	return after;
 }
 
 void ke_applied(struct ke_store *s, int64_t rev)
 {
-	pthread_mutex_lock(&s->mu);
+	ks_lock(&s->mu);
 	if (rev > atomic_load(&s->applied))
 		atomic_store(&s->applied, rev);
 	/* Echoes up to rev have come: their revisions are of no more use. */
@@ -181,7 +184,7 @@ void ke_applied(struct ke_store *s, int64_t rev)
 		}
 	}
 	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
+	ks_unlock(&s->mu);
 }
 
 /* A refused commit: what catch_up must wait for before the engine tries
@@ -189,7 +192,7 @@ void ke_applied(struct ke_store *s, int64_t rev)
 void ke_note_refusal(struct ke_store *s, const struct ks_rec *recs,
 			 const struct ks_etcd_txn_result *res, size_t n)
 {
-	pthread_mutex_lock(&s->mu);
+	ks_lock(&s->mu);
 	for (size_t i = 0; i < n && i < res->n_responses; i++) {
 		const struct ks_etcd_kvs *kv = &res->responses[i].kvs;
 
@@ -207,7 +210,7 @@ void ke_note_refusal(struct ke_store *s, const struct ks_rec *recs,
 			strcpy(s->absent[s->n_absent++], recs[i].name);
 		}
 	}
-	pthread_mutex_unlock(&s->mu);
+	ks_unlock(&s->mu);
 }
 
 /* ---- catch_up ---------------------------------------------------------------- */
@@ -225,20 +228,20 @@ static bool absent_settled(struct ke_store *s)
 		int64_t rev;
 		bool gone;
 
-		pthread_mutex_lock(&s->mu);
+		ks_lock(&s->mu);
 		if (i >= s->n_absent) {
-			pthread_mutex_unlock(&s->mu);
+			ks_unlock(&s->mu);
 			return all;
 		}
 		strcpy(name, s->absent[i]);
 		rev = s->absent_rev[i];
-		pthread_mutex_unlock(&s->mu);
+		ks_unlock(&s->mu);
 		/* The table lock is outside s->mu in the lock order. */
 		gone = atomic_load(&s->applied) >= rev ||
 		       ks_state_lookup(s->eng, name, &st) != 0;
 		if (!gone)
 			ks_state_unref(st);
-		pthread_mutex_lock(&s->mu);
+		ks_lock(&s->mu);
 		if (gone && i < s->n_absent &&
 		    strcmp(s->absent[i], name) == 0) {
 			s->n_absent--;
@@ -250,7 +253,7 @@ static bool absent_settled(struct ke_store *s)
 			all &= gone;
 			i++;
 		}
-		pthread_mutex_unlock(&s->mu);
+		ks_unlock(&s->mu);
 	}
 }
 
@@ -263,10 +266,10 @@ int ke_catch_up(struct ks_store *store)
 
 	if (!s->eng)
 		return 0;
-	pthread_mutex_lock(&s->mu);
+	ks_lock(&s->mu);
 	target = s->catch_target;
 	any = target > atomic_load(&s->applied) || s->n_absent;
-	pthread_mutex_unlock(&s->mu);
+	ks_unlock(&s->mu);
 	if (!any) {
 		/* No refused commit to go by: etcd's current revision.  (If
 		 * the newest changes are outside the prefix, the watch never
@@ -292,10 +295,10 @@ int ke_catch_up(struct ks_store *store)
 		/* Absent names are checked in the engine, not under s->mu:
 		 * wake now and then even without news. */
 		until = abs_after(left < 0.05 ? left : 0.05);
-		pthread_mutex_lock(&s->mu);
+		ks_lock(&s->mu);
 		if (atomic_load(&s->applied) == seen)
-			pthread_cond_timedwait(&s->cv, &s->mu, &until);
-		pthread_mutex_unlock(&s->mu);
+			ks_cond_timedwait(&s->cv, &s->mu, &until);
+		ks_unlock(&s->mu);
 	}
 }
 

@@ -97,8 +97,8 @@ static void log_free(struct ks_log *log)
 		log->io.close(log->io.ctx, log->lockfd); /* releases flock */
 	if (log->dirfd >= 0)
 		log->io.close(log->io.ctx, log->dirfd);
-	pthread_mutex_destroy(&log->mu);
-	pthread_mutex_destroy(&log->compact_mu);
+	ks_lock_destroy(&log->mu);
+	ks_lock_destroy(&log->compact_mu);
 	pthread_cond_destroy(&log->cv);
 	pthread_cond_destroy(&log->compact_cv);
 	log_io_destroy(log);
@@ -132,9 +132,9 @@ static void log_close(struct ks_store *store)
 	/* Leave the store small: the next start reads less. */
 	if (log->eng && !atomic_load(&log->fatal) && log_over_threshold(log))
 		log_compact_now(log);
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	log_own_file_locked(log);
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 	if (log->fd >= 0) {
 		/* A clean stop makes everything durable, --sync none too. */
 		if (!atomic_load(&log->fatal) && log_sync_point(log) == 0 &&
@@ -171,8 +171,9 @@ int ks_log_open(const char *dir, enum ks_sync sync, struct ks_store **out,
 	log->sync = sync;
 	log->fd = log->lockfd = log->dirfd = -1;
 	log_io_init(log);
-	pthread_mutex_init(&log->mu, NULL);
-	pthread_mutex_init(&log->compact_mu, NULL);
+	ks_lock_init(&log->mu, "log->mu", KS_RANK_STORE);
+	ks_lock_init(&log->compact_mu, "log->compact_mu",
+		     KS_RANK_STORE_COMPACT);
 	pthread_cond_init(&log->cv, NULL);
 	pthread_cond_init(&log->compact_cv, NULL);
 	log->pend_tail = &log->pend_head;
@@ -271,11 +272,11 @@ void ks_log_set_io(struct ks_store *store, const struct ks_log_io *io)
 {
 	struct ks_log *log = (struct ks_log *)store;
 
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	log_own_file_locked(log);
 	log_io_set(log, io);
 	log_release_file_locked(log);
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 }
 
 void ks_log_stats(struct ks_store *store, uint64_t *bytes_on_disk,
@@ -283,11 +284,11 @@ void ks_log_stats(struct ks_store *store, uint64_t *bytes_on_disk,
 {
 	struct ks_log *log = (struct ks_log *)store;
 
-	pthread_mutex_lock(&log->mu);
+	ks_lock(&log->mu);
 	if (bytes_on_disk)
 		*bytes_on_disk = log->snap_bytes + log->old_bytes +
 				 log->log_end;
 	if (records)
 		*records = log->records;
-	pthread_mutex_unlock(&log->mu);
+	ks_unlock(&log->mu);
 }

@@ -13,6 +13,7 @@
 
 static struct ks_txn *find_locked(struct ks_state *st, const char *name)
 {
+	ks_lock_assert_held(&st->lock);
 	for (struct ks_txn *t = st->txns; t; t = t->next)
 		if (strcmp(t->name, name) == 0)
 			return t;
@@ -25,6 +26,7 @@ void ks_txn_unlink_locked(struct ks_txn *txn)
 	struct ks_state *st = txn->st;
 	struct ks_txn **pp = &st->txns;
 
+	ks_lock_assert_held(&st->lock);
 	if (!txn->name)
 		return;
 	while (*pp != txn)
@@ -58,10 +60,10 @@ int ks_txn_begin(struct ks_state *st, enum ks_txn_mode mode, bool empty,
 	txn->mode = mode;
 	txn->set_len = -1;
 	txn->keep_len = -1;
-	pthread_mutex_init(&txn->lock, NULL);
+	ks_lock_init(&txn->lock, "txn->lock", KS_RANK_TXN);
 	ks_now(&txn->mtime);
 
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	if (st->deleted)
 		err = ENOENT;
 	else if (name && find_locked(st, name))
@@ -79,9 +81,9 @@ int ks_txn_begin(struct ks_state *st, enum ks_txn_mode mode, bool empty,
 			atomic_fetch_add(&st->eng->txns, 1);
 		}
 	}
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	if (err) {
-		pthread_mutex_destroy(&txn->lock);
+		ks_lock_destroy(&txn->lock);
 		free(txn->name);
 		free(txn);
 		return err;
@@ -119,7 +121,7 @@ void ks_txn_unref(struct ks_txn *txn)
 	free(txn->buf);
 	free(txn->mask);
 	free(txn->name);
-	pthread_mutex_destroy(&txn->lock);
+	ks_lock_destroy(&txn->lock);
 	ks_state_unref(txn->st);
 	free(txn);
 }
@@ -128,11 +130,11 @@ int ks_txn_find(struct ks_state *st, const char *name, struct ks_txn **out)
 {
 	struct ks_txn *txn;
 
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	txn = st->deleted ? NULL : find_locked(st, name);
 	if (txn)
 		*out = ks_txn_ref(txn);
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	return txn ? 0 : ENOENT;
 }
 
@@ -140,13 +142,13 @@ int ks_txn_unlink(struct ks_state *st, const char *name)
 {
 	struct ks_txn *txn;
 
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	txn = find_locked(st, name);
 	if (txn) {
 		ks_txn_ref(txn);
 		ks_txn_unlink_locked(txn);
 	}
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	if (!txn)
 		return ENOENT;
 	ks_txn_unref(txn);
@@ -162,7 +164,7 @@ int ks_txn_rename(struct ks_state *st, const char *oldname,
 
 	if (!copy)
 		return ENOMEM;
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	from = find_locked(st, oldname);
 	onto = find_locked(st, newname);
 	if (!from) {
@@ -181,7 +183,7 @@ int ks_txn_rename(struct ks_state *st, const char *oldname,
 		from->name = copy;
 		copy = NULL;
 	}
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	free(copy);
 	ks_txn_unref(drop);
 	return err;
@@ -191,10 +193,10 @@ void ks_txn_foreach(struct ks_state *st,
 		    void (*fn)(void *arg, struct ks_txn *txn, const char *name),
 		    void *arg)
 {
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	for (struct ks_txn *t = st->txns; t; t = t->next)
 		fn(arg, t, t->name);
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 }
 
 /* ---- the private page --------------------------------------------------- */
@@ -216,29 +218,29 @@ uint64_t ks_txn_tag(const struct ks_txn *txn)
 
 void ks_txn_set_owner(struct ks_txn *txn, uid_t uid, gid_t gid, mode_t mode)
 {
-	pthread_mutex_lock(&txn->lock);
+	ks_lock(&txn->lock);
 	txn->uid = uid;
 	txn->gid = gid;
 	txn->perm = mode & 07777;
-	pthread_mutex_unlock(&txn->lock);
+	ks_unlock(&txn->lock);
 }
 
 void ks_txn_owner(struct ks_txn *txn, uid_t *uid, gid_t *gid, mode_t *mode)
 {
-	pthread_mutex_lock(&txn->lock);
+	ks_lock(&txn->lock);
 	*uid = txn->uid;
 	*gid = txn->gid;
 	*mode = txn->perm;
-	pthread_mutex_unlock(&txn->lock);
+	ks_unlock(&txn->lock);
 }
 
 uint64_t ks_txn_base(struct ks_txn *txn)
 {
 	uint64_t v;
 
-	pthread_mutex_lock(&txn->st->lock);
+	ks_lock(&txn->st->lock);
 	v = txn->base_version;
-	pthread_mutex_unlock(&txn->st->lock);
+	ks_unlock(&txn->st->lock);
 	return v;
 }
 
@@ -246,9 +248,9 @@ bool ks_txn_named(struct ks_txn *txn)
 {
 	bool named;
 
-	pthread_mutex_lock(&txn->st->lock);
+	ks_lock(&txn->st->lock);
 	named = txn->name != NULL;
-	pthread_mutex_unlock(&txn->st->lock);
+	ks_unlock(&txn->st->lock);
 	return named;
 }
 
@@ -266,9 +268,9 @@ size_t ks_txn_size(struct ks_txn *txn)
 {
 	size_t len;
 
-	pthread_mutex_lock(&txn->lock);
+	ks_lock(&txn->lock);
 	page_bytes(txn, &len);
-	pthread_mutex_unlock(&txn->lock);
+	ks_unlock(&txn->lock);
 	return len;
 }
 
@@ -276,9 +278,9 @@ struct timespec ks_txn_mtime(struct ks_txn *txn)
 {
 	struct timespec t;
 
-	pthread_mutex_lock(&txn->lock);
+	ks_lock(&txn->lock);
 	t = txn->mtime;
-	pthread_mutex_unlock(&txn->lock);
+	ks_unlock(&txn->lock);
 	return t;
 }
 
@@ -287,7 +289,7 @@ size_t ks_txn_read(struct ks_txn *txn, void *buf, size_t len, off_t off)
 	const unsigned char *bytes;
 	size_t have, n = 0;
 
-	pthread_mutex_lock(&txn->lock);
+	ks_lock(&txn->lock);
 	bytes = page_bytes(txn, &have);
 	if (off >= 0 && (size_t)off < have) {
 		n = have - (size_t)off;
@@ -295,7 +297,7 @@ size_t ks_txn_read(struct ks_txn *txn, void *buf, size_t len, off_t off)
 			n = len;
 		memcpy(buf, bytes + off, n);
 	}
-	pthread_mutex_unlock(&txn->lock);
+	ks_unlock(&txn->lock);
 	return n;
 }
 
@@ -373,7 +375,7 @@ int ks_txn_write(struct ks_txn *txn, const void *buf, size_t len, off_t off)
 		return EINVAL;
 	if ((size_t)off > max || len > max - (size_t)off)
 		return EFBIG;
-	pthread_mutex_lock(&txn->lock);
+	ks_lock(&txn->lock);
 	if (txn->mode == KS_TXN_APPEND) {
 		/* The offset is the kernel's idea of the end; the real end
 		 * is the latest page's at commit. */
@@ -399,7 +401,7 @@ int ks_txn_write(struct ks_txn *txn, const void *buf, size_t len, off_t off)
 		txn->written = true;
 		ks_now(&txn->mtime);
 	}
-	pthread_mutex_unlock(&txn->lock);
+	ks_unlock(&txn->lock);
 	return err;
 }
 
@@ -412,7 +414,7 @@ int ks_txn_truncate(struct ks_txn *txn, off_t len)
 		return EINVAL;
 	if ((size_t)len > max)
 		return EFBIG;
-	pthread_mutex_lock(&txn->lock);
+	ks_lock(&txn->lock);
 	if (txn->mode == KS_TXN_APPEND) {
 		/* Cut the latest page at commit; what was appended so far
 		 * is gone, later writes append to the cut page. */
@@ -439,7 +441,7 @@ int ks_txn_truncate(struct ks_txn *txn, off_t len)
 		txn->written = true;
 		ks_now(&txn->mtime);
 	}
-	pthread_mutex_unlock(&txn->lock);
+	ks_unlock(&txn->lock);
 	return err;
 }
 
@@ -447,9 +449,9 @@ bool ks_txn_written(struct ks_txn *txn)
 {
 	bool w;
 
-	pthread_mutex_lock(&txn->lock);
+	ks_lock(&txn->lock);
 	w = txn->written;
-	pthread_mutex_unlock(&txn->lock);
+	ks_unlock(&txn->lock);
 	return w;
 }
 
@@ -457,18 +459,18 @@ int ks_txn_error(struct ks_txn *txn)
 {
 	int e;
 
-	pthread_mutex_lock(&txn->lock);
+	ks_lock(&txn->lock);
 	e = txn->error;
-	pthread_mutex_unlock(&txn->lock);
+	ks_unlock(&txn->lock);
 	return e;
 }
 
 void ks_txn_set_error(struct ks_txn *txn, int err)
 {
-	pthread_mutex_lock(&txn->lock);
+	ks_lock(&txn->lock);
 	if (!txn->error)
 		txn->error = err;
-	pthread_mutex_unlock(&txn->lock);
+	ks_unlock(&txn->lock);
 }
 
 /* ---- commit ------------------------------------------------------------- */
@@ -481,6 +483,7 @@ struct ks_page *ks_txn_build_page(struct ks_txn *txn, const struct ks_page *cur,
 	struct ks_page *page;
 	size_t len;
 
+	ks_lock_assert_held(&txn->lock);
 	if (txn->mode == KS_TXN_APPEND) {
 		size_t keep = cur->len;
 
@@ -520,9 +523,11 @@ struct ks_page *ks_txn_build_page(struct ks_txn *txn, const struct ks_page *cur,
 	return page;
 }
 
-/* After a commit the transaction goes on, based on the new page. */
+/* After a commit the transaction goes on, based on the new page
+ * (txn->lock held). */
 void ks_txn_rebase(struct ks_txn *txn, struct ks_page *page)
 {
+	ks_lock_assert_held(&txn->lock);
 	ks_page_unref(txn->base);
 	txn->base = ks_page_ref(page);
 	free(txn->buf);
@@ -543,13 +548,15 @@ static int prepare_txn(void *arg, struct ks_commit_member *m, size_t n,
 	const struct ks_page *cur = m->cur;
 	uint64_t base;
 
+	ks_lock_assert_held(&m->st->commit_lock);
+	ks_lock_assert_held(&txn->lock);
 	if (m->deleted)
 		return ENOENT;
 	if (txn->error)
 		return txn->error;
-	pthread_mutex_lock(&m->st->lock);
+	ks_lock(&m->st->lock);
 	base = txn->base_version;
-	pthread_mutex_unlock(&m->st->lock);
+	ks_unlock(&m->st->lock);
 	if (txn->mode == KS_TXN_CHECKED && cur->version != base)
 		return EAGAIN;
 	if (!txn->written)
@@ -570,11 +577,11 @@ static void txn_applied(void *arg, struct ks_commit_member *m, size_t n)
 	struct ks_txn *txn = arg;
 	struct ks_state *st = m->st;
 
-	pthread_mutex_lock(&st->lock);
+	ks_lock(&st->lock);
 	ks_txn_ref(txn);
 	ks_txn_unlink_locked(txn);
 	txn->base_version = m->version;
-	pthread_mutex_unlock(&st->lock);
+	ks_unlock(&st->lock);
 	ks_txn_unref(txn);
 	ks_txn_rebase(txn, m->page ? m->page : m->cur);
 }
@@ -583,7 +590,7 @@ static void txn_release(void *arg, int err)
 {
 	struct ks_txn *txn = arg;
 
-	pthread_mutex_unlock(&txn->lock);
+	ks_unlock(&txn->lock);
 }
 
 int ks_txn_commit(struct ks_txn *txn, uint64_t *version)
@@ -597,7 +604,7 @@ int ks_txn_commit(struct ks_txn *txn, uint64_t *version)
 	};
 	int err;
 
-	pthread_mutex_lock(&txn->lock);
+	ks_lock(&txn->lock);
 	err = ks_commit_run(txn->st->eng, &c);
 	if (!err && version)
 		*version = m.version;

@@ -11,26 +11,37 @@
  *   notifier.h   inotify events for the daemon's own changes
  *   kind_events.h  readers of .events
  *
- * Lock order, outermost first.  A lock may be taken while holding only
- * locks above it:
+ * Lock order, core and fs, outermost first.  A lock may be taken while
+ * holding only locks above it; enum ks_lock_rank in core/lock.h is this
+ * list as the checks enforce it (debug and sanitizer builds abort on a
+ * lock taken out of order, naming both):
  *
- *   1. the handle lock (ks_fh.lock).  Held across ks_txn_commit (a write
- *      to data committing at close or fsync), and so across the engine's
- *      locks and the commit listener (on_commit in main.c), which takes
- *      the locks of 3. one at a time; also across a .stats text (3.) and
- *      view_shown (views lock).
- *   2. the engine's locks (core/engine.h): table_lock, a state's
- *      commit_lock, its lock.  The engine calls nothing of ours under
- *      them but the callbacks of ks_engine_foreach, ks_txn_foreach and
- *      ks_multi_foreach, which take no lock of ours.
- *   3. inode_lock (ks_inode_table.lock), poll_lock (ks_poll_table.lock),
- *      the notifier's lock, the views lock, events_lock
- *      (ks_event_readers.lock): never two of them at once.  Under them
- *      only engine calls that take a state's lock or none (the views
- *      lock: ks_state_current) and the event stream's lock (events_lock:
- *      ks_events_read, ks_events_pending).  References taken under
- *      inode_lock are atomic counts; inodes, views and handles are freed
- *      after their lock is dropped.
+ *   1. fh->lock, the handle lock (ks_fh.lock).  Held across
+ *      ks_txn_commit (a write to data committing at close or fsync), and
+ *      so across the engine's locks, the store's append and fdatasync,
+ *      and the commit listener (on_commit in main.c), which takes the
+ *      locks of 3. one at a time; also across a .stats text (3.) and
+ *      view_shown (the views lock).
+ *   2. the engine's and the store's outer locks (core/engine.h):
+ *      log->compact_mu, engine->multi_lock, multi->lock, txn->lock (a
+ *      .txn/T's in state id order), engine->table_lock, a state's
+ *      commit_lock (several in state id order), then inside the store's
+ *      append log->mu and the I/O shim's lock.  The engine calls nothing
+ *      of ours under them but the callbacks of ks_engine_foreach,
+ *      ks_txn_foreach and ks_multi_foreach, which take no lock of ours,
+ *      and the listener when a store's catch_up delivers changes, which
+ *      runs with only the committing file's txn->lock (and .txn/T's
+ *      locks) held.
+ *   3. inode_lock (ks_inode_table.lock), the views lock, poll_lock
+ *      (ks_poll_table.lock), the notifier's lock, events_lock
+ *      (ks_event_readers.lock), in the enum in this order but never two
+ *      of them at once.  References taken under inode_lock are atomic
+ *      counts; inodes, views and handles are freed after their lock is
+ *      dropped.
+ *   4. the engine's innermost: a state's lock, then the event stream's
+ *      ring lock, each taken alone.  The only engine calls made under
+ *      the locks of 3. take these or none: ks_state_current (the views
+ *      lock), ks_events_read and ks_events_pending (events_lock).
  *
  * Replies and notifications to the kernel (fuse_reply_*,
  * fuse_lowlevel_notify_*) are made under the handle lock, poll_lock and

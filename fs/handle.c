@@ -13,7 +13,7 @@ struct ks_fh *fh_new(struct ks_inode *in)
 	if (!fh)
 		return NULL;
 	fh->inode = in;
-	pthread_mutex_init(&fh->lock, NULL);
+	ks_lock_init(&fh->lock, "fh->lock", KS_RANK_FS_HANDLE);
 	return fh;
 }
 
@@ -26,14 +26,14 @@ void fh_free(struct ks_daemon *d, struct ks_fh *fh)
 	ks_page_unref(fh->pinned);
 	ks_txn_unref(fh->txn);
 	inode_put(d, fh->inode);
-	pthread_mutex_destroy(&fh->lock);
+	ks_lock_destroy(&fh->lock);
 	free(fh);
 }
 
 void fh_discard(struct ks_daemon *d, struct ks_fh *fh)
 {
 	ks_txn_unref(fh->txn);
-	pthread_mutex_destroy(&fh->lock);
+	ks_lock_destroy(&fh->lock);
 	inode_put(d, fh->inode);
 	free(fh);
 }

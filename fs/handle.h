@@ -17,11 +17,12 @@
 #include <stdint.h>
 
 #include "kind.h"
+#include "lock.h"
 
 struct ks_fh {
 	const struct ks_file_ops *fops;
 	struct ks_inode *inode;    /* a reference */
-	pthread_mutex_t lock;      /* the handle lock */
+	struct ks_lock lock;      /* the handle lock */
 	bool readable;
 	struct ks_page *pinned;    /* data read: the version being read */
 	struct ks_txn *txn;        /* data write, transaction files */

@@ -49,7 +49,7 @@ int inode_table_init(struct ks_daemon *d)
 {
 	struct ks_inode_table *t = &d->inodes;
 
-	pthread_mutex_init(&t->lock, NULL);
+	ks_lock_init(&t->lock, "inode_lock", KS_RANK_FS_INODES);
 	u64map_init(&t->by_ino);
 	u64map_init(&t->data_ino);
 	t->next_ino = INO_TXN_BASE;
@@ -67,7 +67,7 @@ void inode_table_free(struct ks_daemon *d)
 		inode_free(d, in);
 	u64map_free(&t->by_ino);
 	u64map_free(&t->data_ino);
-	pthread_mutex_destroy(&t->lock);
+	ks_lock_destroy(&t->lock);
 }
 
 uint64_t inode_state_ino(const struct ks_state *st, enum ks_role role)
@@ -81,10 +81,10 @@ uint64_t inode_data_ino(struct ks_daemon *d, struct ks_state *st)
 	uint64_t ino;
 	void *v;
 
-	pthread_mutex_lock(&t->lock);
+	ks_lock(&t->lock);
 	v = u64map_get(&t->data_ino, ks_state_id(st));
 	ino = v ? (uint64_t)(uintptr_t)v : inode_state_ino(st, ROLE_DATA);
-	pthread_mutex_unlock(&t->lock);
+	ks_unlock(&t->lock);
 	return ino;
 }
 
@@ -93,11 +93,11 @@ struct ks_inode *inode_get(struct ks_daemon *d, uint64_t ino)
 	struct ks_inode_table *t = &d->inodes;
 	struct ks_inode *in;
 
-	pthread_mutex_lock(&t->lock);
+	ks_lock(&t->lock);
 	in = u64map_get(&t->by_ino, ino);
 	if (in)
 		in->refs++;
-	pthread_mutex_unlock(&t->lock);
+	ks_unlock(&t->lock);
 	return in;
 }
 
@@ -105,6 +105,7 @@ struct ks_inode *inode_get(struct ks_daemon *d, uint64_t ino)
 static struct ks_inode *release_locked(struct ks_inode_table *t,
 				       struct ks_inode *in)
 {
+	ks_lock_assert_held(&t->lock);
 	if (in->refs || in->nlookup || is_permanent(in))
 		return NULL;
 	u64map_del(&t->by_ino, in->ino);
@@ -120,10 +121,10 @@ void inode_put(struct ks_daemon *d, struct ks_inode *in)
 
 	if (!in)
 		return;
-	pthread_mutex_lock(&t->lock);
+	ks_lock(&t->lock);
 	in->refs--;
 	dead = release_locked(t, in);
-	pthread_mutex_unlock(&t->lock);
+	ks_unlock(&t->lock);
 	if (dead)
 		inode_free(d, dead);
 }
@@ -133,13 +134,13 @@ void inode_forget(struct ks_daemon *d, uint64_t ino, uint64_t nlookup)
 	struct ks_inode_table *t = &d->inodes;
 	struct ks_inode *in, *dead = NULL;
 
-	pthread_mutex_lock(&t->lock);
+	ks_lock(&t->lock);
 	in = u64map_get(&t->by_ino, ino);
 	if (in) {
 		in->nlookup = nlookup < in->nlookup ? in->nlookup - nlookup : 0;
 		dead = release_locked(t, in);
 	}
-	pthread_mutex_unlock(&t->lock);
+	ks_unlock(&t->lock);
 	if (dead)
 		inode_free(d, dead);
 }
@@ -150,8 +151,10 @@ static struct ks_inode *lookup_or_insert_locked(struct ks_inode_table *t,
 						uint64_t ino,
 						const struct ks_inode *tmpl)
 {
-	struct ks_inode *in = u64map_get(&t->by_ino, ino);
+	struct ks_inode *in;
 
+	ks_lock_assert_held(&t->lock);
+	in = u64map_get(&t->by_ino, ino);
 	if (!in) {
 		in = malloc(sizeof(*in));
 		if (!in)
@@ -185,9 +188,9 @@ struct ks_inode *inode_new(struct ks_daemon *d, uint64_t ino,
 	struct ks_inode_table *t = &d->inodes;
 	struct ks_inode *in;
 
-	pthread_mutex_lock(&t->lock);
+	ks_lock(&t->lock);
 	in = lookup_or_insert_locked(t, ino, tmpl);
-	pthread_mutex_unlock(&t->lock);
+	ks_unlock(&t->lock);
 	return in;
 }
 
@@ -196,10 +199,10 @@ uint64_t inode_alloc_ino(struct ks_daemon *d, unsigned count)
 	struct ks_inode_table *t = &d->inodes;
 	uint64_t ino;
 
-	pthread_mutex_lock(&t->lock);
+	ks_lock(&t->lock);
 	ino = t->next_ino;
 	t->next_ino += count;
-	pthread_mutex_unlock(&t->lock);
+	ks_unlock(&t->lock);
 	return ino;
 }
 
@@ -225,14 +228,14 @@ struct ks_inode *inode_lookup_txn(struct ks_daemon *d, struct ks_txn *txn,
 
 	/* The tag and the table change together: a forget in between
 	 * would leave a transaction with an inode it does not know. */
-	pthread_mutex_lock(&t->lock);
+	ks_lock(&t->lock);
 	ino = ks_txn_tag(txn);
 	if (!ino)
 		ino = t->next_ino++;
 	in = lookup_or_insert_locked(t, ino, &tmpl);
 	if (in)
 		ks_txn_set_tag(txn, ino);
-	pthread_mutex_unlock(&t->lock);
+	ks_unlock(&t->lock);
 	return in;
 }
 
@@ -243,14 +246,14 @@ struct ks_inode *inode_lookup_multi(struct ks_daemon *d, struct ks_multi *m)
 	struct ks_inode *in;
 	uint64_t ino;
 
-	pthread_mutex_lock(&t->lock);
+	ks_lock(&t->lock);
 	ino = ks_multi_tag(m);
 	if (!ino)
 		ino = t->next_ino++;
 	in = lookup_or_insert_locked(t, ino, &tmpl);
 	if (in)
 		ks_multi_set_tag(m, ino);
-	pthread_mutex_unlock(&t->lock);
+	ks_unlock(&t->lock);
 	return in;
 }
 
@@ -258,7 +261,7 @@ void inode_become_data(struct ks_daemon *d, struct ks_inode *in)
 {
 	struct ks_inode_table *t = &d->inodes;
 
-	pthread_mutex_lock(&t->lock);
+	ks_lock(&t->lock);
 	/* The transaction stays referenced until the inode is freed: a
 	 * request that saw the old role may still be using it. */
 	in->role = ROLE_DATA;
@@ -268,16 +271,16 @@ void inode_become_data(struct ks_daemon *d, struct ks_inode *in)
 	 * data inode; both serve the same state, so nothing is lost. */
 	(void)u64map_put(&t->data_ino, ks_state_id(in->st),
 			 (void *)(uintptr_t)in->ino);
-	pthread_mutex_unlock(&t->lock);
+	ks_unlock(&t->lock);
 }
 
 void inode_state_deleted(struct ks_daemon *d, uint64_t id)
 {
 	struct ks_inode_table *t = &d->inodes;
 
-	pthread_mutex_lock(&t->lock);
+	ks_lock(&t->lock);
 	u64map_del(&t->data_ino, id);
-	pthread_mutex_unlock(&t->lock);
+	ks_unlock(&t->lock);
 }
 
 void inode_invalidate_state(struct ks_daemon *d, struct ks_state *st)

@@ -25,6 +25,7 @@
 
 #include "engine.h"
 #include "kind.h"
+#include "lock.h"
 #include "u64map.h"
 
 #define INO_PER_STATE 8
@@ -53,7 +54,7 @@ struct ks_inode {
 };
 
 struct ks_inode_table {
-	pthread_mutex_t lock;      /* inode_lock: everything below */
+	struct ks_lock lock;      /* inode_lock: everything below */
 	struct u64map by_ino;      /* ino -> struct ks_inode */
 	struct u64map data_ino;    /* state id -> current data ino */
 	uint64_t next_ino;         /* for numbers above INO_TXN_BASE */

@@ -62,12 +62,12 @@ static int data_setattr(struct ks_daemon *d, fuse_req_t req,
 		return truncate_data(in->st, attr->st_size);
 	/* ftruncate of a file open for writing: part of its transaction. */
 	err = ks_txn_truncate(fh->txn, attr->st_size);
-	pthread_mutex_lock(&fh->lock);
+	ks_lock(&fh->lock);
 	if (err == EFBIG)
 		ks_txn_set_error(fh->txn, err);
 	else if (!err)
 		fh->wrote = true;
-	pthread_mutex_unlock(&fh->lock);
+	ks_unlock(&fh->lock);
 	return err;
 }
 
@@ -92,14 +92,14 @@ void data_read_pinned(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
 	/* Offset 0 takes the latest version (of the state, or of its view);
 	 * later offsets go on in the pinned one, so a reader sees one whole
 	 * version. */
-	pthread_mutex_lock(&fh->lock);
+	ks_lock(&fh->lock);
 	if (off == 0 || !fh->pinned) {
 		ks_page_unref(fh->pinned);
 		fh->pinned = fh->inode->view ? view_shown(fh->inode->view)
 					     : ks_state_current(fh->inode->st);
 	}
 	page = ks_page_ref(fh->pinned);
-	pthread_mutex_unlock(&fh->lock);
+	ks_unlock(&fh->lock);
 	reply_page(req, page, size, off);
 	ks_page_unref(page);
 }
@@ -126,9 +126,9 @@ static void data_write(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
 		fuse_reply_err(req, err);
 		return;
 	}
-	pthread_mutex_lock(&fh->lock);
+	ks_lock(&fh->lock);
 	fh->wrote = true;
-	pthread_mutex_unlock(&fh->lock);
+	ks_unlock(&fh->lock);
 	fuse_reply_write(req, size);
 }
 
@@ -145,10 +145,10 @@ static int commit_data(struct ks_fh *fh, bool releasing)
 
 	if (err)
 		return err;
-	pthread_mutex_lock(&fh->lock);
+	ks_lock(&fh->lock);
 	if (!fh->wrote && (!releasing || fh->committed ||
 			   !ks_txn_written(fh->txn))) {
-		pthread_mutex_unlock(&fh->lock);
+		ks_unlock(&fh->lock);
 		return 0;
 	}
 	err = ks_txn_commit(fh->txn, NULL);
@@ -156,7 +156,7 @@ static int commit_data(struct ks_fh *fh, bool releasing)
 		fh->wrote = false;
 		fh->committed = true;
 	}
-	pthread_mutex_unlock(&fh->lock);
+	ks_unlock(&fh->lock);
 	return err;
 }
 

@@ -31,6 +31,7 @@ static bool take_lines(struct ks_daemon *d, struct ks_fh *fh)
 	enum { BATCH = 64 * 1024 };
 	size_t n;
 
+	ks_lock_assert_held(&d->events.lock);
 	if (fh->pending_off < fh->pending_len)
 		return true;
 	if (!fh->pending) {
@@ -46,8 +47,10 @@ static bool take_lines(struct ks_daemon *d, struct ks_fh *fh)
 }
 
 /* Answers req from fh's pending lines; events_lock held. */
-static void reply_lines(fuse_req_t req, struct ks_fh *fh, size_t size)
+static void reply_lines(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
+			size_t size)
 {
+	ks_lock_assert_held(&d->events.lock);
 	size_t n = fh->pending_len - fh->pending_off;
 
 	if (n > size)
@@ -62,7 +65,7 @@ static void on_interrupt(fuse_req_t req, void *data)
 	struct ks_event_readers *ev = &d->events;
 	struct parked_read **pp, *p = NULL;
 
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	for (pp = &ev->parked; *pp; pp = &(*pp)->next)
 		if ((*pp)->req == req) {
 			p = *pp;
@@ -70,7 +73,7 @@ static void on_interrupt(fuse_req_t req, void *data)
 			ev->waiting--;
 			break;
 		}
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 	if (p) {
 		fuse_reply_err(req, EINTR);
 		free(p);
@@ -89,20 +92,20 @@ static void events_read(struct ks_daemon *d, fuse_req_t req,
 	/* Registered before the request can be parked, so that an
 	 * interrupt that comes first is seen below. */
 	fuse_req_interrupt_func(req, on_interrupt, d);
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	if (take_lines(d, fh)) {
-		reply_lines(req, fh, size);
-		pthread_mutex_unlock(&ev->lock);
+		reply_lines(d, req, fh, size);
+		ks_unlock(&ev->lock);
 		return;
 	}
 	if (fh->nonblock || fuse_req_interrupted(req)) {
-		pthread_mutex_unlock(&ev->lock);
+		ks_unlock(&ev->lock);
 		fuse_reply_err(req, fh->nonblock ? EAGAIN : EINTR);
 		return;
 	}
 	p = malloc(sizeof(*p));
 	if (!p) {
-		pthread_mutex_unlock(&ev->lock);
+		ks_unlock(&ev->lock);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -112,7 +115,7 @@ static void events_read(struct ks_daemon *d, fuse_req_t req,
 	p->next = ev->parked;
 	ev->parked = p;
 	ev->waiting++;
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 }
 
 static void events_poll(struct ks_daemon *d, fuse_req_t req,
@@ -122,7 +125,7 @@ static void events_poll(struct ks_daemon *d, fuse_req_t req,
 	struct fuse_pollhandle *old = NULL;
 	bool ready;
 
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	ready = fh->pending_off < fh->pending_len ||
 		ks_events_pending(ks_engine_events(d->eng), fh->cursor);
 	if (ph && !ready) {
@@ -135,7 +138,7 @@ static void events_poll(struct ks_daemon *d, fuse_req_t req,
 		}
 		ph = NULL;
 	}
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 	if (old)
 		fuse_pollhandle_destroy(old);
 	if (ph)
@@ -148,7 +151,7 @@ void events_wake(struct ks_daemon *d)
 	struct ks_event_readers *ev = &d->events;
 	struct parked_read **pp;
 
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	for (pp = &ev->parked; *pp;) {
 		struct parked_read *p = *pp;
 
@@ -156,7 +159,7 @@ void events_wake(struct ks_daemon *d)
 			pp = &p->next;
 			continue;
 		}
-		reply_lines(p->req, p->fh, p->size);
+		reply_lines(d, p->req, p->fh, p->size);
 		*pp = p->next;
 		ev->waiting--;
 		free(p);
@@ -167,7 +170,7 @@ void events_wake(struct ks_daemon *d)
 			fuse_pollhandle_destroy(fh->ph);
 			fh->ph = NULL;
 		}
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 }
 
 static void events_destroy(struct ks_daemon *d, struct ks_fh *fh)
@@ -175,7 +178,7 @@ static void events_destroy(struct ks_daemon *d, struct ks_fh *fh)
 	struct ks_event_readers *ev = &d->events;
 	struct ks_fh **pp;
 
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	if (fh->polled) {
 		for (pp = &ev->pollers; *pp != fh; pp = &(*pp)->poll_next)
 			;
@@ -185,7 +188,7 @@ static void events_destroy(struct ks_daemon *d, struct ks_fh *fh)
 		fuse_pollhandle_destroy(fh->ph);
 	fh->ph = NULL;
 	ev->open--;
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 	free(fh->pending);
 }
 
@@ -193,7 +196,7 @@ static void events_destroy(struct ks_daemon *d, struct ks_fh *fh)
 void events_shutdown(struct ks_daemon *d)
 {
 	struct ks_event_readers *ev = &d->events;
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	while (ev->parked) {
 		struct parked_read *p = ev->parked;
 
@@ -201,24 +204,24 @@ void events_shutdown(struct ks_daemon *d)
 		fuse_reply_err(p->req, ENOTCONN);
 		free(p);
 	}
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 }
 
 void events_counts(struct ks_daemon *d, unsigned *open, unsigned *waiting)
 {
 	struct ks_event_readers *ev = &d->events;
 
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	*open = ev->open;
 	*waiting = ev->waiting;
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 }
 
 void events_init(struct ks_daemon *d)
 {
 	struct ks_event_readers *ev = &d->events;
 
-	pthread_mutex_init(&ev->lock, NULL);
+	ks_lock_init(&ev->lock, "events_lock", KS_RANK_FS_EVENTS);
 	ev->parked = NULL;
 	ev->pollers = NULL;
 	ev->open = 0;
@@ -227,7 +230,7 @@ void events_init(struct ks_daemon *d)
 
 void events_free(struct ks_daemon *d)
 {
-	pthread_mutex_destroy(&d->events.lock);
+	ks_lock_destroy(&d->events.lock);
 }
 
 static void events_getattr(struct ks_daemon *d, struct ks_inode *in,
@@ -257,9 +260,9 @@ static int events_open(struct ks_daemon *d, fuse_req_t req,
 		return EACCES;
 	fh->cursor = ks_events_end(ks_engine_events(d->eng));
 	fh->nonblock = (fi->flags & O_NONBLOCK) != 0;
-	pthread_mutex_lock(&ev->lock);
+	ks_lock(&ev->lock);
 	ev->open++;
-	pthread_mutex_unlock(&ev->lock);
+	ks_unlock(&ev->lock);
 	return 0;
 }
 

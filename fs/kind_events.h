@@ -5,14 +5,14 @@
 #ifndef KSTATEFS_FS_KIND_EVENTS_H
 #define KSTATEFS_FS_KIND_EVENTS_H
 
-#include <pthread.h>
+#include "lock.h"
 
 struct ks_daemon;
 struct ks_fh;
 struct parked_read;
 
 struct ks_event_readers {
-	pthread_mutex_t lock;      /* events_lock: all of this, and the
+	struct ks_lock lock;      /* events_lock: all of this, and the
 				    * cursor and pending lines and poll
 				    * fields of .events handles */
 	struct parked_read *parked;   /* reads waiting for events */

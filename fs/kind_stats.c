@@ -89,12 +89,12 @@ static void stats_read(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
 {
 	size_t n = 0;
 
-	pthread_mutex_lock(&fh->lock);
+	ks_lock(&fh->lock);
 	if (off == 0 || !fh->stats) {
 		free(fh->stats);
 		fh->stats = NULL;
 		if (stats_text(d, &fh->stats, &fh->stats_len)) {
-			pthread_mutex_unlock(&fh->lock);
+			ks_unlock(&fh->lock);
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
@@ -107,14 +107,14 @@ static void stats_read(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
 	/* The reply is made under the lock that destroy takes before it
 	 * frees the text. */
 	fuse_reply_buf(req, n ? fh->stats + off : NULL, n);
-	pthread_mutex_unlock(&fh->lock);
+	ks_unlock(&fh->lock);
 }
 
 static void stats_destroy(struct ks_daemon *d, struct ks_fh *fh)
 {
-	pthread_mutex_lock(&fh->lock);   /* a last reply may still be going */
+	ks_lock(&fh->lock);   /* a last reply may still be going */
 	free(fh->stats);
-	pthread_mutex_unlock(&fh->lock);
+	ks_unlock(&fh->lock);
 }
 
 static const struct ks_file_ops stats_fops = {

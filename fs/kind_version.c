@@ -59,7 +59,7 @@ static void version_read(struct ks_daemon *d, fuse_req_t req,
 	char text[24];
 	size_t len, n = 0;
 
-	pthread_mutex_lock(&fh->lock);
+	ks_lock(&fh->lock);
 	if (off == 0 || !fh->text_len) {
 		uint64_t v = version_shown(fh);
 
@@ -69,7 +69,7 @@ static void version_read(struct ks_daemon *d, fuse_req_t req,
 	}
 	len = fh->text_len;
 	memcpy(text, fh->text, len);
-	pthread_mutex_unlock(&fh->lock);
+	ks_unlock(&fh->lock);
 	if (off >= 0 && (size_t)off < len) {
 		n = len - (size_t)off;
 		if (n > size)

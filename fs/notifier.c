@@ -48,7 +48,7 @@ struct job {
 
 struct ks_notifier {
 	pthread_t thread;
-	pthread_mutex_t lock;
+	struct ks_lock lock;
 	pthread_cond_t cond;
 	struct u64map pending;   /* key -> struct job */
 	bool stop;
@@ -157,8 +157,9 @@ static pid_t start_toucher(int *pipe_out)
 /* Sleeps until `until` (CLOCK_MONOTONIC) unless stopped; n->lock held. */
 static void wait_until(struct ks_notifier *n, const struct timespec *until)
 {
+	ks_lock_assert_held(&n->lock);
 	while (!n->stop &&
-	       pthread_cond_timedwait(&n->cond, &n->lock, until) != ETIMEDOUT)
+	       ks_cond_timedwait(&n->cond, &n->lock, until) != ETIMEDOUT)
 		;
 }
 
@@ -171,10 +172,10 @@ static void *notifier_main(void *arg)
 	struct u64map_iter it;
 	void *val;
 
-	pthread_mutex_lock(&n->lock);
+	ks_lock(&n->lock);
 	for (;;) {
 		while (!n->stop && u64map_len(&n->pending) == 0)
-			pthread_cond_wait(&n->cond, &n->lock);
+			ks_cond_wait(&n->cond, &n->lock);
 		/* Let the commits of this interval gather into one write. */
 		wait_until(n, &next);
 		if (n->stop)
@@ -186,7 +187,7 @@ static void *notifier_main(void *arg)
 			next.tv_nsec -= 1000000000L;
 		}
 		u64map_move(&batch, &n->pending);
-		pthread_mutex_unlock(&n->lock);
+		ks_unlock(&n->lock);
 
 		u64map_iter_init(&it, &batch);
 		while (u64map_next(&it, NULL, &val)) {
@@ -197,9 +198,9 @@ static void *notifier_main(void *arg)
 			free(job);
 		}
 		u64map_free(&batch);
-		pthread_mutex_lock(&n->lock);
+		ks_lock(&n->lock);
 	}
-	pthread_mutex_unlock(&n->lock);
+	ks_unlock(&n->lock);
 	return NULL;
 }
 
@@ -210,7 +211,7 @@ int notifier_start(struct ks_daemon *d)
 
 	if (!n)
 		return ENOMEM;
-	pthread_mutex_init(&n->lock, NULL);
+	ks_lock_init(&n->lock, "notifier->lock", KS_RANK_FS_NOTIFIER);
 	{
 		pthread_condattr_t ca;
 
@@ -245,10 +246,10 @@ void notifier_post(struct ks_daemon *d, struct ks_state *st,
 
 	if (!n)
 		return;
-	pthread_mutex_lock(&n->lock);
+	ks_lock(&n->lock);
 	if (n->stop || u64map_get(&n->pending, key)) {
 		/* Already queued: one write serves every commit so far. */
-		pthread_mutex_unlock(&n->lock);
+		ks_unlock(&n->lock);
 		return;
 	}
 	job = calloc(1, sizeof(*job));
@@ -263,7 +264,7 @@ void notifier_post(struct ks_daemon *d, struct ks_state *st,
 			free(job);
 		}
 	}
-	pthread_mutex_unlock(&n->lock);
+	ks_unlock(&n->lock);
 }
 
 bool notifier_is_self(struct ks_daemon *d, pid_t pid)
@@ -279,10 +280,10 @@ void notifier_stop(struct ks_daemon *d)
 
 	if (!n)
 		return;
-	pthread_mutex_lock(&n->lock);
+	ks_lock(&n->lock);
 	n->stop = true;
 	pthread_cond_signal(&n->cond);
-	pthread_mutex_unlock(&n->lock);
+	ks_unlock(&n->lock);
 	pthread_join(n->thread, NULL);
 	/* The end of the pipe ends the toucher. */
 	close(n->pipe_fd);
@@ -296,7 +297,7 @@ void notifier_stop(struct ks_daemon *d)
 	}
 	u64map_free(&n->pending);
 	pthread_cond_destroy(&n->cond);
-	pthread_mutex_destroy(&n->lock);
+	ks_lock_destroy(&n->lock);
 	free(n);
 	d->notifier = NULL;
 }

@@ -6,14 +6,14 @@
 
 void poll_table_init(struct ks_daemon *d)
 {
-	pthread_mutex_init(&d->polls.lock, NULL);
+	ks_lock_init(&d->polls.lock, "poll_lock", KS_RANK_FS_POLL);
 	u64map_init(&d->polls.by_key);
 }
 
 void poll_table_free(struct ks_daemon *d)
 {
 	u64map_free(&d->polls.by_key);
-	pthread_mutex_destroy(&d->polls.lock);
+	ks_lock_destroy(&d->polls.lock);
 }
 
 void poll_add(struct ks_daemon *d, uint64_t id, struct ks_fh *fh,
@@ -21,7 +21,7 @@ void poll_add(struct ks_daemon *d, uint64_t id, struct ks_fh *fh,
 {
 	struct fuse_pollhandle *old;
 
-	pthread_mutex_lock(&d->polls.lock);
+	ks_lock(&d->polls.lock);
 	old = fh->ph;
 	fh->ph = ph;
 	if (!fh->polled) {
@@ -37,7 +37,7 @@ void poll_add(struct ks_daemon *d, uint64_t id, struct ks_fh *fh,
 				fuse_lowlevel_notify_poll(ph);
 		}
 	}
-	pthread_mutex_unlock(&d->polls.lock);
+	ks_unlock(&d->polls.lock);
 	if (old)
 		fuse_pollhandle_destroy(old);
 }
@@ -46,7 +46,7 @@ void poll_remove(struct ks_daemon *d, uint64_t id, struct ks_fh *fh)
 {
 	struct fuse_pollhandle *ph;
 
-	pthread_mutex_lock(&d->polls.lock);
+	ks_lock(&d->polls.lock);
 	if (fh->polled) {
 		struct ks_fh *head = u64map_get(&d->polls.by_key, id);
 
@@ -65,7 +65,7 @@ void poll_remove(struct ks_daemon *d, uint64_t id, struct ks_fh *fh)
 	}
 	ph = fh->ph;
 	fh->ph = NULL;
-	pthread_mutex_unlock(&d->polls.lock);
+	ks_unlock(&d->polls.lock);
 	if (ph)
 		fuse_pollhandle_destroy(ph);
 }
@@ -76,18 +76,18 @@ unsigned poll_waiting(struct ks_daemon *d)
 	unsigned n = 0;
 	void *head;
 
-	pthread_mutex_lock(&d->polls.lock);
+	ks_lock(&d->polls.lock);
 	u64map_iter_init(&it, &d->polls.by_key);
 	while (u64map_next(&it, NULL, &head))
 		for (struct ks_fh *fh = head; fh; fh = fh->poll_next)
 			n += fh->ph != NULL;
-	pthread_mutex_unlock(&d->polls.lock);
+	ks_unlock(&d->polls.lock);
 	return n;
 }
 
 void poll_wake(struct ks_daemon *d, uint64_t id, uint64_t version)
 {
-	pthread_mutex_lock(&d->polls.lock);
+	ks_lock(&d->polls.lock);
 	for (struct ks_fh *fh = u64map_get(&d->polls.by_key, id); fh;
 	     fh = fh->poll_next) {
 		if (fh->ph && fh->seen < version) {
@@ -96,5 +96,5 @@ void poll_wake(struct ks_daemon *d, uint64_t id, uint64_t version)
 			fh->ph = NULL;
 		}
 	}
-	pthread_mutex_unlock(&d->polls.lock);
+	ks_unlock(&d->polls.lock);
 }

@@ -13,13 +13,14 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "lock.h"
 #include "u64map.h"
 
 struct ks_daemon;
 struct ks_fh;
 
 struct ks_poll_table {
-	pthread_mutex_t lock;      /* poll_lock: the map, and fh->ph,
+	struct ks_lock lock;      /* poll_lock: the map, and fh->ph,
 				    * poll_next, polled of its handles */
 	struct u64map by_key;      /* key -> list of ks_fh waiting */
 };

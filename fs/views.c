@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "lock.h"
 #include "notifier.h"
 #include "period.h"
 
@@ -41,7 +42,7 @@ struct ks_view {
 };
 
 struct ks_views {
-	pthread_mutex_t lock;
+	struct ks_lock lock;
 	pthread_cond_t cond;        /* on CLOCK_MONOTONIC */
 	pthread_t thread;
 	bool started, stop;
@@ -68,8 +69,10 @@ struct ks_view *view_ref(struct ks_view *v)
 static void unlist_locked(struct ks_views *vs, struct ks_view *v)
 {
 	uint64_t id = ks_state_id(v->st);
-	struct ks_view *head = u64map_get(&vs->by_state, id);
+	struct ks_view *head;
 
+	ks_lock_assert_held(&vs->lock);
+	head = u64map_get(&vs->by_state, id);
 	if (head == v) {
 		if (v->next)
 			u64map_put(&vs->by_state, id, v->next);
@@ -90,13 +93,13 @@ void view_unref(struct ks_daemon *d, struct ks_view *v)
 
 	/* The last reference goes under the lock that find_or_make takes
 	 * references under, so a view is never found while it is freed. */
-	pthread_mutex_lock(&vs->lock);
+	ks_lock(&vs->lock);
 	if (atomic_fetch_sub(&v->refs, 1) != 1) {
-		pthread_mutex_unlock(&vs->lock);
+		ks_unlock(&vs->lock);
 		return;
 	}
 	unlist_locked(vs, v);
-	pthread_mutex_unlock(&vs->lock);
+	ks_unlock(&vs->lock);
 	ks_page_unref(v->shown);
 	ks_state_unref(v->st);
 	free(v);
@@ -116,9 +119,9 @@ struct ks_page *view_shown(struct ks_view *v)
 {
 	struct ks_page *page;
 
-	pthread_mutex_lock(&v->vs->lock);
+	ks_lock(&v->vs->lock);
 	page = ks_page_ref(v->shown);
-	pthread_mutex_unlock(&v->vs->lock);
+	ks_unlock(&v->vs->lock);
 	return page;
 }
 
@@ -126,9 +129,9 @@ unsigned views_count(struct ks_daemon *d)
 {
 	unsigned n;
 
-	pthread_mutex_lock(&d->views->lock);
+	ks_lock(&d->views->lock);
 	n = d->views->count;
-	pthread_mutex_unlock(&d->views->lock);
+	ks_unlock(&d->views->lock);
 	return n;
 }
 
@@ -142,6 +145,7 @@ static struct ks_view *find_or_make(struct ks_daemon *d, struct ks_state *st,
 	uint64_t id = ks_state_id(st);
 	struct ks_view *v;
 
+	ks_lock_assert_held(&vs->lock);
 	for (v = u64map_get(&vs->by_state, id); v; v = v->next)
 		if (strcmp(v->name, name) == 0)
 			return v;
@@ -178,11 +182,11 @@ int views_get(struct ks_daemon *d, struct ks_state *st, const char *name,
 	/* Numbers taken before vs->lock (inode_lock is never taken under
 	 * it); wasted if the view exists. */
 	ino = inode_alloc_ino(d, 3);
-	pthread_mutex_lock(&vs->lock);
+	ks_lock(&vs->lock);
 	v = find_or_make(d, st, name, period, ino);
 	if (v)
 		atomic_fetch_add(&v->refs, 1);
-	pthread_mutex_unlock(&vs->lock);
+	ks_unlock(&vs->lock);
 	*out = v;
 	return v ? 0 : ENOMEM;
 }
@@ -193,11 +197,11 @@ void views_foreach(struct ks_daemon *d, struct ks_state *st,
 {
 	struct ks_views *vs = d->views;
 
-	pthread_mutex_lock(&vs->lock);
+	ks_lock(&vs->lock);
 	for (struct ks_view *v = u64map_get(&vs->by_state, ks_state_id(st)); v;
 	     v = v->next)
 		fn(arg, v->name, v->ino);
-	pthread_mutex_unlock(&vs->lock);
+	ks_unlock(&vs->lock);
 }
 
 void views_on_commit(struct ks_daemon *d, struct ks_state *st)
@@ -206,7 +210,7 @@ void views_on_commit(struct ks_daemon *d, struct ks_state *st)
 	uint64_t now = now_ns();
 	bool wake = false;
 
-	pthread_mutex_lock(&vs->lock);
+	ks_lock(&vs->lock);
 	for (struct ks_view *v = u64map_get(&vs->by_state, ks_state_id(st)); v;
 	     v = v->next) {
 		if (v->scheduled)
@@ -219,7 +223,7 @@ void views_on_commit(struct ks_daemon *d, struct ks_state *st)
 	}
 	if (wake)
 		pthread_cond_signal(&vs->cond);
-	pthread_mutex_unlock(&vs->lock);
+	ks_unlock(&vs->lock);
 }
 
 /* The scheduled view due first, or NULL; views->lock held. */
@@ -229,6 +233,7 @@ static struct ks_view *earliest(struct ks_views *vs)
 	struct u64map_iter it;
 	void *head;
 
+	ks_lock_assert_held(&vs->lock);
 	u64map_iter_init(&it, &vs->by_state);
 	while (u64map_next(&it, NULL, &head))
 		for (struct ks_view *v = head; v; v = v->next)
@@ -242,7 +247,7 @@ static void *views_main(void *arg)
 	struct ks_daemon *d = arg;
 	struct ks_views *vs = d->views;
 
-	pthread_mutex_lock(&vs->lock);
+	ks_lock(&vs->lock);
 	while (!vs->stop) {
 		struct ks_view *v = earliest(vs);
 		struct ks_page *old;
@@ -250,13 +255,13 @@ static void *views_main(void *arg)
 		struct timespec until;
 
 		if (!v) {
-			pthread_cond_wait(&vs->cond, &vs->lock);
+			ks_cond_wait(&vs->cond, &vs->lock);
 			continue;
 		}
 		if (v->due > now) {
 			until.tv_sec = (time_t)(v->due / NSEC);
 			until.tv_nsec = (long)(v->due % NSEC);
-			pthread_cond_timedwait(&vs->cond, &vs->lock, &until);
+			ks_cond_timedwait(&vs->cond, &vs->lock, &until);
 			continue;
 		}
 		/* Move on to the latest version. */
@@ -266,15 +271,15 @@ static void *views_main(void *arg)
 		v->shown = ks_state_current(v->st);
 		version = v->shown->version;
 		atomic_fetch_add(&v->refs, 1);
-		pthread_mutex_unlock(&vs->lock);
+		ks_unlock(&vs->lock);
 
 		ks_page_unref(old);
 		poll_wake(d, view_version_key(v), version);
 		notifier_post(d, v->st, v->name, view_version_key(v));
 		view_unref(d, v);
-		pthread_mutex_lock(&vs->lock);
+		ks_lock(&vs->lock);
 	}
-	pthread_mutex_unlock(&vs->lock);
+	ks_unlock(&vs->lock);
 	return NULL;
 }
 
@@ -296,7 +301,7 @@ int views_init(struct ks_daemon *d)
 
 	if (!vs)
 		return ENOMEM;
-	pthread_mutex_init(&vs->lock, NULL);
+	ks_lock_init(&vs->lock, "views->lock", KS_RANK_FS_VIEWS);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&vs->cond, &ca);
@@ -312,10 +317,10 @@ void views_stop(struct ks_daemon *d)
 
 	if (!vs || !vs->started)
 		return;
-	pthread_mutex_lock(&vs->lock);
+	ks_lock(&vs->lock);
 	vs->stop = true;
 	pthread_cond_signal(&vs->cond);
-	pthread_mutex_unlock(&vs->lock);
+	ks_unlock(&vs->lock);
 	pthread_join(vs->thread, NULL);
 	vs->started = false;
 }
@@ -329,7 +334,7 @@ void views_free(struct ks_daemon *d)
 	/* Every view belonged to an inode or open file, freed by now. */
 	u64map_free(&vs->by_state);
 	pthread_cond_destroy(&vs->cond);
-	pthread_mutex_destroy(&vs->lock);
+	ks_lock_destroy(&vs->lock);
 	free(vs);
 	d->views = NULL;
 }

@@ -4,6 +4,11 @@
  * aborts with a message naming both, and the per-thread bookkeeping follows
  * threads and condition waits.  Each violation runs in a child process,
  * whose death by SIGABRT and whose stderr are the result.
+ *
+ * Then the wiring: the engine's own locks are ks_locks with the right names
+ * and ranks, and its *_locked functions really check (internal.h is
+ * included for that alone), so a lock taken out of order or a missing lock
+ * in the engine aborts the same way.
  */
 #include "harness.h"
 
@@ -11,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include "internal.h"
 #include "lock.h"
 
 #ifdef KS_LOCK_CHECK
@@ -131,6 +137,123 @@ static void read_held_is_not_exclusive(void)
 	ks_rwlock_assert_held_exclusive(&table);
 }
 
+/* ---- the engine's own locks ------------------------------------------- */
+
+static void engine_unlink_unlocked(void)
+{
+	struct ks_engine *eng = kt_default_engine();
+	struct ks_state *st = kt_state(eng, "s");
+	struct ks_txn *txn;
+
+	if (ks_txn_begin(st, KS_TXN_CHECKED, false, "t", &txn))
+		_exit(2);
+	ks_txn_unlink_locked(txn);
+}
+
+static void engine_install_unlocked(void)
+{
+	struct ks_engine *eng = kt_default_engine();
+	struct ks_state *st = kt_state(eng, "s");
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	ks_state_install(st, ks_page_new("x", 1, 1, &now));
+}
+
+/* A lookup (engine->table_lock) from inside state->lock: the inversion
+ * the order forbids. */
+static void engine_table_inside_state(void)
+{
+	struct ks_engine *eng = kt_default_engine();
+	struct ks_state *st = kt_state(eng, "s"), *found;
+
+	ks_lock(&st->lock);
+	ks_state_lookup(eng, "s", &found);
+}
+
+/* A state's commit lock inside its own lock (state->lock is innermost). */
+static void engine_commit_inside_state(void)
+{
+	struct ks_engine *eng = kt_default_engine();
+	struct ks_state *st = kt_state(eng, "s");
+
+	ks_lock(&st->lock);
+	ks_state_commit_bytes(st, "x", 1, NULL);
+}
+
+static void test_engine_locks_checked(void)
+{
+	KT_CHECK(aborts_saying(engine_unlink_unlocked,
+			       "ks_txn_unlink_locked called without holding "
+			       "state->lock", NULL));
+	KT_CHECK(aborts_saying(engine_install_unlocked,
+			       "ks_state_install called without holding "
+			       "state->commit_lock", NULL));
+	KT_CHECK(aborts_saying(engine_table_inside_state,
+			       "taking engine->table_lock",
+			       "holding state->lock"));
+	KT_CHECK(aborts_saying(engine_commit_inside_state,
+			       "taking state->commit_lock",
+			       "holding state->lock"));
+}
+
+/* A .txn/T commit takes its members' transaction and commit locks several
+ * at once, in state id order whatever order they joined in: the checks
+ * accept it. */
+static void test_engine_multi_commit_in_order(void)
+{
+	struct ks_engine *eng = kt_default_engine();
+	struct ks_state *st[3];
+	struct ks_multi *m;
+	struct ks_txn *txn;
+
+	for (int i = 0; i < 3; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "s%d", i);
+		st[i] = kt_state(eng, name);
+	}
+	KT_EQ(ks_multi_create(eng, "T", &m), 0);
+	for (int i = 3; i-- > 0;) {
+		KT_EQ(ks_multi_join(m, st[i], &txn), 0);
+		KT_EQ(ks_txn_write(txn, "v", 1, 0), 0);
+		ks_txn_unref(txn);
+	}
+	KT_EQ(ks_multi_commit(m), 0);
+	for (int i = 0; i < 3; i++) {
+		KT_EQ(ks_state_version(st[i]), 1);
+		ks_state_unref(st[i]);
+	}
+	ks_multi_unref(m);
+	ks_engine_free(eng);
+}
+
+/* The daemon reads a state's current page under its views lock and the
+ * .events ring under events_lock (fs/daemon.h): the two engine locks rank
+ * after the daemon's. */
+static void test_daemon_reads_engine_under_its_locks(void)
+{
+	struct ks_engine *eng = kt_default_engine();
+	struct ks_state *st = kt_state(eng, "s");
+	struct ks_lock views, readers;
+	uint64_t cursor = 0;
+	char buf[KS_EVENT_LINE_MAX];
+
+	ks_lock_init(&views, "views->lock", KS_RANK_FS_VIEWS);
+	ks_lock_init(&readers, "events_lock", KS_RANK_FS_EVENTS);
+	ks_lock(&views);
+	ks_page_unref(ks_state_current(st));
+	ks_unlock(&views);
+	ks_lock(&readers);
+	KT_CHECK(ks_events_read(ks_engine_events(eng), &cursor, buf,
+				sizeof(buf)) > 0);
+	ks_unlock(&readers);
+	ks_lock_destroy(&readers);
+	ks_lock_destroy(&views);
+	ks_state_unref(st);
+	ks_engine_free(eng);
+}
+
 static void test_violations_abort(void)
 {
 	KT_CHECK(aborts_saying(inverted_order, "state->commit_lock",
@@ -202,6 +325,12 @@ int main(void)
 #ifdef KS_LOCK_CHECK
 	KT_RUN(test_violations_abort,
 	       "out-of-order locks and missing locks abort, naming both");
+	KT_RUN(test_engine_locks_checked,
+	       "the engine's locks and *_locked functions are checked");
+	KT_RUN(test_engine_multi_commit_in_order,
+	       "a multi-state commit takes its locks in checked order");
+	KT_RUN(test_daemon_reads_engine_under_its_locks,
+	       "the daemon may read a state and the ring under its locks");
 #else
 	printf("lock checks are compiled out in this build\n");
 #endif
