@@ -86,6 +86,21 @@ static void state_free(struct ks_state *st)
 	free(st);
 }
 
+/* Drops every named transaction of st (st->lock held): a forced delete. */
+static void drop_txns_locked(struct ks_state *st)
+{
+	ks_lock_assert_held(&st->lock);
+	while (st->txns) {
+		struct ks_txn *t = st->txns;
+
+		ks_txn_ref(t);
+		ks_txn_unlink_locked(t);
+		ks_unlock(&st->lock);
+		ks_txn_unref(t);
+		ks_lock(&st->lock);
+	}
+}
+
 void ks_engine_free(struct ks_engine *eng)
 {
 	if (!eng)
@@ -99,15 +114,7 @@ void ks_engine_free(struct ks_engine *eng)
 			next = st->hnext;
 			/* Named transactions hold the state: drop them. */
 			ks_lock(&st->lock);
-			while (st->txns) {
-				struct ks_txn *t = st->txns;
-
-				ks_txn_ref(t);
-				ks_txn_unlink_locked(t);
-				ks_unlock(&st->lock);
-				ks_txn_unref(t);
-				ks_lock(&st->lock);
-			}
+			drop_txns_locked(st);
 			st->deleted = true;
 			ks_unlock(&st->lock);
 			ks_state_unref(st);
@@ -376,20 +383,6 @@ struct ks_state *ks_table_find_id(struct ks_engine *eng, uint64_t id)
 	return st;
 }
 
-/* Drops every named transaction of st (st->lock held): a forced delete. */
-static void drop_txns_locked(struct ks_state *st)
-{
-	ks_lock_assert_held(&st->lock);
-	while (st->txns) {
-		struct ks_txn *t = st->txns;
-
-		ks_txn_ref(t);
-		ks_txn_unlink_locked(t);
-		ks_unlock(&st->lock);
-		ks_txn_unref(t);
-		ks_lock(&st->lock);
-	}
-}
 
 int ks_table_delete(struct ks_engine *eng, struct ks_state *st,
 		    const char *expect, bool force, bool append)

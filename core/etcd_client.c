@@ -79,6 +79,20 @@ void ks_etcd_buf_free(struct ks_etcd_buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* Adds VALUE, just made (NULL if making it failed), to OBJ as FIELD; OBJ
+ * owns it afterwards, or it is freed. */
+static int json_add_made(struct json_object *obj, const char *field,
+			 struct json_object *value)
+{
+	if (value == NULL)
+		return ENOMEM;
+	if (json_object_object_add(obj, field, value) != 0) {
+		json_object_put(value);
+		return ENOMEM;
+	}
+	return 0;
+}
+
 int ks_etcd_json_bytes(struct json_object *obj, const char *field,
 		       const void *bytes, size_t len)
 {
@@ -93,13 +107,7 @@ int ks_etcd_json_bytes(struct json_object *obj, const char *field,
 	size_t n = ks_b64_encode(bytes, len, text);
 	s = json_object_new_string_len(text, (int)n);
 	free(text);
-	if (s == NULL)
-		return ENOMEM;
-	if (json_object_object_add(obj, field, s) != 0) {
-		json_object_put(s);
-		return ENOMEM;
-	}
-	return 0;
+	return json_add_made(obj, field, s);
 }
 
 int ks_etcd_json_key(struct ks_etcd *c, struct json_object *obj,
@@ -128,40 +136,18 @@ int ks_etcd_json_int64(struct json_object *obj, const char *field, int64_t v)
 
 	snprintf(text, sizeof(text), "%" PRId64, v);
 	s = json_object_new_string(text);
-	if (s == NULL)
-		return ENOMEM;
-	if (json_object_object_add(obj, field, s) != 0) {
-		json_object_put(s);
-		return ENOMEM;
-	}
-	return 0;
+	return json_add_made(obj, field, s);
 }
 
 static int json_add_bool(struct json_object *obj, const char *field, bool v)
 {
-	struct json_object *b = json_object_new_boolean(v);
-
-	if (b == NULL)
-		return ENOMEM;
-	if (json_object_object_add(obj, field, b) != 0) {
-		json_object_put(b);
-		return ENOMEM;
-	}
-	return 0;
+	return json_add_made(obj, field, json_object_new_boolean(v));
 }
 
 static int json_add_string(struct json_object *obj, const char *field,
 			   const char *v)
 {
-	struct json_object *s = json_object_new_string(v);
-
-	if (s == NULL)
-		return ENOMEM;
-	if (json_object_object_add(obj, field, s) != 0) {
-		json_object_put(s);
-		return ENOMEM;
-	}
-	return 0;
+	return json_add_made(obj, field, json_object_new_string(v));
 }
 
 char *ks_etcd_json_text(struct json_object *obj, size_t *len)

@@ -239,8 +239,5 @@ void log_stop_compaction(struct ks_log *log);
 int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 		size_t msglen);
 
-/* store_log.c */
-int log_fail(char *msg, size_t msglen, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
 
 #endif

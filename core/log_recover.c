@@ -90,7 +90,7 @@ struct replay {
 static int damaged(struct replay *rp, const char *file, size_t off,
 		   const char *why)
 {
-	return log_fail(rp->msg, rp->msglen, EUCLEAN,
+	return ks_store_fail(rp->msg, rp->msglen, EUCLEAN,
 		    "store %s is damaged: %s/%s, byte offset %zu: %s",
 		    rp->log->dir, rp->log->dir, file, off, why);
 }
@@ -109,13 +109,13 @@ static int load_snapshot(struct replay *rp, uint64_t seg)
 	log_snap_name(name, sizeof(name), seg);
 	fd = log_open_file(log, name, O_RDONLY);
 	if (fd < 0)
-		return log_fail(rp->msg, rp->msglen, errno,
+		return ks_store_fail(rp->msg, rp->msglen, errno,
 				"cannot open %s/%s: %s", log->dir, name,
 				strerror(errno));
 	err = log_read_file(log, fd, &buf, &size);
 	log_close_file(log, fd);
 	if (err)
-		return log_fail(rp->msg, rp->msglen, err,
+		return ks_store_fail(rp->msg, rp->msglen, err,
 				"cannot read %s/%s: %s", log->dir, name,
 				strerror(err));
 	log->snap_bytes = size;
@@ -151,7 +151,7 @@ static int load_snapshot(struct replay *rp, uint64_t seg)
 						      &ss.mtime, ss.bytes,
 						      ss.len);
 			if (err == ENOMEM) {
-				err = log_fail(rp->msg, rp->msglen, ENOMEM,
+				err = ks_store_fail(rp->msg, rp->msglen, ENOMEM,
 					   "out of memory");
 				break;
 			}
@@ -217,13 +217,13 @@ static int replay_segment(struct replay *rp, uint64_t seg, bool last)
 	log_seg_name(name, sizeof(name), seg);
 	fd = log_open_file(log, name, last ? O_RDWR : O_RDONLY);
 	if (fd < 0)
-		return log_fail(rp->msg, rp->msglen, errno,
+		return ks_store_fail(rp->msg, rp->msglen, errno,
 				"cannot open %s/%s: %s", log->dir, name,
 				strerror(errno));
 	err = log_read_file(log, fd, &buf, &size);
 	if (err) {
 		log_close_file(log, fd);
-		return log_fail(rp->msg, rp->msglen, err,
+		return ks_store_fail(rp->msg, rp->msglen, err,
 				"cannot read %s/%s: %s", log->dir, name,
 				strerror(err));
 	}
@@ -255,7 +255,7 @@ static int replay_segment(struct replay *rp, uint64_t seg, bool last)
 			}
 			err = log_replay_frame(rp->r, &f, &rp->records);
 			if (err == ENOMEM) {
-				err = log_fail(rp->msg, rp->msglen, err,
+				err = ks_store_fail(rp->msg, rp->msglen, err,
 					   "out of memory");
 				goto out;
 			}
@@ -287,7 +287,7 @@ static int replay_segment(struct replay *rp, uint64_t seg, bool last)
 		}
 		if (log->io.ftruncate(log->io.ctx, fd, (off_t)off) ||
 		    log->io.fdatasync(log->io.ctx, fd)) {
-			err = log_fail(rp->msg, rp->msglen, errno,
+			err = ks_store_fail(rp->msg, rp->msglen, errno,
 				   "cannot cut the torn end of %s/%s: %s",
 				   log->dir, name, strerror(errno));
 			goto out;
@@ -321,13 +321,13 @@ int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 	int err;
 
 	if (log->eng)
-		return log_fail(msg, msglen, EINVAL, "store already recovered");
+		return ks_store_fail(msg, msglen, EINVAL, "store already recovered");
 	rp.r = ks_recovery_new();
 	if (!rp.r)
-		return log_fail(msg, msglen, ENOMEM, "out of memory");
+		return ks_store_fail(msg, msglen, ENOMEM, "out of memory");
 	err = list_dir(log, &segs, &snaps);
 	if (err) {
-		err = log_fail(msg, msglen, err, "cannot list store %s: %s",
+		err = ks_store_fail(msg, msglen, err, "cannot list store %s: %s",
 			   log->dir, strerror(err));
 		goto out;
 	}
@@ -361,7 +361,7 @@ int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 			char name[32];
 
 			log_seg_name(name, sizeof(name), first);
-			err = log_fail(msg, msglen, EUCLEAN,
+			err = ks_store_fail(msg, msglen, EUCLEAN,
 				       "store %s is damaged: %s/%s is missing",
 				       log->dir, log->dir, name);
 			goto out;
@@ -369,7 +369,7 @@ int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 		/* A new store. */
 		err = log_create_segment(log, 1, &log->fd);
 		if (err) {
-			err = log_fail(msg, msglen, err,
+			err = ks_store_fail(msg, msglen, err,
 				       "cannot create the log in %s: %s",
 				       log->dir, strerror(err));
 			goto out;
@@ -384,7 +384,7 @@ int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 
 				log_seg_name(name, sizeof(name),
 					     first + (i - i0));
-				err = log_fail(msg, msglen, EUCLEAN,
+				err = ks_store_fail(msg, msglen, EUCLEAN,
 					   "store %s is damaged: %s/%s is "
 					   "missing", log->dir, log->dir, name);
 				goto out;

@@ -21,21 +21,6 @@ static const struct store_kind kinds[] = {
 	{ "etcd", ks_store_etcd_open },
 };
 
-static int say(char *msg, size_t msglen, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int say(char *msg, size_t msglen, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (msg && msglen) {
-		va_start(ap, fmt);
-		vsnprintf(msg, msglen, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
-
 int ks_store_open(const char *options, struct ks_store **out, char *msg,
 		  size_t msglen)
 {
@@ -51,8 +36,20 @@ int ks_store_open(const char *options, struct ks_store **out, char *msg,
 		if (strlen(kinds[i].name) == klen &&
 		    strncmp(kinds[i].name, options, klen) == 0)
 			return kinds[i].open(rest, out, msg, msglen);
-	return say(msg, msglen, EINVAL, "unknown store kind '%.*s'",
+	return ks_store_fail(msg, msglen, EINVAL, "unknown store kind '%.*s'",
 		   (int)klen, options);
+}
+
+int ks_store_fail(char *msg, size_t msglen, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (msg && msglen) {
+		va_start(ap, fmt);
+		vsnprintf(msg, msglen, fmt, ap);
+		va_end(ap);
+	}
+	return err;
 }
 
 int ks_store_next_option(const char **pos, char *key, size_t keylen,

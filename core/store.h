@@ -205,6 +205,12 @@ void ks_store_stats(struct ks_store *store, ks_store_stat_fn emit,
 void ks_store_close(struct ks_store *store);
 const char *ks_store_kind(const struct ks_store *store);
 
+/* For implementations: writes a message for a human into msg (if not
+ * NULL) and returns err, so that a failing open or recover can say why in
+ * one statement. */
+int ks_store_fail(char *msg, size_t msglen, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* For implementations: one KEY=VALUE of an option string at a time.
  * *pos starts at the first byte after "KIND:" (or at "" for none); returns
  * 1 with key and value (NUL-terminated copies into the buffers, escapes

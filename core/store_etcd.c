@@ -13,27 +13,11 @@
 #include "store_etcd.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "recover.h"
-
-static int fail(char *msg, size_t msglen, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *msg, size_t msglen, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (msg && msglen) {
-		va_start(ap, fmt);
-		vsnprintf(msg, msglen, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
 
 void ke_say_ignored(struct ke_store *s, const char *key, size_t len)
 {
@@ -96,17 +80,17 @@ static int etcd_recover(struct ks_store *store, struct ks_engine *eng,
 
 	s->max_size = ks_engine_config(eng)->max_size;
 	if (s->max_size > KS_ETCD_MAX_PAGE)
-		return fail(msg, msglen, EINVAL, "max_size %zu is more than "
+		return ks_store_fail(msg, msglen, EINVAL, "max_size %zu is more than "
 			    "etcd takes in one request; at most %u with "
 			    "--etcd", s->max_size, KS_ETCD_MAX_PAGE);
 	err = ks_etcd_range(s->c, &all, 0, &kvs);
 	if (err)
-		return fail(msg, msglen, err, "cannot read %s from etcd: %s",
+		return ks_store_fail(msg, msglen, err, "cannot read %s from etcd: %s",
 			    s->prefix, strerror(err));
 	r = ks_recovery_new();
 	if (!r) {
 		ks_etcd_kvs_free(&kvs);
-		return fail(msg, msglen, ENOMEM, "out of memory");
+		return ks_store_fail(msg, msglen, ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < kvs.n && !err; i++) {
 		const struct ks_etcd_kv *kv = &kvs.kvs[i], *page;
@@ -125,7 +109,7 @@ static int etcd_recover(struct ks_store *store, struct ks_engine *eng,
 		bad = ke_read_state(s, &kvs, kv, name, &version, &attr,
 				    &mtime, &page);
 		if (bad == EFBIG)
-			err = fail(msg, msglen, EFBIG, "state \"%s\" in etcd "
+			err = ks_store_fail(msg, msglen, EFBIG, "state \"%s\" in etcd "
 				   "has %zu bytes, more than max_size (%zu)",
 				   name, page->value_len, s->max_size);
 		else if (!bad)
@@ -133,7 +117,7 @@ static int etcd_recover(struct ks_store *store, struct ks_engine *eng,
 					      &mtime, page ? page->value : "",
 					      page ? page->value_len : 0);
 		if (err == ENOMEM)
-			fail(msg, msglen, err, "out of memory");
+			ks_store_fail(msg, msglen, err, "out of memory");
 	}
 	if (!err)
 		err = ks_recovery_finish(r, eng, msg, msglen);
@@ -271,28 +255,28 @@ int ks_store_etcd_open(const char *options, struct ks_store **out,
 			timeout = strtod(value, &end);
 			if (end == value || *end || !(timeout > 0) ||
 			    timeout > 3600)
-				return fail(msg, msglen, EINVAL, "etcd store: "
+				return ks_store_fail(msg, msglen, EINVAL, "etcd store: "
 					    "bad timeout '%s' (seconds, more "
 					    "than 0)", value);
 		} else {
-			return fail(msg, msglen, EINVAL, "etcd store: bad "
+			return ks_store_fail(msg, msglen, EINVAL, "etcd store: bad "
 				    "option %s=%s (endpoints=URL;URL..., "
 				    "prefix=P, timeout=SECONDS)", key, value);
 		}
 	}
 	if (got)
-		return fail(msg, msglen, EINVAL, "etcd store: cannot parse "
+		return ks_store_fail(msg, msglen, EINVAL, "etcd store: cannot parse "
 			    "options '%s'", options);
 	if (!endpoints[0])
-		return fail(msg, msglen, EINVAL, "etcd store: no "
+		return ks_store_fail(msg, msglen, EINVAL, "etcd store: no "
 			    "endpoints=URL");
 	/* The empty prefix would make every key in etcd a state's. */
 	if (!prefix[0])
-		return fail(msg, msglen, EINVAL, "etcd store: the prefix "
+		return ks_store_fail(msg, msglen, EINVAL, "etcd store: the prefix "
 			    "must not be empty");
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return fail(msg, msglen, ENOMEM, "out of memory");
+		return ks_store_fail(msg, msglen, ENOMEM, "out of memory");
 	s->base.ops = &etcd_ops;
 	s->timeout = timeout;
 	ks_lock_init(&s->mu, "etcd store->mu", KS_RANK_STORE);
@@ -309,7 +293,7 @@ int ks_store_etcd_open(const char *options, struct ks_store **out,
 	s->prefix = strdup(prefix);
 	if (!s->endpoints || !s->prefix) {
 		etcd_free(s);
-		return fail(msg, msglen, ENOMEM, "out of memory");
+		return ks_store_fail(msg, msglen, ENOMEM, "out of memory");
 	}
 	o.endpoints = s->endpoints;
 	o.prefix = s->prefix;
@@ -317,14 +301,14 @@ int ks_store_etcd_open(const char *options, struct ks_store **out,
 	err = ks_etcd_create(&o, &s->c);
 	if (err) {
 		etcd_free(s);
-		return fail(msg, msglen, err, "etcd store: bad endpoints "
+		return ks_store_fail(msg, msglen, err, "etcd store: bad endpoints "
 			    "'%s' (http:// or https:// URLs)", endpoints);
 	}
 	/* Mount time is the time to say that etcd is not there. */
 	err = ks_etcd_status(s->c, timeout, &st, msg, msglen);
 	if (err) {
 		if (msg && msglen && !msg[0])
-			fail(msg, msglen, err, "no etcd endpoint answered: %s",
+			ks_store_fail(msg, msglen, err, "no etcd endpoint answered: %s",
 			     strerror(err));
 		etcd_free(s);
 		return err;

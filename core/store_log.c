@@ -9,24 +9,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
-
-int log_fail(char *msg, size_t msglen, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (msg && msglen) {
-		va_start(ap, fmt);
-		vsnprintf(msg, msglen, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
 
 static int mkdir_p(struct ks_log *log, const char *dir)
 {
@@ -165,7 +152,7 @@ int ks_log_open(const char *dir, enum ks_sync sync, struct ks_store **out,
 
 	if (!log || !(log->dir = strdup(dir))) {
 		free(log);
-		return log_fail(msg, msglen, ENOMEM, "out of memory");
+		return ks_store_fail(msg, msglen, ENOMEM, "out of memory");
 	}
 	log->base.ops = &log_ops;
 	log->sync = sync;
@@ -180,20 +167,20 @@ int ks_log_open(const char *dir, enum ks_sync sync, struct ks_store **out,
 
 	err = mkdir_p(log, dir);
 	if (err) {
-		err = log_fail(msg, msglen, err, "cannot create store %s: %s",
+		err = ks_store_fail(msg, msglen, err, "cannot create store %s: %s",
 			       dir, strerror(err));
 		goto fail;
 	}
 	log->dirfd = log->io.openat(log->io.ctx, AT_FDCWD, dir,
 				    O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (log->dirfd < 0) {
-		err = log_fail(msg, msglen, errno, "cannot open store %s: %s",
+		err = ks_store_fail(msg, msglen, errno, "cannot open store %s: %s",
 			       dir, strerror(errno));
 		goto fail;
 	}
 	log->lockfd = log_open_file(log, "lock", O_RDWR | O_CREAT);
 	if (log->lockfd < 0) {
-		err = log_fail(msg, msglen, errno, "cannot open %s/lock: %s",
+		err = ks_store_fail(msg, msglen, errno, "cannot open %s/lock: %s",
 			       dir, strerror(errno));
 		goto fail;
 	}
@@ -201,13 +188,13 @@ int ks_log_open(const char *dir, enum ks_sync sync, struct ks_store **out,
 		char who[128];
 
 		if (errno != EWOULDBLOCK) {
-			err = log_fail(msg, msglen, errno,
+			err = ks_store_fail(msg, msglen, errno,
 				       "cannot lock %s/lock: %s", dir,
 				       strerror(errno));
 			goto fail;
 		}
 		describe_holder(log, who, sizeof(who));
-		err = log_fail(msg, msglen, EBUSY,
+		err = ks_store_fail(msg, msglen, EBUSY,
 			       "store %s is in use by %s", dir, who);
 		goto fail;
 	}
@@ -239,15 +226,15 @@ int ks_store_log_open(const char *options, struct ks_store **out,
 			 strcmp(value, "none") == 0)
 			sync = KS_SYNC_NONE;
 		else
-			return log_fail(msg, msglen, EINVAL, "log store: bad "
+			return ks_store_fail(msg, msglen, EINVAL, "log store: bad "
 					"option %s=%s (dir=PATH, "
 					"sync=full|none)", key, value);
 	}
 	if (got)
-		return log_fail(msg, msglen, EINVAL, "log store: cannot parse "
+		return ks_store_fail(msg, msglen, EINVAL, "log store: cannot parse "
 				"options '%s'", options);
 	if (!dir[0])
-		return log_fail(msg, msglen, EINVAL, "log store: no dir=PATH");
+		return ks_store_fail(msg, msglen, EINVAL, "log store: no dir=PATH");
 	return ks_log_open(dir, sync, out, msg, msglen);
 }
 
