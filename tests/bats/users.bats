@@ -28,6 +28,17 @@ setup() {
 	chmod 755 "$KS_USERS_DIR"
 	cp "$KS_TOOLS/kserr.py" "$KS_USERS_DIR/"
 	KS_MNT=$KS_USERS_DIR/mnt
+	# The first python3 on root's PATH may be under /root, which the
+	# other users cannot reach.
+	local p
+	KS_USERS_PY=
+	for p in $(type -ap python3) /usr/bin/python3; do
+		if as_stranger "$p" -c '' 2>/dev/null; then
+			KS_USERS_PY=$p
+			break
+		fi
+	done
+	[ -n "$KS_USERS_PY" ] || { echo "no python3 other users can run"; return 1; }
 }
 
 teardown() {
@@ -55,11 +66,11 @@ as_stranger() {
 
 # user_errno / stranger_errno OP ARGS...: one call (kserr.py) as that user.
 user_errno() {
-	as_user timeout 30 python3 "$KS_USERS_DIR/kserr.py" "$@"
+	as_user timeout 30 "$KS_USERS_PY" "$KS_USERS_DIR/kserr.py" "$@"
 }
 
 stranger_errno() {
-	as_stranger timeout 30 python3 "$KS_USERS_DIR/kserr.py" "$@"
+	as_stranger timeout 30 "$KS_USERS_PY" "$KS_USERS_DIR/kserr.py" "$@"
 }
 
 # expect WANT GOT WHAT: GOT is one of the words in WANT (EPERM|EACCES).
