@@ -41,6 +41,10 @@ static int set_txn_owner(struct ks_inode *in, fuse_req_t req,
 		return EPERM;
 	if (to_set & FUSE_SET_ATTR_UID)
 		uid = attr->st_uid;
+	/* As chown(2): to a group of the owner's own, unless root. */
+	if ((to_set & FUSE_SET_ATTR_GID) && ctx->uid != 0 &&
+	    attr->st_gid != gid && !caller_in_group(req, attr->st_gid))
+		return EPERM;
 	if (to_set & FUSE_SET_ATTR_GID)
 		gid = attr->st_gid;
 	if (to_set & FUSE_SET_ATTR_MODE)

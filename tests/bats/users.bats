@@ -182,6 +182,7 @@ user_state() {
 	expect "EACCES|EPERM" "$(stranger_errno rename "$MNT/s/t" "$MNT/s/u")" "renaming it"
 	expect "EACCES|EPERM" "$(stranger_errno unlink "$MNT/s/t")" "aborting it"
 	expect "EPERM" "$(stranger_errno chmod "$MNT/s/t" 666)" "chmod of it"
+	expect "EPERM" "$(user_errno chown "$MNT/s/t" -1 0)" "the owner giving it to root's group"
 	# Nor replaced by the stranger's own.
 	run as_stranger sh -c "cd '$MNT/s' && echo theirs >x"
 	assert_eq "$status" 0 "the stranger's transaction: $output"
