@@ -40,6 +40,7 @@ struct options {
 	char *max_size;
 	char *max_states;
 	char *max_txns;
+	char *root_mode;
 	int help;
 	int version;
 };
@@ -69,6 +70,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("max_size=%s", max_size),
 	OPT("max_states=%s", max_states),
 	OPT("max_txns=%s", max_txns),
+	OPT("root_mode=%s", root_mode),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -153,6 +155,8 @@ static void usage(FILE *out, const char *prog)
 "    -o max_size=BYTES      largest page (default 4096)\n"
 "    -o max_states=N        most states (default 65536)\n"
 "    -o max_txns=N          most open transactions per state (default 1024)\n"
+"    -o root_mode=OCTAL     mode of the root (default 0755; 1777: every\n"
+"                           user may create states)\n"
 "    -f                     stay in the foreground\n"
 "    -d                     debug output (implies -f)\n"
 "    -o allow_other         let other users in (see fuse(8))\n"
@@ -178,6 +182,26 @@ bad:
 	fprintf(stderr, "kstatefs: %s must be a number from 1 to %llu, not "
 			"'%s'\n", what, max, text ? text : "");
 	return -1;
+}
+
+/* The root's permission bits, in octal as chmod takes them. */
+static int parse_root_mode(const char *text, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	*out = 0755;
+	if (!text)
+		return 0;
+	errno = 0;
+	v = strtoul(text, &end, 8);
+	if (!*text || *text == '-' || errno || *end || v > 07777) {
+		fprintf(stderr, "kstatefs: root_mode must be an octal mode from "
+				"0 to 7777, not '%s'\n", text);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
 }
 
 static int engine_config(const struct options *o, struct ks_engine_config *c)
@@ -397,6 +421,7 @@ int main(int argc, char *argv[])
 	struct ks_daemon d = { 0 };
 	struct stat mst;
 	int status = EXIT_MOUNT, err;
+	unsigned root_mode = 0755;
 
 	if (fuse_opt_parse(&args, &o, option_spec, take_arguments) != 0)
 		return EXIT_USAGE;
@@ -430,7 +455,8 @@ int main(int argc, char *argv[])
 			o.mountpoint, strerror(errno));
 		goto out_args;
 	}
-	if (engine_config(&o, &cfg) != 0) {
+	if (engine_config(&o, &cfg) != 0 ||
+	    parse_root_mode(o.root_mode, &root_mode) != 0) {
 		status = EXIT_USAGE;
 		goto out_args;
 	}
@@ -458,6 +484,9 @@ int main(int argc, char *argv[])
 
 	d.mountpoint = cl.mountpoint;
 	d.timeout = 86400.0;
+	d.uid = getuid();
+	d.gid = getgid();
+	atomic_init(&d.root_mode, root_mode);
 	clock_gettime(CLOCK_REALTIME, &d.started);
 	poll_table_init(&d);
 	events_init(&d);
@@ -531,5 +560,6 @@ out_args:
 	free(o.max_size);
 	free(o.max_states);
 	free(o.max_txns);
+	free(o.root_mode);
 	return status;
 }
