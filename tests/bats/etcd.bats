@@ -51,7 +51,7 @@ two_hosts() {
 	# and the key is under the prefix given
 	assert_eq "$(etcd_key_value "${KS_ETCD_PREFIX}s")" hi
 	# another prefix is another namespace
-	ks_mount_host C --etcd "$ETCD_ENDPOINTS" --etcd-prefix "${KS_ETCD_PREFIX}other/"
+	ks_mount_host C --etcd "$ETCD_ENDPOINTS" --etcd-prefix "${KS_ETCD_PREFIX%/}.other/"
 	assert_eq "$(ls "$HOST_C")" "" "ls of a host on another prefix"
 }
 
@@ -174,7 +174,7 @@ two_hosts() {
 	wait_for $LAG ks_version_is "$B/s" 2
 	assert_file "$B/s/data" 'theirs\n'
 	assert_file "$A/s/data" 'theirs\n'
-	# still refused once B has seen the commit; a read-only one too
+	# still refused once B has seen the commit
 	assert_errno EAGAIN rename "$B/s/T" "$B/s/data"
 	assert_file "$B/s/T" 'mine\n'
 	# a new transaction on B, based on the commit it saw, goes through
