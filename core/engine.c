@@ -140,6 +140,13 @@ void ks_engine_set_listener(struct ks_engine *eng, ks_commit_listener fn,
 	eng->listener_arg = arg;
 }
 
+void ks_engine_set_name_listener(struct ks_engine *eng, ks_name_listener fn,
+				 void *arg)
+{
+	eng->name_listener = fn;
+	eng->name_listener_arg = arg;
+}
+
 const struct ks_engine_config *ks_engine_config(const struct ks_engine *eng)
 {
 	return &eng->cfg;
@@ -461,8 +468,17 @@ int ks_table_rename(struct ks_engine *eng, struct ks_state *st,
 		err = EEXIST;
 		goto out;
 	}
+	/* The old name, version and owner: a store that moves the state's
+	 * keys (etcd) compares what it moves with what this host holds.
+	 * They cannot change under the commit lock. */
+	pthread_mutex_lock(&st->lock);
 	rec = (struct ks_rec){ .type = KS_REC_RENAME, .state_id = st->id,
-			       .name = newname, .time = *when };
+			       .name = newname, .old_name = oldname,
+			       .time = *when,
+			       .version = st->current->version,
+			       .uid = st->attr.uid, .gid = st->attr.gid,
+			       .mode = st->attr.mode };
+	pthread_mutex_unlock(&st->lock);
 	if (append) {
 		err = ks_store_append(eng->store, &rec, 1);
 		if (err)

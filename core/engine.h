@@ -68,6 +68,14 @@ struct ks_engine_config {
 typedef void (*ks_commit_listener)(void *arg, struct ks_state *st,
 				   uint64_t version);
 
+/* Called for every name that a change arriving from the store (another
+ * host's create, delete or rename; for a rename both names) added to or
+ * removed from the table, outside every engine lock, from the thread that
+ * applied it.  Local changes go through the daemon, which knows of them;
+ * these it learns only here, e.g. to make the kernel forget cached
+ * directory entries. */
+typedef void (*ks_name_listener)(void *arg, const char *name);
+
 /* Counters for .stats; read without locks (relaxed atomics). */
 struct ks_engine_stats {
 	uint64_t states;
@@ -87,6 +95,9 @@ int ks_engine_new(const struct ks_engine_config *cfg, struct ks_store *store,
 void ks_engine_free(struct ks_engine *eng);
 void ks_engine_set_listener(struct ks_engine *eng, ks_commit_listener fn,
 			    void *arg);
+/* Optional; set before the store starts delivering changes. */
+void ks_engine_set_name_listener(struct ks_engine *eng, ks_name_listener fn,
+				 void *arg);
 const struct ks_engine_config *ks_engine_config(const struct ks_engine *eng);
 void ks_engine_stats(struct ks_engine *eng, struct ks_engine_stats *out);
 

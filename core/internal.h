@@ -19,6 +19,8 @@ struct ks_engine {
 	struct ks_store *own_store;  /* the memory store made for a NULL one */
 	ks_commit_listener listener;
 	void *listener_arg;
+	ks_name_listener name_listener;
+	void *name_listener_arg;
 
 	pthread_rwlock_t table_lock;
 	struct ks_state **buckets;   /* chained by name hash */

@@ -32,9 +32,17 @@ static struct ks_state_attr rec_attr(const struct ks_rec *rec)
 				       .ctime = rec->time };
 }
 
+/* Tells the name listener, with no engine lock held. */
+static void name_changed(struct ks_engine *eng, const char *name)
+{
+	if (eng->name_listener)
+		eng->name_listener(eng->name_listener_arg, name);
+}
+
 static int apply_one(struct ks_engine *eng, const struct ks_rec *rec)
 {
 	struct ks_state_attr attr = rec_attr(rec);
+	char name[KS_NAME_MAX + 1];
 	struct ks_state *st;
 	int err;
 
@@ -48,6 +56,8 @@ static int apply_one(struct ks_engine *eng, const struct ks_rec *rec)
 			return EINVAL;
 		err = ks_table_create(eng, rec->state_id, rec->name, &attr,
 				      false, NULL);
+		if (!err)
+			name_changed(eng, rec->name);
 		return err == EEXIST ? 0 : err;
 	}
 	if (rec->type == KS_REC_RENAME && (!rec->state_id || !rec->name))
@@ -55,13 +65,21 @@ static int apply_one(struct ks_engine *eng, const struct ks_rec *rec)
 	st = find(eng, rec);
 	if (!st)
 		return 0;
+	/* The name it has now: what a delete removes, what a rename frees. */
+	ks_state_name(st, name);
 	switch (rec->type) {
 	case KS_REC_DELETE:
 		err = ks_table_delete(eng, st, NULL, true, false);
+		if (!err)
+			name_changed(eng, name);
 		break;
 	case KS_REC_RENAME:
 		err = ks_table_rename(eng, st, NULL, rec->name, &rec->time,
 				      false);
+		if (!err && strcmp(name, rec->name) != 0) {
+			name_changed(eng, name);
+			name_changed(eng, rec->name);
+		}
 		break;
 	case KS_REC_ATTR:
 		err = ks_attr_set(st, &attr, false);

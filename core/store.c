@@ -18,6 +18,7 @@ struct store_kind {
 static const struct store_kind kinds[] = {
 	{ "memory", ks_store_memory_open },
 	{ "log", ks_store_log_open },
+	{ "etcd", ks_store_etcd_open },
 };
 
 static int say(char *msg, size_t msglen, int err, const char *fmt, ...)

@@ -3,7 +3,7 @@
  * states somewhere, and everything the engine and the daemon may ask of it.
  * The daemon includes this header only; "memory" (store_memory.c) and "log"
  * (store_log.c, a directory on disk) are two implementations, and a store
- * shared by many hosts (etcd) is meant to be a third behind the same calls.
+ * shared by many hosts ("etcd", store_etcd.c) is the third.
  *
  * Life of a store, in the daemon:
  *
@@ -23,7 +23,8 @@
  *
  *     memory                               states vanish with the daemon
  *     log:dir=PATH[,sync=full|none]        a directory on disk (STORE.md)
- *     etcd:endpoints=URL[;URL...],prefix=P,timeout=SECONDS   (not yet)
+ *     etcd:endpoints=URL[;URL...][,prefix=P][,timeout=SECONDS]
+ *                                          a cluster shared by hosts
  *
  * A value runs to the next ',' (so a list inside a value uses ';'); a
  * backslash takes the next byte literally ("\\," for a comma in a path).
@@ -59,7 +60,10 @@
  * (always version - 1: versions rise by one per commit, on every host).
  * CHECK: version == base == the version the transaction read and validated,
  * so that a remote store can compare it in the same transaction as the
- * writes.  Other records carry version 0.
+ * writes.  RENAME: the state's current version, with its current uid, gid
+ * and mode, so that a store that moves the state's keys (etcd) can tell
+ * whether what it moved is what this host holds.  Other records carry
+ * version 0.
  *
  * ---- Append and EAGAIN ----------------------------------------------------
  * append returns once the unit is as durable as the store promises, or an
@@ -88,7 +92,8 @@ struct ks_engine;
 enum ks_rec_type {
 	KS_REC_CREATE = 1, /* state_id, name, uid, gid, mode, time */
 	KS_REC_DELETE = 2, /* state_id, name */
-	KS_REC_RENAME = 3, /* state_id, name (the new one), time */
+	KS_REC_RENAME = 3, /* state_id, name (the new one), old_name, time,
+			    * version, uid, gid, mode */
 	KS_REC_COMMIT = 4, /* state_id, name, version, base, bytes/len, time */
 	KS_REC_ATTR = 5,   /* state_id, name, uid, gid, mode, time */
 	KS_REC_CHECK = 6,  /* state_id, name, version == base: read only */
@@ -101,6 +106,9 @@ struct ks_rec {
 	uint64_t version;
 	uint64_t base;
 	const char *name;
+	/* RENAME: the name before.  Set by the engine; a record from a store
+	 * (ks_engine_apply_remote) may leave it NULL. */
+	const char *old_name;
 	uid_t uid;
 	gid_t gid;
 	mode_t mode;
@@ -138,6 +146,9 @@ struct ks_store_ops {
 	 * may be in append at once (group commit). */
 	int (*append)(struct ks_store *store, const struct ks_rec *recs,
 		      size_t n);
+	/* (A remote store may also answer ENOENT or EEXIST, when another
+	 * host deleted, renamed or created the state first; E2BIG for a unit
+	 * larger than it can take at once.) */
 
 	/* Blocks, for a bounded time, until every change that exists in the
 	 * store remotely has been delivered into the engine
@@ -195,6 +206,8 @@ int ks_store_memory_open(const char *options, struct ks_store **out,
 			 char *msg, size_t msglen);
 int ks_store_log_open(const char *options, struct ks_store **out,
 		      char *msg, size_t msglen);
+int ks_store_etcd_open(const char *options, struct ks_store **out,
+		       char *msg, size_t msglen);
 
 /* ---- engine calls a store may make --------------------------------------
  * recover: the rebuilding calls in core/recover.h (ks_recovery_new, _apply,
@@ -226,7 +239,9 @@ int ks_store_log_open(const char *options, struct ks_store **out,
  *           are installed together, under every commit lock at once.
  *   CHECK   nothing.
  *
- * Records are applied in order, the COMMITs last, together.  For DELETE,
+ * Records are applied in order, the COMMITs last, together.  The name
+ * listener (ks_engine_set_name_listener) hears every name a CREATE, DELETE
+ * or RENAME (old and new) changed.  For DELETE,
  * ATTR and COMMIT a state_id of 0 means "by rec.name"; RENAME needs the id
  * (ks_state_lookup of the old name gives it).  0, or ENOMEM / EEXIST /
  * EINVAL (bad name) / ENOSPC (max_states) for the first record that could

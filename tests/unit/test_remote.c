@@ -147,8 +147,22 @@ static void test_remote_commit(void)
 	ks_engine_free(eng);
 }
 
+/* What the name listener heard: the names, one a line. */
+struct names_heard {
+	char log[512];
+};
+
+static void hear_name(void *arg, const char *name)
+{
+	struct names_heard *h = arg;
+	size_t len = strlen(h->log);
+
+	snprintf(h->log + len, sizeof(h->log) - len, "%s\n", name);
+}
+
 static void test_remote_table(void)
 {
+	struct names_heard names = { "" };
 	struct ks_engine *eng = kt_default_engine();
 	struct ks_rec r = { .type = KS_REC_CREATE, .name = "new", .mode = 0640,
 			    .uid = 5, .gid = 6 };
@@ -158,6 +172,7 @@ static void test_remote_table(void)
 	struct ks_txn *t, *found;
 	char ev[512], name[KS_NAME_MAX + 1];
 
+	ks_engine_set_name_listener(eng, hear_name, &names);
 	clock_gettime(CLOCK_REALTIME, &r.time);
 	KT_ERR(ks_engine_apply_remote(eng, &r, 1), 0);
 	KT_ERR(ks_state_lookup(eng, "new", &st), 0);
@@ -194,6 +209,15 @@ static void test_remote_table(void)
 	read_events(eng, &cursor, ev, sizeof(ev));
 	KT_CHECK(strcmp(ev, "create new\ndelete new\ncreate renamed\n"
 			"delete renamed\n") == 0);
+	/* Every name a remote change added or removed, once each; local
+	 * changes and skipped ones are not heard. */
+	KT_CHECK(strcmp(names.log, "new\nnew\nrenamed\nrenamed\n") == 0);
+	KT_ERR(ks_state_create(eng, "local", &a, &st2), 0);
+	r = (struct ks_rec){ .type = KS_REC_CREATE, .name = "local" };
+	KT_ERR(ks_engine_apply_remote(eng, &r, 1), 0);
+	KT_ERR(ks_state_delete(eng, "local"), 0);
+	ks_state_unref(st2);
+	KT_CHECK(strcmp(names.log, "new\nnew\nrenamed\nrenamed\n") == 0);
 	ks_state_unref(st);
 	ks_engine_free(eng);
 }
@@ -373,7 +397,8 @@ int main(void)
 	       "an older or equal version is skipped");
 	KT_RUN(test_remote_table,
 	       "remote create, rename and delete; a remote delete with an "
-	       "open file and a transaction is forced");
+	       "open file and a transaction is forced; the name listener "
+	       "hears each name they change");
 	KT_RUN(test_remote_multi,
 	       "a remote multi-state unit installs together, one run of "
 	       "events");
