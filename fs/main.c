@@ -110,6 +110,11 @@ static int take_arguments(void *data, const char *arg, int key,
 	struct options *o = data;
 
 	if (key == KEY_ETCD) {
+		/* fuse_opt applies every template that matches, and "--etcd "
+		 * matches "--etcd-prefix" and "--etcd-timeout" too: their own
+		 * entries take them, they are not endpoints. */
+		if (strncmp(arg, "--etcd-", 7) == 0)
+			return 0;
 		/* "--etcdURL" (from "--etcd URL"), "--etcd=URL", "etcd=URL" */
 		if (strncmp(arg, "--etcd", 6) == 0)
 			arg += arg[6] == '=' ? 7 : 6;
