@@ -267,6 +267,22 @@ static void on_commit(void *arg, struct ks_state *st, uint64_t version)
 	events_wake(d);
 }
 
+/* Another host created, deleted or renamed a state.  The kernel must
+ * forget what it cached of the name, an entry or that there is none
+ * (entries are cached for d->timeout): called from the store's thread, with
+ * no engine lock held, and the kernel waits for lookups of the root in
+ * flight, so none that read the table before the change outlives this.
+ * And readers of .events have a create or delete line to read. */
+static void on_name(void *arg, const char *name)
+{
+	struct ks_daemon *d = arg;
+
+	if (d->se)
+		fuse_lowlevel_notify_inval_entry(d->se, FUSE_ROOT_ID, name,
+						 strlen(name));
+	events_wake(d);
+}
+
 /* Appends ",KEY=VALUE" (or "KEY=VALUE" first) to the option string at
  * *spec, escaping the commas and backslashes of VALUE (store.h). */
 static int spec_add(char **spec, const char *key, const char *value)
@@ -467,6 +483,7 @@ int main(int argc, char *argv[])
 	if (recover_store(&d) != 0)
 		goto out_engine;
 	ks_engine_set_listener(d.eng, on_commit, &d);
+	ks_engine_set_name_listener(d.eng, on_name, &d);
 
 	d.se = fuse_session_new(&args, &ks_ops, sizeof(ks_ops), &d);
 	if (!d.se) {
