@@ -77,7 +77,7 @@ expect_rename_fails() {
 	mkdir "$A/s"
 	wait_for $LAG test -d "$B/s"
 	watch_version "$B/s/version" "$out"
-	ks_bg cat "$B/.events" >"$ev"
+	read_events "$B" "$ev"
 	echo 1 >"$A/s/data"
 	wait_for $LAG grep -qx 'commit s 1' "$ev"
 	wait_for $LAG eval '[ "$(nlines "$out")" -gt 0 ]'
@@ -191,7 +191,7 @@ expect_rename_fails() {
 	mkdir "$A/s" "$A/old"
 	wait_for $LAG test -d "$B/old"
 	watch_version "$B/s/version" "$out"
-	ks_bg cat "$B/.events" >"$ev"
+	read_events "$B" "$ev"
 	echo 1 >"$A/s/data"
 	wait_for $LAG grep -qx 'commit s 1' "$ev"
 	wait_for $LAG ks_version_is "$B/s" 1

@@ -21,6 +21,8 @@
 #   etcd_key_value KEY     the exact bytes of KEY in etcd on stdout; status 1
 #                          if there is no such key
 #   etcd_key_exists KEY    status 0 if KEY is in etcd
+#   watch_version FILE OUT inotifywait -m -e modify FILE >OUT, in place
+#   read_events MNT OUT    cat MNT/.events >OUT, the file open
 #
 # Teardown (ks_etcd_teardown, the default teardown of a file that loads
 # this) kills ks_bg processes, unmounts every host and $MNT, then stops the
@@ -156,6 +158,15 @@ watch_version() {
 		cat "$err"
 		return 1
 	}
+}
+
+# read_events MNT OUT: cat MNT/.events >OUT in the background; returns once
+# it has the file open (a reader sees the events after its open only).
+read_events() {
+	local mnt=$1 n
+	n=$(ks_stat_value "$mnt" event_readers) || return 1
+	ks_bg cat "$mnt/.events" >"$2"
+	wait_for 20 eval '[ "$(ks_stat_value "$mnt" event_readers)" -gt "$n" ]'
 }
 
 # nlines FILE
