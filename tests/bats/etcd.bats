@@ -115,6 +115,56 @@ two_hosts() {
 	assert_errno EEXIST rename "$A/new" "$A/other"
 }
 
+@test "etcd: chmod and chown of a state on A are seen on B" {
+	two_hosts
+	mkdir "$A/s"
+	wait_for $LAG test -d "$B/s"
+	stat "$B/s" "$B/s/data" "$B/s/version" >/dev/null
+	chmod 700 "$A/s"
+	wait_for $LAG eval '[ "$(stat -c %a "$B/s")" = 700 ]'
+	chown 1234:5678 "$A/s"
+	wait_for $LAG eval '[ "$(stat -c %u:%g "$B/s")" = 1234:5678 ]'
+	chmod 755 "$B/s"
+	wait_for $LAG eval '[ "$(stat -c %a "$A/s")" = 755 ]'
+	assert_eq "$(stat -c %u:%g "$A/s")" 1234:5678
+	# a commit on A does not undo B's chmod, nor the other way round
+	echo x >"$A/s/data"
+	wait_for $LAG ks_version_is "$B/s" 1
+	assert_eq "$(stat -c %a "$B/s")" 755
+	assert_eq "$(stat -c %a "$A/s")" 755
+}
+
+@test "etcd: transactions are private to their host: B does not list A's, rmdir on B does not wait for them" {
+	two_hosts
+	mkdir "$A/s"
+	echo base >"$A/s/data"
+	wait_for $LAG ks_version_is "$B/s" 1
+	touch "$A/s/T"
+	echo mine >"$A/s/T"
+	mkdir "$A/.txn/M"
+	cat "$A/.txn/M/s" >/dev/null
+	assert_eq "$(ls "$B/s")" "$(printf 'data\nevery\nversion')"
+	assert_eq "$(ls "$B/.txn")" ""
+	# B removes the state while A has transactions on it
+	rmdir "$B/s"
+	wait_for $LAG ks_gone "$A/s/data"
+	assert_eq "$(ks_errno stat "$A/s")" ENOENT
+	# A's transactions cannot commit any more; they are refused, not lost
+	# into another state
+	local got
+	got=$(ks_errno rename "$A/s/T" "$A/s/data")
+	[ "$got" != OK ] || { echo "mv T data of a deleted state succeeded"; return 1; }
+	got=$(ks_errno rename "$A/.txn/M" "$A/.commit/M")
+	[ "$got" != OK ] || { echo ".txn commit of a deleted state succeeded"; return 1; }
+	rm -rf "$A/.txn/M" 2>/dev/null || true
+	# a new state of the same name starts from nothing, on both hosts
+	mkdir "$A/s"
+	wait_for $LAG test -d "$B/s"
+	assert_version "$B/s" 0
+	assert_file "$B/s/data" ''
+	assert_eq "$(ls "$A/s")" "$(printf 'data\nevery\nversion')"
+}
+
 @test "etcd: commits on A are seen on B with the same version; A reads its own writes at once" {
 	two_hosts
 	local S=$A/s
@@ -154,6 +204,10 @@ two_hosts() {
 	done
 	wait_for $LAG ks_version_is "$B/s" 12
 	assert_file "$B/s/data" 'n8\n'
+	# stat of data: the size of the latest page and the time of its
+	# commit, the same on both hosts
+	assert_eq "$(stat -c %s "$B/s/data")" 3 "size of data on B"
+	assert_eq "$(stat -c %Y "$B/s/data")" "$(stat -c %Y "$S/data")" "mtime of data on B and A"
 }
 
 @test "etcd: a transaction begun on B fails with EAGAIN after a commit on A, and is left as it was" {
@@ -325,6 +379,16 @@ two_hosts() {
 	echo go >"$A/s/data"
 	wait_for 20 test -s "$st"
 	assert_eq "$(cat "$st")" 0 "kstate when status; output: $(cat "$out")"
+	# kstate watch on B runs its command for A's commits, the last one
+	# always
+	out=$BATS_TEST_TMPDIR/watch.out
+	: >"$out"
+	ks_bg "$KSTATE" watch "$B/s" --max-rate 5 -- sh -c "cat >>'$out'; echo >>'$out'"
+	wait_for 20 grep -qx go "$out"
+	for i in w1 w2 w3 w4 last; do
+		echo "$i" >"$A/s/data"
+	done
+	wait_for 20 eval '[ "$(grep -v "^$" "$out" | tail -n 1)" = last ]'
 	# kstate wait on B with a timeout and no commit: status 1
 	run kstate wait "$B/s" --timeout 1
 	assert_eq "$status" 1 "kstate wait with nothing happening; output: $output"
