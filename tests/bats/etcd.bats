@@ -98,7 +98,9 @@ two_hosts() {
 	echo one >"$A/old/data"
 	echo two >"$A/old/data"
 	wait_for $LAG ks_version_is "$B/old" 2
+	# B has OLD cached, and that NEW does not exist
 	cat "$B/old/data" >/dev/null
+	assert_eq "$(ks_errno stat "$B/new")" ENOENT
 	mv "$A/old" "$A/new"
 	wait_for $LAG ks_gone "$B/old"
 	wait_for $LAG test -d "$B/new"
