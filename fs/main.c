@@ -507,6 +507,12 @@ int main(int argc, char *argv[])
 	/* Unmount first: a request the notifier is still waiting on then
 	 * fails instead of hanging, and the notifier can be joined. */
 	fuse_session_unmount(d.se);
+	/* Then the store: a remote one delivers other hosts' changes from
+	 * its own thread until it is closed, and their listeners (on_commit,
+	 * on_name) use the session, the views, .events and the notifier,
+	 * which go next. */
+	ks_store_close(d.store);
+	d.store = NULL;
 out_signals:
 	fuse_remove_signal_handlers(d.se);
 out_session:
@@ -516,7 +522,8 @@ out_session:
 	notifier_stop(&d);
 out_engine:
 	/* The store goes first: its compaction reads the engine. */
-	ks_store_close(d.store);
+	if (d.store)
+		ks_store_close(d.store);
 	ks_engine_free(d.eng);
 out_tables:
 	inode_table_free(&d);
