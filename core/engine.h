@@ -94,8 +94,8 @@ typedef void (*ks_commit_listener)(void *arg, struct ks_state *st,
 
 /* Called for every name that a change arriving from the store (another
  * host's create, delete or rename; for a rename both names) added to or
- * removed from the table, outside every engine lock, from the thread that
- * applied it.  Local changes go through the daemon, which knows of them;
+ * removed from the table, and for a state whose owner or mode another host
+ * changed, outside every engine lock, from the thread that applied it.  Local changes go through the daemon, which knows of them;
  * these it learns only here, e.g. to make the kernel forget cached
  * directory entries. */
 typedef void (*ks_name_listener)(void *arg, const char *name);

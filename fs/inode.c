@@ -319,3 +319,10 @@ void inode_invalidate_owner(struct ks_daemon *d, struct ks_state *st)
 
 	invalidate_attrs(d, inos, 3);
 }
+
+void inode_invalidate_state_dir(struct ks_daemon *d, struct ks_state *st)
+{
+	uint64_t ino = inode_state_ino(st, ROLE_STATE);
+
+	invalidate_attrs(d, &ino, 1);
+}

@@ -104,5 +104,8 @@ void inode_invalidate_state(struct ks_daemon *d, struct ks_state *st);
  * whose permission checks would otherwise use the old ones for as long
  * as attributes are cached. */
 void inode_invalidate_owner(struct ks_daemon *d, struct ks_state *st);
+/* The same for the state's directory itself: only from outside a request
+ * on it (a change another host made), never from its own setattr. */
+void inode_invalidate_state_dir(struct ks_daemon *d, struct ks_state *st);
 
 #endif

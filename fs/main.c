@@ -106,12 +106,12 @@ static int take_arguments(void *data, const char *arg, int key,
 	struct options *o = data;
 
 	if (key == KEY_ETCD) {
-		/* "--etcdURL" (from "--etcd URL"), "--etcd=URL", "etcd=URL".
-		 * fuse_opt offers every matching template, so "--etcd "
-		 * also sees --etcd-prefix and --etcd-timeout, which their
-		 * own templates take. */
+		/* fuse_opt applies every template that matches, and "--etcd "
+		 * matches "--etcd-prefix" and "--etcd-timeout" too: their own
+		 * entries take them, they are not endpoints. */
 		if (strncmp(arg, "--etcd-", 7) == 0)
 			return 0;
+		/* "--etcdURL" (from "--etcd URL"), "--etcd=URL", "etcd=URL" */
 		if (strncmp(arg, "--etcd", 6) == 0)
 			arg += arg[6] == '=' ? 7 : 6;
 		else
@@ -285,16 +285,28 @@ static void on_commit(void *arg, struct ks_state *st, uint64_t version)
 	events_wake(d);
 }
 
-/* A state another host created, deleted or renamed: the kernel may hold
- * an entry for the name (or its absence) for a day, and learns of changes
- * that do not go through this mount only from us.  Called from the store's
- * own thread, never from a request (where this call can deadlock). */
-static void on_remote_name(void *arg, const char *name)
+/* Another host created, deleted, renamed or chmod/chowned a state.  The
+ * kernel must forget what it cached of the name, an entry or that there is
+ * none (entries are cached for d->timeout), and of the attributes of the
+ * state's files, which show its owner and mode: called from the store's
+ * thread, with no engine lock held, and the kernel waits for lookups of the
+ * root in flight, so none that read the table before the change outlives
+ * this.  And readers of .events have a create or delete line to read. */
+static void on_name(void *arg, const char *name)
 {
 	struct ks_daemon *d = arg;
+	struct ks_state *st;
 
-	fuse_lowlevel_notify_inval_entry(d->se, FUSE_ROOT_ID, name,
-					 strlen(name));
+	if (d->se) {
+		fuse_lowlevel_notify_inval_entry(d->se, FUSE_ROOT_ID, name,
+						 strlen(name));
+		if (ks_state_lookup(d->eng, name, &st) == 0) {
+			inode_invalidate_state_dir(d, st);
+			inode_invalidate_owner(d, st);
+			ks_state_unref(st);
+		}
+	}
+	events_wake(d);
 }
 
 /* Appends ",KEY=VALUE" (or "KEY=VALUE" first) to the option string at
@@ -502,7 +514,7 @@ int main(int argc, char *argv[])
 	if (recover_store(&d) != 0)
 		goto out_engine;
 	ks_engine_set_listener(d.eng, on_commit, &d);
-	ks_engine_set_name_listener(d.eng, on_remote_name, &d);
+	ks_engine_set_name_listener(d.eng, on_name, &d);
 
 	d.se = fuse_session_new(&args, &ks_ops, sizeof(ks_ops), &d);
 	if (!d.se) {
