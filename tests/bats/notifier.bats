@@ -139,6 +139,24 @@ expect_event() {
 	assert_version "$S" 3
 }
 
+@test "notifier: a wake-up the child had taken but not written when it died is sent again" {
+	local before i
+	watch w
+	for i in 1 2 3; do
+		CHILD=$(wait_for 20 notify_child >/dev/null && notify_child)
+		# Stopped, the child takes no path from its socket: the commit's
+		# path is sent to it and waits there when it dies.
+		kill -STOP "$CHILD"
+		before=$(nevents w)
+		echo "$i" >"$S/data"
+		sleep 0.2
+		assert_eq "$(nevents w)" "$before" "an event from a stopped child"
+		kill -KILL "$CHILD"
+		expect_event w "$before" "commit $i owed by the child that died"
+	done
+	assert_version "$S" 3
+}
+
 @test "notifier: several kills in a row; notifier_restarts counts them" {
 	local before i old=
 	watch w
