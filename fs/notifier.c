@@ -294,11 +294,15 @@ static void requeue_all(struct ks_notifier *n)
 		struct sent *s = &n->queue[i];
 
 		/* One already pending serves this one too. */
-		if (n->stop || u64map_get(&n->pending, s->key) ||
-		    u64map_put(&n->pending, s->key, s->job))
-			free_job(s->job);
+		if (!n->stop && !u64map_get(&n->pending, s->key) &&
+		    u64map_put(&n->pending, s->key, s->job) == 0)
+			s->job = NULL;
 	}
 	ks_unlock(&n->lock);
+	/* The last reference to a state goes outside the lock. */
+	for (size_t i = n->head; i < n->len; i++)
+		if (n->queue[i].job)
+			free_job(n->queue[i].job);
 	n->head = n->len = n->unsent = 0;
 }
 
