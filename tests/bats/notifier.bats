@@ -174,6 +174,26 @@ expect_event() {
 	assert_version "$S" 5
 }
 
+@test "notifier: a child that keeps dying is restarted later and later, never given up" {
+	local i before
+	watch w
+	for i in 1 2 3 4 5 6 7 8; do
+		kill_child
+		new_child "$CHILD" >/dev/null
+	done
+	# Each child lived less than a second (the first perhaps not: it is
+	# restarted at once): the delays doubled.
+	grep -q 'starting another in 10 ms' "$KS_LOG"
+	grep -q 'starting another in 640 ms' "$KS_LOG" || {
+		grep 'inotify child' "$KS_LOG"
+		return 1
+	}
+	before=$(nevents w)
+	echo a >"$S/data"
+	expect_event w "$before" "a commit after eight quick deaths"
+	assert_eq "$(restarts)" 8 "notifier_restarts"
+}
+
 @test "notifier: kills during a burst of commits; an event follows the last one" {
 	local n=400 final seen=$BATS_TEST_TMPDIR/seen
 	echo 0 >"$S/data"
