@@ -435,6 +435,8 @@ int main(int argc, char *argv[])
 	int status = EXIT_MOUNT, err;
 	unsigned root_mode = 0755;
 
+	if (notifier_child_requested(argc, argv))
+		notifier_child_main();
 	if (fuse_opt_parse(&args, &o, option_spec, take_arguments) != 0)
 		return EXIT_USAGE;
 	if (o.help) {

@@ -18,8 +18,8 @@
  *
  * The child execs the daemon's own binary (/proc/self/exe: still the
  * right one after an upgrade replaced the file) as "kstatefs-notify", and
- * the constructor at the end of this file makes it the toucher before
- * main runs.  So `pidof kstatefs` and `pgrep -x kstatefs` find the daemon
+ * main hands it to notifier_child_main, which makes it the toucher first
+ * thing.  So `pidof kstatefs` and `pgrep -x kstatefs` find the daemon
  * alone, and the child is small: not a copy of the daemon's memory for
  * the OOM killer to weigh.
  *
@@ -650,38 +650,25 @@ void notifier_stop(struct ks_daemon *d)
 /* ---- the child's entry ----------------------------------------------- */
 
 /*
- * A child started by start_child runs here, before main: the toucher needs
- * nothing of the daemon's startup (options, store, session), and main
- * stays the daemon's.  It is told apart by its arguments, which no
- * daemon is started with, and by a socket on CHILD_FD.  Its comm would be
- * "exe" after the exec of /proc/self/exe: set it, for pgrep -x and ps.
+ * A child started by start_child runs the daemon's binary again, and main
+ * hands it over here before anything of the daemon's startup (options,
+ * store, session), which the toucher needs none of.  It is told apart by
+ * its arguments, which no daemon is started with, and by a socket on
+ * CHILD_FD.  Its comm would be "exe" after the exec of /proc/self/exe: set
+ * it, for pgrep -x and ps.
  */
-__attribute__((constructor)) static void notifier_child_entry(void)
+bool notifier_child_requested(int argc, char *argv[])
 {
-	static const char want[] = CHILD_NAME "\0" CHILD_FLAG;
-	char got[sizeof(want)];
-	size_t have = 0;
 	struct stat sb;
-	int fd;
 
-	if (fstat(CHILD_FD, &sb) != 0 || !S_ISSOCK(sb.st_mode))
-		return;
-	fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	while (have < sizeof(got)) {
-		ssize_t r = read(fd, got + have, sizeof(got) - have);
+	return argc >= 2 && strcmp(argv[0], CHILD_NAME) == 0 &&
+	       strcmp(argv[1], CHILD_FLAG) == 0 &&
+	       fstat(CHILD_FD, &sb) == 0 && S_ISSOCK(sb.st_mode);
+}
 
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		have += (size_t)r;
-	}
-	close(fd);
-	/* sizeof(want) counts the NUL after CHILD_FLAG. */
-	if (have < sizeof(want) || memcmp(got, want, sizeof(want)) != 0)
-		return;
+_Noreturn void notifier_child_main(void)
+{
 	prctl(PR_SET_NAME, CHILD_NAME, 0, 0, 0);
 	touch_paths(CHILD_FD);
+	_exit(0);
 }

@@ -25,4 +25,10 @@ bool notifier_is_self(struct ks_daemon *d, pid_t pid);
 /* How many times a child that died was replaced (.stats). */
 uint64_t notifier_restarts(struct ks_daemon *d);
 
+/* The notifier's child runs the daemon's binary under its own name: main
+ * asks first whether it is that child, and if so becomes it (never
+ * returns). */
+bool notifier_child_requested(int argc, char *argv[]);
+_Noreturn void notifier_child_main(void);
+
 #endif
