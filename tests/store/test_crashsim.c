@@ -30,7 +30,8 @@
  *
  * Reproducible: KS_CRASHSIM_SEED=N (printed at the start and on failure)
  * gives the same scenario and the same choices.  KS_CRASHSIM_TRIALS sets
- * the random choices per point (default 6).  The directories live in
+ * the random choices per point (default 6); KS_CRASHSIM_VERBOSE=1 shows
+ * what recovery said of each cut.  The directories live in
  * /dev/shm when it exists (KS_CRASHSIM_DIR to choose): what is checked is
  * what a cut leaves, not the disk's speed.
  */
@@ -1061,11 +1062,14 @@ int main(void)
 	printf("seed %llu (KS_CRASHSIM_SEED), %d cuts per point, in %s\n",
 	       (unsigned long long)seed, trials_per_point, root);
 	fflush(stdout);
-	/* Recovery says on stderr what torn end it dropped, every cut. */
+	/* Recovery says on stderr what torn end it dropped, every cut
+	 * (KS_CRASHSIM_VERBOSE=1 to see it). */
 	saved_stderr = dup(2);
-	null = open("/dev/null", O_WRONLY);
-	dup2(null, 2);
-	close(null);
+	if (!getenv("KS_CRASHSIM_VERBOSE")) {
+		null = open("/dev/null", O_WRONLY);
+		dup2(null, 2);
+		close(null);
+	}
 	{
 		char a[4300], b[4300];
 
