@@ -30,7 +30,8 @@
  *
  * Reproducible: KS_CRASHSIM_SEED=N (printed at the start and on failure)
  * gives the same scenario and the same choices.  KS_CRASHSIM_TRIALS sets
- * the random choices per point (default 6); KS_CRASHSIM_VERBOSE=1 shows
+ * the random choices per point (default 6), KS_CRASHSIM_STARTS the cut
+ * stores started again (default 16); KS_CRASHSIM_VERBOSE=1 shows
  * what recovery said of each cut.  The directories live in
  * /dev/shm when it exists (KS_CRASHSIM_DIR to choose): what is checked is
  * what a cut leaves, not the disk's speed.
@@ -480,6 +481,14 @@ static void mark_ack(int state, uint64_t version)
 	}
 	R.acks[R.nacks++] = (struct mark){ R.nops, state, version };
 	pthread_mutex_unlock(&R.mu);
+}
+
+/* What was in the directory when recording began is on disk: owed from
+ * the first point on. */
+static void mark_present(int state, uint64_t version)
+{
+	mark_ack(state, version);
+	R.acks[R.nacks - 1].at = 0;
 }
 
 static void mark_durable(void)
@@ -998,7 +1007,70 @@ static const char *op_name(const struct op *o)
 	return names[o->kind];
 }
 
-static void simulate(enum ks_sync sync, const char *base, int rounds)
+/* Cuts every point of what R holds, trials times each (the first two:
+ * nothing unsynced landed, everything did). */
+static void cut_all(struct sim *m, struct rng *g, const char *cut,
+		    struct tally *t)
+{
+	for (size_t c = 0; c <= R.nops; c++) {
+		t->points++;
+		for (int k = 0; k < trials_per_point; k++) {
+			struct cut_note nt = { "", 0 };
+
+			if (c < R.nops)
+				note(&nt, " [next call: %s]",
+				     op_name(&R.ops[c]));
+			build_cut(c, g, k < 2 ? k + 1 : 0, cut, &nt);
+			check_cut(m, c, cut, &nt, g);
+			t->cuts++;
+		}
+	}
+}
+
+/* A directory a cut left, started again under the recorder (recovery
+ * cutting a torn end, dropping leftovers, compacting), committed to, and
+ * cut again at every point: what recovery found is owed from the start. */
+static void second_start(enum ks_sync sync, const char *dir, const char *cut,
+			 struct rng *g, struct tally *t)
+{
+	struct sim m = { .sync = sync, .dir = (char *)dir };
+	int live[NSTATES], n = 0;
+
+	rec_begin(dir);
+	sim_open(&m);
+	for (int i = 0; i < NSTATES; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "s%d", i);
+		m.st[i] = st_find(&m.s, name);
+		if (m.st[i]) {
+			m.created[i] = true;
+			m.cur[i] = ks_state_version(m.st[i]);
+			mark_present(i, m.cur[i]);
+		} else if (i >= 1 && i <= 3) {
+			sim_create(&m, i);
+		}
+		if (i && m.created[i])
+			live[n++] = i;
+	}
+	commit_one(&m, live[0]);
+	group(&m, live[1], live + 2, n - 2);
+	if (below(g, 2)) {
+		CHECK_ERR(ks_log_compact(m.s.store), 0);
+		mark_durable();
+	}
+	commit_one(&m, live[n - 1]);
+	for (int i = 0; i < NSTATES; i++)
+		if (m.st[i])
+			ks_state_unref(m.st[i]);
+	ks_log_set_io(m.s.store, NULL);
+	cut_all(&m, g, cut, t);
+	ks_log_close(m.s.store);
+	ks_engine_free(m.s.eng);
+}
+
+static void simulate(enum ks_sync sync, const char *base, int rounds,
+		     int starts)
 {
 	struct sim m = { .sync = sync };
 	struct rng g = { mix(seed, sync) | 1 };
@@ -1017,26 +1089,40 @@ static void simulate(enum ks_sync sync, const char *base, int rounds)
 	       sync == KS_SYNC_FULL ? "full" : "none", m.commits, m.groups,
 	       m.compactions, R.nops);
 	fflush(stdout);
-	for (size_t c = 0; c <= R.nops; c++) {
-		int n = trials_per_point;
-
-		t.points++;
-		for (int k = 0; k < n; k++) {
-			struct cut_note nt = { "", 0 };
-
-			if (c < R.nops)
-				note(&nt, " [next call: %s]",
-				     op_name(&R.ops[c]));
-			build_cut(c, &g, k < 2 ? k + 1 : 0, cut, &nt);
-			check_cut(&m, c, cut, &nt, &g);
-			t.cuts++;
-		}
-	}
+	cut_all(&m, &g, cut, &t);
 	printf("sync %s: %ld cut points, %ld directories, all recovered with "
 	       "every acknowledged commit (%.1f s)\n",
 	       sync == KS_SYNC_FULL ? "full" : "none", t.points, t.cuts,
 	       st_now() - t0);
 	fflush(stdout);
+	/* Cuts at random points, each started again and cut again. */
+	{
+		char again[4200];
+		struct tally t2 = { 0 };
+		double t1 = st_now();
+
+		snprintf(again, sizeof(again), "%s/again", base);
+		for (int k = 0; k < starts; k++) {
+			struct cut_note nt = { "", 0 };
+			size_t c = (size_t)below(&g, R.nops + 1);
+			struct rec first = R;
+
+			build_cut(c, &g, 0, again, &nt);
+			/* the first record stays for the next round */
+			memset(&R, 0, sizeof(R));
+			second_start(sync, again, cut, &g, &t2);
+			rec_free();
+			R = first;
+			pthread_mutex_init(&R.mu, NULL);
+			pthread_cond_init(&R.cv, NULL);
+		}
+		printf("sync %s: %d cut stores started again: %ld cut points, "
+		       "%ld directories, all recovered (%.1f s)\n",
+		       sync == KS_SYNC_FULL ? "full" : "none", starts,
+		       t2.points, t2.cuts, st_now() - t1);
+		fflush(stdout);
+		st_rmrf(again);
+	}
 	ks_log_close(m.s.store);
 	ks_engine_free(m.s.eng);
 	st_rmrf(dir);
@@ -1048,10 +1134,13 @@ int main(void)
 	const char *env = getenv("KS_CRASHSIM_SEED");
 	const char *base = getenv("KS_CRASHSIM_DIR");
 	char root[4200];
-	int null;
+	int null, starts = 16;
 
 	seed = env && *env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^
 	       (uint64_t)getpid() << 16;
+	env = getenv("KS_CRASHSIM_STARTS");
+	if (env && atoi(env) > 0)
+		starts = atoi(env);
 	env = getenv("KS_CRASHSIM_TRIALS");
 	if (env && atoi(env) > 0)
 		trials_per_point = atoi(env);
@@ -1076,8 +1165,8 @@ int main(void)
 		snprintf(a, sizeof(a), "%s/full", root);
 		snprintf(b, sizeof(b), "%s/none", root);
 		CHECK(mkdir(a, 0700) == 0 && mkdir(b, 0700) == 0);
-		simulate(KS_SYNC_FULL, a, 40);
-		simulate(KS_SYNC_NONE, b, 40);
+		simulate(KS_SYNC_FULL, a, 40, starts);
+		simulate(KS_SYNC_NONE, b, 40, starts);
 	}
 	dup2(saved_stderr, 2);
 	st_rmrf(root);
