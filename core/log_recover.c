@@ -348,16 +348,17 @@ out:
  * created log.0000000000000001 in place: is the lone segment shorter than
  * its header, and holding nothing but a part of that header (or zeros,
  * blocks never written)?  Then no commit was ever written to it, and the
- * store is new.  (Segments are now created under a temporary name, so
- * this store never leaves one.) */
+ * store is new.  (This kstatefs creates segments under a temporary name
+ * and never leaves one.) */
 static bool short_first_segment(struct ks_log *log)
 {
 	unsigned char hdr[LOG_SEG_HDR_LEN], *buf;
-	const char *name = "log.0000000000000001";
+	char name[32];
 	bool is = true;
 	size_t size;
 	int fd;
 
+	log_seg_name(name, sizeof(name), 1);
 	fd = log_open_file(log, name, O_RDONLY);
 	if (fd < 0)
 		return false;
@@ -429,7 +430,10 @@ int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 	}
 	if (!snaps.n && segs.n == 1 && segs.v[0] == 1 &&
 	    short_first_segment(log)) {
-		log_unlink(log, "log.0000000000000001");
+		char name[32];
+
+		log_seg_name(name, sizeof(name), 1);
+		log_unlink(log, name);
 		segs.n = 0;
 	}
 	if (i0 == segs.n) {
