@@ -33,7 +33,7 @@ struct ks_recovery;
  *
  *   0  u32 crc32c    of the payload, then of bytes 4..35 of this header
  *   4  u32 length    of the payload
- *   8  u32 type
+ *   8  u32 type      low 8 bits; the high 24: "in flight" (below)
  *  12  u64 sequence  log: 1, 2, 3 ... across segments; snapshot: index
  *  20  u64 state     state id
  *  28  u64 version
@@ -42,6 +42,19 @@ struct ks_recovery;
  * all little-endian.  The checksum covers the payload first so that a
  * committer can checksum its page in parallel with the others, and the
  * leader only finishes it over the header once it has given the sequence.
+ *
+ * In flight: in a log record, how many records before it (in sequence)
+ * were not yet known to be on disk when it was written: its place in its
+ * group commit with --sync full, the records since the last sync with
+ * --sync none.  So a record with sequence S and in-flight count N says that
+ * records before S - N were durable before it was written, and recovery
+ * can tell the torn end of the last group commit (damage only at or after
+ * S - N for every whole record after it) from damage to records that had
+ * been synced, and so acknowledged (STORE.md, "Starting").  Logs written
+ * before the count existed have 0 everywhere, which forgives nothing but
+ * a tail with no whole record after it, as those logs always were read.
+ * Saturates at LOG_INFLIGHT_MAX, which errs towards refusing.  Frames
+ * other than log records have 0.
  */
 #define LOG_HDR 36
 #define LOG_SUB_HDR 24          /* u32 len, u32 type, u64 state, u64 version */
@@ -50,6 +63,9 @@ struct ks_recovery;
 #define LOG_MAGIC_LEN 16
 #define LOG_SEG_HDR_LEN (LOG_HDR + LOG_MAGIC_LEN)
 #define LOG_SNAP_STATE_FIXED 38 /* uid gid mode ctime mtime namelen */
+#define LOG_TYPE_MASK 0xffu
+#define LOG_INFLIGHT_SHIFT 8
+#define LOG_INFLIGHT_MAX 0xffffffu
 
 enum {
 	LOG_T_MULTI = 16,       /* several records of one unit; version = n */
@@ -87,7 +103,8 @@ static inline uint64_t log_get64(const unsigned char *p)
 
 struct log_frame {
 	uint32_t len;
-	uint32_t type;
+	uint32_t type;          /* the low 8 bits of the field */
+	uint32_t inflight;      /* the high 24 */
 	uint64_t seq;
 	uint64_t state;
 	uint64_t version;
@@ -103,6 +120,14 @@ size_t log_unit_len(const struct ks_rec *recs, size_t n);
 void log_encode_unit(unsigned char *frame, const struct ks_rec *recs,
 		     size_t n);
 void log_finish_frame(unsigned char *p, uint64_t seq);
+/* Sets the in-flight count of an encoded record (before finishing it). */
+static inline void log_set_inflight(unsigned char *p, uint64_t n)
+{
+	if (n > LOG_INFLIGHT_MAX)
+		n = LOG_INFLIGHT_MAX;
+	log_put32(p + 8, (log_get32(p + 8) & LOG_TYPE_MASK) |
+		  (uint32_t)n << LOG_INFLIGHT_SHIFT);
+}
 /* A whole frame with its checksum, of len payload bytes already in
  * p + LOG_HDR. */
 void log_seal_frame(unsigned char *p, uint32_t len, uint32_t type,
@@ -113,6 +138,15 @@ bool log_frame_at(const unsigned char *buf, size_t size, size_t off,
 		  struct log_frame *f, const char **why);
 /* Does any whole frame start anywhere in buf[from..size)? */
 bool log_any_frame_after(const unsigned char *buf, size_t size, size_t from);
+/* The first whole frame starting in buf[*off..size): true with *off at it
+ * and f filled in, or false. */
+bool log_next_frame(const unsigned char *buf, size_t size, size_t *off,
+		    struct log_frame *f);
+/* Is f a record of the log (one change or a unit), not a segment header
+ * or a snapshot's frame? */
+bool log_is_record(const struct log_frame *f);
+/* The header frame of segment SEG (LOG_SEG_HDR_LEN bytes). */
+void log_seg_header(unsigned char *hdr, uint64_t seg);
 bool log_all_zero(const unsigned char *p, size_t len);
 /* Applies a log frame (one record or a unit) to r; *nrecs counts them.
  * EINVAL for a malformed one. */
@@ -195,6 +229,7 @@ struct ks_log {
 	uint64_t end;           /* end of the last good record */
 	uint64_t alloc_end;     /* the file is zeros from end to here */
 	uint64_t next_seq;
+	uint64_t durable_seq;   /* records before it are known on disk */
 	struct log_buf batch;   /* the spare buffer, swapped with pend */
 };
 

@@ -183,6 +183,27 @@ static bool known_type(uint32_t type)
 	       type == LOG_T_SNAP_END;
 }
 
+static bool record_type(uint32_t type)
+{
+	return (type >= KS_REC_CREATE && type <= KS_REC_ATTR) ||
+	       type == LOG_T_MULTI;
+}
+
+/* The type field is known: a known type, and an in-flight count only on
+ * a log record. */
+static bool known_field(uint32_t field)
+{
+	uint32_t type = field & LOG_TYPE_MASK;
+
+	return known_type(type) &&
+	       (record_type(type) || (field >> LOG_INFLIGHT_SHIFT) == 0);
+}
+
+bool log_is_record(const struct log_frame *f)
+{
+	return record_type(f->type);
+}
+
 /* Is there a whole, checksummed frame at buf[off]?  why (if not NULL) gets
  * what is wrong when there is not. */
 bool log_frame_at(const unsigned char *buf, size_t size, size_t off,
@@ -190,13 +211,14 @@ bool log_frame_at(const unsigned char *buf, size_t size, size_t off,
 {
 	const unsigned char *p = buf + off;
 	const char *w = NULL;
+	uint32_t field = 0;
 
 	if (size - off < LOG_HDR) {
 		w = "truncated record header";
 	} else {
 		f->len = log_get32(p + 4);
-		f->type = log_get32(p + 8);
-		if (!known_type(f->type))
+		field = log_get32(p + 8);
+		if (!known_field(field))
 			w = "unknown record type";
 		else if (f->len > LOG_MAX_PAYLOAD ||
 			 f->len > size - off - LOG_HDR)
@@ -208,6 +230,8 @@ bool log_frame_at(const unsigned char *buf, size_t size, size_t off,
 		*why = w;
 	if (w)
 		return false;
+	f->type = field & LOG_TYPE_MASK;
+	f->inflight = field >> LOG_INFLIGHT_SHIFT;
 	f->seq = log_get64(p + 12);
 	f->state = log_get64(p + 20);
 	f->version = log_get64(p + 28);
@@ -215,23 +239,29 @@ bool log_frame_at(const unsigned char *buf, size_t size, size_t off,
 	return true;
 }
 
-/* Does any whole frame start anywhere in buf[from..size)?  If so, bad bytes
- * before it are damage, not a torn tail. */
+bool log_next_frame(const unsigned char *buf, size_t size, size_t *off,
+		    struct log_frame *f)
+{
+	for (size_t o = *off; o + LOG_HDR <= size; o++) {
+		/* cheap tests first: the checksum is the slow one */
+		if (!known_field(log_get32(buf + o + 8)) ||
+		    log_get32(buf + o + 4) > size - o - LOG_HDR)
+			continue;
+		if (log_frame_at(buf, size, o, f, NULL)) {
+			*off = o;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Does any whole frame start anywhere in buf[from..size)? */
 bool log_any_frame_after(const unsigned char *buf, size_t size,
 			    size_t from)
 {
 	struct log_frame f;
 
-	for (size_t off = from; off + LOG_HDR <= size; off++) {
-		uint32_t type = log_get32(buf + off + 8);
-
-		if (!known_type(type) ||
-		    log_get32(buf + off + 4) > size - off - LOG_HDR)
-			continue;
-		if (log_frame_at(buf, size, off, &f, NULL))
-			return true;
-	}
-	return false;
+	return log_next_frame(buf, size, &from, &f);
 }
 
 bool log_all_zero(const unsigned char *p, size_t len)
@@ -356,6 +386,12 @@ int log_buf_put(struct log_buf *b, const void *bytes, size_t len)
 	memcpy(b->p + b->len, bytes, len);
 	b->len += len;
 	return 0;
+}
+
+void log_seg_header(unsigned char *hdr, uint64_t seg)
+{
+	memcpy(hdr + LOG_HDR, log_seg_magic, LOG_MAGIC_LEN);
+	log_seal_frame(hdr, LOG_MAGIC_LEN, LOG_T_SEGMENT, 0, 0, seg);
 }
 
 void log_seg_name(char *buf, size_t len, uint64_t seg)

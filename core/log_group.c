@@ -10,6 +10,12 @@
  * up for the next leader.  Sequence numbers and the final checksums are
  * given by the leader, which alone touches the file.
  *
+ * Each record carries how many records before it were not yet known to
+ * be on disk when it was written (log.h, "in flight"): with --sync full
+ * its place in its batch, since every batch is synced before the next is
+ * written.  With that, recovery forgives a last batch whose blocks reached
+ * the disk in any order, and still refuses damage to an acknowledged one.
+ *
  * Failures.  A failed write is cut back off the file (ftruncate to the last
  * good end) and reported to the committers of that batch, ENOSPC or EIO;
  * the next batch tries again, so a full disk is survivable.  A failed
@@ -57,6 +63,7 @@ int log_sync_point(struct ks_log *log)
 		log_set_fatal(log, "fdatasync", err);
 		return EIO;
 	}
+	log->durable_seq = log->next_seq;
 	return 0;
 }
 
@@ -86,14 +93,24 @@ static void preallocate(struct ks_log *log)
 }
 
 /* The leader's work: give sequence numbers and checksums, write, sync. */
-static int write_batch(struct ks_log *log, struct log_buf *b)
+static int write_batch(struct ks_log *log, struct log_buf *b, size_t frames)
 {
-	uint64_t seq0 = log->next_seq;
+	uint64_t seq0;
 	int err;
 
+	/* With --sync none nothing else syncs for a long while: sync before
+	 * the in-flight count would saturate, so that it stays exact. */
+	if (log->sync == KS_SYNC_NONE &&
+	    log->next_seq - log->durable_seq + frames > LOG_INFLIGHT_MAX) {
+		err = log_sync_point(log);
+		if (err)
+			return err;
+	}
+	seq0 = log->next_seq;
 	for (size_t off = 0; off < b->len;) {
 		unsigned char *p = b->p + off;
 
+		log_set_inflight(p, log->next_seq - log->durable_seq);
 		log_finish_frame(p, log->next_seq++);
 		off += LOG_HDR + log_get32(p + 4);
 	}
@@ -129,7 +146,7 @@ static void lead(struct ks_log *log)
 
 	err = atomic_load(&log->fatal);
 	if (!err)
-		err = write_batch(log, &b);
+		err = write_batch(log, &b, frames);
 
 	ks_lock(&log->mu);
 	b.len = 0;
@@ -252,25 +269,33 @@ int log_append(struct ks_store *store, const struct ks_rec *recs, size_t n)
 	return err;
 }
 
+/* A segment is written and synced under a temporary name and renamed into
+ * place: so a segment's name never stands in the directory without its
+ * header behind it, whatever of the file a power cut keeps (a segment
+ * created in place could be left empty by a cut, and an empty lone segment
+ * is no store at all).  Recovery removes a temporary one left behind. */
 int log_create_segment(struct ks_log *log, uint64_t seg, int *fdp)
 {
 	unsigned char hdr[LOG_SEG_HDR_LEN];
-	char name[32];
+	char name[32], tmp[40];
 	int fd, err;
 
 	log_seg_name(name, sizeof(name), seg);
-	fd = log_open_file(log, name, O_RDWR | O_CREAT | O_TRUNC);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	fd = log_open_file(log, tmp, O_RDWR | O_CREAT | O_TRUNC);
 	if (fd < 0)
 		return errno;
-	memcpy(hdr + LOG_HDR, log_seg_magic, LOG_MAGIC_LEN);
-	log_seal_frame(hdr, LOG_MAGIC_LEN, LOG_T_SEGMENT, 0, 0, seg);
+	log_seg_header(hdr, seg);
 	err = log_write_all(log, fd, hdr, sizeof(hdr), 0);
 	if (!err)
 		err = log_sync_fd(log, fd);
+	if (!err && log->io.renameat(log->io.ctx, log->dirfd, tmp, name))
+		err = errno ? errno : EIO;
 	if (!err)
 		err = log_fsync_dir(log);
 	if (err) {
 		log_close_file(log, fd);
+		log_unlink(log, tmp);
 		log_unlink(log, name);
 		return err;
 	}

@@ -58,14 +58,16 @@ static int list_one(void *arg, const char *name)
 		return nums_add(l->segs, num);
 	if (log_parse_name(name, "snap.", &num))
 		return nums_add(l->snaps, num);
+	/* A snapshot or segment still under its temporary name was never
+	 * renamed into place, so nothing relies on it. */
 	if (len > 4 && strcmp(name + len - 4, ".tmp") == 0 &&
-	    strncmp(name, "snap.", 5) == 0)
+	    (strncmp(name, "snap.", 5) == 0 || strncmp(name, "log.", 4) == 0))
 		log_unlink(l->log, name);
 	return 0;
 }
 
 /* Lists segments and snapshots; removes temporary files of a compaction
- * that did not finish. */
+ * or a segment creation that did not finish. */
 static int list_dir(struct ks_log *log, struct nums *segs, struct nums *snaps)
 {
 	struct listing l = { log, segs, snaps };
@@ -202,8 +204,35 @@ static int segment_has_records(struct ks_log *log, uint64_t seg)
 	return has;
 }
 
-/* Replays segment SEG.  The last one may end in a torn record, which is
- * cut off; it is left open for appending. */
+/* Bad bytes at buf[from], where the record with sequence EXPECTED should
+ * be, in the last segment: are they the torn end of the last group commit?
+ * Yes if every whole frame after them is a log record that was written
+ * while that record was still in flight: a later record of the same,
+ * never synced, batch, whose blocks reached the disk before the earlier
+ * ones.  A record written after EXPECTED was known to be on disk (a later
+ * batch), or any other whole frame, means the damage is to records that
+ * were synced, and acknowledged: not a tail to drop.  Zeros written ahead
+ * and blocks never written are no frame, so they are part of the tail. */
+static bool torn_tail(const unsigned char *buf, size_t size, size_t from,
+		      uint64_t expected, size_t *whole)
+{
+	size_t off = from + 1;
+	struct log_frame f;
+
+	*whole = 0;
+	while (log_next_frame(buf, size, &off, &f)) {
+		if (!log_is_record(&f) || f.seq <= expected ||
+		    f.inflight > f.seq || f.seq - f.inflight > expected)
+			return false;
+		(*whole)++;
+		/* what is inside a whole record is its payload, not frames */
+		off += LOG_HDR + f.len;
+	}
+	return true;
+}
+
+/* Replays segment SEG.  The last one may end in a torn group commit, which
+ * is cut off; it is left open for appending. */
 static int replay_segment(struct replay *rp, uint64_t seg, bool last)
 {
 	struct ks_log *log = rp->log;
@@ -212,6 +241,7 @@ static int replay_segment(struct replay *rp, uint64_t seg, bool last)
 	struct log_frame f;
 	const char *why;
 	char name[32];
+	size_t whole;
 	int fd, err;
 
 	log_seg_name(name, sizeof(name), seg);
@@ -269,21 +299,26 @@ static int replay_segment(struct replay *rp, uint64_t seg, bool last)
 			continue;
 		}
 		/* Zeros to the end: the end (zeros written ahead).  Other bad
-		 * bytes: a torn tail if it is the end of the log and nothing
-		 * whole follows; otherwise damage. */
+		 * bytes: the torn end of the last group commit if this is the
+		 * last segment and every whole record after them was written
+		 * in the same, never synced, batch (torn_tail); otherwise
+		 * damage. */
 		if (log_all_zero(buf + off, size - off)) {
 			if (!last) {
 				size = off;
 				break;
 			}
-		} else if (!last || log_any_frame_after(buf, size, off + 1)) {
+		} else if (!last || !torn_tail(buf, size, off, rp->expected,
+					       &whole)) {
 			err = damaged(rp, name, off, why);
 			goto out;
 		} else {
-			fprintf(stderr, "kstatefs: store %s: dropped a torn "
-				"record at the end of %s (byte offset %zu, "
-				"%zu bytes)\n", log->dir, name, off,
-				size - off);
+			fprintf(stderr, "kstatefs: store %s: dropped the torn "
+				"end of the last group commit in %s (byte "
+				"offset %zu, %zu bytes, %zu whole records of "
+				"it after the tear): it was never "
+				"acknowledged\n", log->dir, name, off,
+				size - off, whole);
 		}
 		if (log->io.ftruncate(log->io.ctx, fd, (off_t)off) ||
 		    log->io.fdatasync(log->io.ctx, fd)) {
@@ -307,6 +342,43 @@ out:
 		log_close_file(log, fd);
 	free(buf);
 	return err;
+}
+
+/* A store whose first start was cut short by an older kstatefs, which
+ * created log.0000000000000001 in place: is the lone segment shorter than
+ * its header, and holding nothing but a part of that header (or zeros,
+ * blocks never written)?  Then no commit was ever written to it, and the
+ * store is new.  (This kstatefs creates segments under a temporary name
+ * and never leaves one.) */
+static bool short_first_segment(struct ks_log *log)
+{
+	unsigned char hdr[LOG_SEG_HDR_LEN], *buf;
+	char name[32];
+	bool is = true;
+	size_t size;
+	int fd;
+
+	log_seg_name(name, sizeof(name), 1);
+	fd = log_open_file(log, name, O_RDONLY);
+	if (fd < 0)
+		return false;
+	if (log_read_file(log, fd, &buf, &size)) {
+		log_close_file(log, fd);
+		return false;
+	}
+	log_close_file(log, fd);
+	log_seg_header(hdr, 1);
+	if (size >= LOG_SEG_HDR_LEN)
+		is = false;
+	for (size_t i = 0; is && i < size; i++)
+		if (buf[i] != 0 && buf[i] != hdr[i])
+			is = false;
+	free(buf);
+	if (is)
+		fprintf(stderr, "kstatefs: store %s: %s is %zu bytes, short of "
+			"its header: a first start was cut short; starting "
+			"the store anew\n", log->dir, name, size);
+	return is;
 }
 
 int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
@@ -356,6 +428,14 @@ int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 		log_unlink(log, name);
 		segs.n--;
 	}
+	if (!snaps.n && segs.n == 1 && segs.v[0] == 1 &&
+	    short_first_segment(log)) {
+		char name[32];
+
+		log_seg_name(name, sizeof(name), 1);
+		log_unlink(log, name);
+		segs.n = 0;
+	}
 	if (i0 == segs.n) {
 		if (snaps.n || segs.n) {
 			char name[32];
@@ -375,6 +455,7 @@ int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 			goto out;
 		}
 		log->end = log->alloc_end = LOG_SEG_HDR_LEN;
+		log->durable_seq = 1;
 		last = 1;
 	} else {
 		last = segs.v[segs.n - 1];
@@ -393,6 +474,18 @@ int log_recover(struct ks_store *store, struct ks_engine *eng, char *msg,
 			if (err)
 				goto out;
 		}
+		/* What recovery read may be only in the page cache (a daemon
+		 * with --sync none was killed): sync it, so that the records
+		 * written from now on count nothing before them as in flight
+		 * (log.h) truthfully. */
+		err = log_sync_fd(log, log->fd);
+		if (err) {
+			err = ks_store_fail(msg, msglen, err,
+				       "cannot sync the log in %s: %s",
+				       log->dir, strerror(err));
+			goto out;
+		}
+		log->durable_seq = rp.expected;
 	}
 	ks_recovery_counts(rp.r, &states, &bytes);
 	err = ks_recovery_finish(rp.r, eng, msg, msglen);

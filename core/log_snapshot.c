@@ -186,6 +186,9 @@ static int compact(struct ks_log *log)
 	log->fd = fd;
 	log->end = log->alloc_end = LOG_SEG_HDR_LEN;
 	first_seq = log->next_seq;
+	/* The old segment is all on disk (synced above, or by every commit
+	 * with --sync full): nothing is in flight in the new one. */
+	log->durable_seq = first_seq;
 	ks_lock(&log->mu);
 	log->seg = seg;
 	log->old_bytes += old_end;

@@ -266,6 +266,17 @@ void ks_log_set_io(struct ks_store *store, const struct ks_log_io *io)
 	ks_unlock(&log->mu);
 }
 
+size_t ks_log_queued(struct ks_store *store)
+{
+	struct ks_log *log = (struct ks_log *)store;
+	size_t n;
+
+	ks_lock(&log->mu);
+	n = log->pend_frames;
+	ks_unlock(&log->mu);
+	return n;
+}
+
 void ks_log_stats(struct ks_store *store, uint64_t *bytes_on_disk,
 		  uint64_t *records)
 {

@@ -90,9 +90,15 @@ struct ks_log_io {
 	int (*listdir)(void *ctx, int dirfd,
 		       int (*fn)(void *arg, const char *name), void *arg);
 };
-/* Installs io for the calls from now on.  (Opening and recovery have
- * happened by then; a test that wants them to fail opens a second store.) */
+/* Installs io for the calls from now on.  Called between ks_log_open and
+ * ks_log_recover, it sees everything recovery does (creating a new store's
+ * first segment too); opening itself (mkdir, the lock) has happened. */
 void ks_log_set_io(struct ks_store *store, const struct ks_log_io *io);
+
+/* Units queued for the next group commit and not yet taken by a leader:
+ * lets a test build a group commit of a known size (hold the leader in its
+ * write, start committers until this many wait, let it go). */
+size_t ks_log_queued(struct ks_store *store);
 
 /* Compaction: it starts when the log holds more than
  * KS_LOG_COMPACT_RATIO times the live data plus KS_LOG_COMPACT_SLACK bytes.
