@@ -246,19 +246,60 @@ static int do_rename(struct ke_store *s, const struct ks_rec *rec)
 	return counted(s, err);
 }
 
+/* Whether a refused commit txn is refused because it had already been
+ * applied: every COMMIT's version and mtime key hold exactly what this
+ * txn writes, from one etcd revision (*rev).  That happens when a request
+ * reached etcd but its answer was lost and the request went out again (an
+ * HTTP client may resend a request on a connection it found dead); the
+ * second copy fails its compare on the first's write.  Taking it for a
+ * conflict would make a blind write land twice, and a checked one be
+ * retried by its caller over its own effect.  The mtime, in nanoseconds,
+ * makes another host's identical page at the same version no match. */
+static bool landed_already(const struct ks_rec *recs, size_t n,
+			   const struct ks_etcd_txn_result *res,
+			   char (*nums)[24], int64_t *rev)
+{
+	size_t j = n;   /* the mtime reads follow the n version reads */
+
+	*rev = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct ks_etcd_kvs *v, *t;
+		const char *ver = nums[3 * i + 1], *mt = nums[3 * i + 2];
+
+		if (recs[i].type != KS_REC_COMMIT)
+			continue;
+		if (j >= res->n_responses)
+			return false;
+		v = &res->responses[i].kvs;
+		t = &res->responses[j++].kvs;
+		if (v->n != 1 || t->n != 1 ||
+		    v->kvs[0].value_len != strlen(ver) ||
+		    memcmp(v->kvs[0].value, ver, strlen(ver)) != 0 ||
+		    t->kvs[0].value_len != strlen(mt) ||
+		    memcmp(t->kvs[0].value, mt, strlen(mt)) != 0 ||
+		    v->kvs[0].mod_revision != t->kvs[0].mod_revision ||
+		    (*rev && *rev != v->kvs[0].mod_revision))
+			return false;
+		*rev = v->kvs[0].mod_revision;
+	}
+	return *rev > 0;
+}
+
 /* COMMITs and CHECKs: one txn comparing every version, writing the page,
- * version and mtime of each COMMIT. */
+ * version and mtime of each COMMIT; if refused, reading back the version
+ * of each, and the mtime of each COMMIT. */
 static int do_commit(struct ke_store *s, const struct ks_rec *recs, size_t n)
 {
 	struct ks_etcd_txn_result res = { 0 };
 	struct ks_etcd_cmp *cmps = calloc(n, sizeof(*cmps));
 	struct ks_etcd_op *ops = calloc(3 * n, sizeof(*ops));
-	struct ks_etcd_op *reads = calloc(n, sizeof(*reads));
+	struct ks_etcd_op *reads = calloc(2 * n, sizeof(*reads));
 	char (*keys)[KE_KEY_MAX] = calloc(3 * n, KE_KEY_MAX);
 	char (*nums)[24] = calloc(3 * n, 24);
 	const char **names = calloc(n, sizeof(*names));
 	bool *mine = calloc(n, sizeof(*mine));
-	size_t nops = 0, nc = 0;
+	size_t nops = 0, nc = 0, nreads = n;
+	int64_t landed = 0;
 	int err = 0;
 
 	if (!cmps || !ops || !reads || !keys || !nums || !names || !mine) {
@@ -290,16 +331,23 @@ static int do_commit(struct ke_store *s, const struct ks_rec *recs, size_t n)
 		ops[nops++] = put(kp, r->len ? r->bytes : "", r->len);
 		ops[nops++] = put(kv, ver, ke_format_u64(ver, r->version));
 		ops[nops++] = put(kt, mt, ke_format_time(mt, &r->time));
+		reads[nreads++] = get(kt);
 		names[nc] = r->name;
 		mine[nc++] = true;
 	}
 	/* etcd takes at most --max-txn-ops compares, and ops, per txn. */
-	if (n > KS_ETCD_MAX_TXN_OPS || nops > KS_ETCD_MAX_TXN_OPS) {
+	if (n > KS_ETCD_MAX_TXN_OPS || nops > KS_ETCD_MAX_TXN_OPS ||
+	    nreads > KS_ETCD_MAX_TXN_OPS) {
 		err = E2BIG;
 		goto out;
 	}
 	ke_own_begin(s, names, nc);
-	err = ks_etcd_txn(s->c, cmps, n, ops, nops, reads, n, &res);
+	err = ks_etcd_txn(s->c, cmps, n, ops, nops, reads, nreads, &res);
+	if (!err && !res.succeeded &&
+	    landed_already(recs, n, &res, nums, &landed)) {
+		res.succeeded = true;
+		res.revision = landed;
+	}
 	if (err || !res.succeeded)
 		memset(mine, 0, nc * sizeof(*mine));
 	ke_own_end(s, names, mine, nc, !err && res.succeeded ? res.revision : 0);
