@@ -29,6 +29,11 @@ setup() {
 
 teardown() {
 	local m bad=0
+	# KS_LIN_KEEP=DIR keeps each test's history in DIR/TEST_NUMBER
+	if [ -n "${KS_LIN_KEEP:-}" ]; then
+		mkdir -p "$KS_LIN_KEEP/$BATS_TEST_NUMBER"
+		cp -r "$H"/. "$KS_LIN_KEEP/$BATS_TEST_NUMBER/"
+	fi
 	ks_kill_bg
 	for m in "${MOUNTS[@]}"; do
 		read -r KS_PID MNT KS_LOG <<<"$m"
