@@ -171,3 +171,34 @@ only_entries() {
 		          "a malformed line %r" % l)
 	EOF
 }
+
+@test "libkstate: kstate_subscribe refuses a bad name (EINVAL, ENAMETOOLONG) before touching the mount" {
+	: "${KSTATE_BUILD:=$KS_ROOT/build}"
+	run timeout 60 "$KSTATE_BUILD/tests/client/test_names" "$MNT"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_contains "$output" "test_names: ok"
+}
+
+@test "kstate set/get/update/wait NAME: a bad name is refused with a message that says why, on one line" {
+	: "${KSTATE:=$KS_ROOT/build/client/kstate}"
+	local n cmd
+	for cmd in "set @ v" "get @" "update @ -- cat" "wait @ --timeout 1"; do
+		# shellcheck disable=SC2086
+		set -- ${cmd}
+		run "$KSTATE" "$1" "$MNT/"$'x\ncommit other 99' "${@:3}"
+		assert_eq "$status" 3 "kstate $cmd with a newline: status; output: $output"
+		assert_eq "${#lines[@]}" 1 "kstate $cmd: one line of message: $output"
+		assert_contains "$output" 'x\ncommit other 99: not a state name'
+		run "$KSTATE" "$1" "$MNT/"$'del\x7f' "${@:3}"
+		assert_eq "$status" 3 "kstate $cmd with 0x7f: status; output: $output"
+		assert_contains "$output" 'del\x7f: not a state name: it holds a control byte'
+		n=$(printf 'n%.0s' $(seq 256))
+		run "$KSTATE" "$1" "$MNT/$n" "${@:3}"
+		assert_eq "$status" 3 "kstate $cmd with 256 bytes: status; output: $output"
+		assert_contains "$output" "longer than 255 bytes"
+	done
+	only_entries "$MNT" .commit .events .stats .txn s
+	run "$KSTATE" set "$MNT/$L255" v
+	assert_eq "$status" 0 "kstate set of a 255-byte name; output: $output"
+}
