@@ -249,3 +249,28 @@ ks_args() {
 	assert_contains "$output" allow_other
 	[ -f "$S/lock" ] || { echo "the unit's store option ignored"; return 1; }
 }
+
+@test "kstatefs(1) and README show the shipped fstab line and unit as they are" {
+	local f line bad=0 man
+	man=$(sed 's/\\-/-/g' "$KS_ROOT/man/kstatefs.1")
+	for f in fstab mnt-state.mount; do
+		while IFS= read -r line; do
+			case $line in '' | '#'*) continue ;; esac
+			grep -Fxq -- "$line" <<<"$man" || { echo "kstatefs(1) lacks: $line"; bad=1; }
+			grep -Fxq -- "$line" "$KS_ROOT/README.md" || { echo "README.md lacks: $line"; bad=1; }
+		done <"$KS_ROOT/examples/$f"
+	done
+	return $bad
+}
+
+@test "meson installs the examples under share/doc/kstatefs and the unit under lib/systemd/system" {
+	: "${KSTATE_BUILD:=$KS_ROOT/build}"
+	local root=$T/root prefix
+	meson install -C "$KSTATE_BUILD" --no-rebuild --destdir "$root" >"$T/install.log" 2>&1 ||
+		{ cat "$T/install.log"; return 1; }
+	prefix=$(meson introspect --buildoptions "$KSTATE_BUILD" |
+		python3 -c 'import json, sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"][0])')
+	cmp "$KS_ROOT/examples/fstab" "$root$prefix/share/doc/kstatefs/fstab"
+	cmp "$KS_ROOT/examples/mnt-state.mount" "$root$prefix/share/doc/kstatefs/mnt-state.mount"
+	cmp "$KS_ROOT/examples/mnt-state.mount" "$root$prefix/lib/systemd/system/mnt-state.mount"
+}
