@@ -56,7 +56,6 @@ struct kstate_txn {
 	char name[64];       /* its name in the state directory */
 	char *buf;           /* the page the caller edits */
 	size_t len, cap;
-	size_t orig_len;     /* the file's length, to know when to truncate */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -181,6 +180,16 @@ static int write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/* Every public function checks its handles first: a NULL one is a
+ * programming error that deserves an error, as in libc, not a crash
+ * somewhere inside. */
+static bool invalid(bool bad)
+{
+	if (bad)
+		errno = EINVAL;
+	return bad;
+}
+
 static void close_keep_errno(int fd)
 {
 	int saved = errno;
@@ -289,6 +298,8 @@ EXPORT void kstate_unsubscribe(struct kstate *s)
 
 EXPORT int kstate_fd(const struct kstate *s)
 {
+	if (invalid(!s))
+		return -1;
 	return s->versionfd;
 }
 
@@ -296,6 +307,8 @@ EXPORT int kstate_version(struct kstate *s, uint64_t *version)
 {
 	int rc;
 
+	if (invalid(!s || !version))
+		return -1;
 	pthread_mutex_lock(&s->lock);
 	rc = read_version(s->versionfd, version);
 	pthread_mutex_unlock(&s->lock);
@@ -309,6 +322,10 @@ EXPORT ssize_t kstate_read(struct kstate *s, void *buf, size_t size,
 	uint64_t before, after;
 	int attempt;
 
+	/* A size but nowhere to put the page: refused before any I/O, so
+	 * that the call changes nothing (not even kstate_fd's mark). */
+	if (invalid(!s || (!buf && size)))
+		return -1;
 	pthread_mutex_lock(&s->lock);
 	for (attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
 		/* Version first: it re-arms kstate_fd, and the page read after
@@ -340,9 +357,6 @@ EXPORT ssize_t kstate_read(struct kstate *s, void *buf, size_t size,
 		} else {
 			memcpy(buf, s->page, (size_t)len);
 		}
-	} else if (len >= 0 && size) {
-		errno = EINVAL;  /* a size but nowhere to put the page */
-		len = -1;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return len;
@@ -354,6 +368,8 @@ EXPORT int kstate_wait(struct kstate *s, uint64_t after, int timeout_ms,
 	uint64_t deadline = 0, v;
 	int fd, rc = -1;
 
+	if (invalid(!s))
+		return -1;
 	if (timeout_ms >= 0)
 		deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
 	/* A private open file of `version`: its "last read" mark is per open
@@ -411,6 +427,8 @@ EXPORT struct kstate_txn *kstate_start_transaction(struct kstate *s)
 	ssize_t len;
 	int i;
 
+	if (invalid(!s))
+		return NULL;
 	if (!(s->flags & KSTATE_WRITE)) {
 		errno = EBADF;
 		return NULL;
@@ -449,26 +467,37 @@ EXPORT struct kstate_txn *kstate_start_transaction(struct kstate *s)
 	len = read_page(t->fd, &t->buf, &t->cap);
 	if (len < 0)
 		goto fail;
-	t->len = t->orig_len = (size_t)len;
+	t->len = (size_t)len;
 	return t;
 
 fail:
+	/* The caller wants the read's error, not the clean-up's. */
+	i = errno;
 	kstate_abort(t);
+	errno = i;
 	return NULL;
 }
 
+/* The two accessors have no error value: NULL and 0 are also what a
+ * caller that ignores errno sees, and the next call fails anyway. */
 EXPORT void *kstate_get_ptr(struct kstate_txn *t)
 {
+	if (invalid(!t))
+		return NULL;
 	return t->buf;
 }
 
 EXPORT size_t kstate_get_length(const struct kstate_txn *t)
 {
+	if (invalid(!t))
+		return 0;
 	return t->len;
 }
 
 EXPORT int kstate_set_length(struct kstate_txn *t, size_t length)
 {
+	if (invalid(!t))
+		return -1;
 	if (reserve(&t->buf, &t->cap, length) < 0)
 		return -1;
 	if (length > t->len)
@@ -485,12 +514,20 @@ static void txn_free(struct kstate_txn *t)
 
 EXPORT int kstate_commit(struct kstate_txn *t)
 {
-	int dirfd = t->state->dirfd;
-	int err = 0;
+	int dirfd, err = 0;
 
-	/* Always written, even if unchanged: a commit is a new version,
-	 * which is what `kstate set` and anyone waiting for it expect. */
-	if (t->len < t->orig_len && ftruncate(t->fd, (off_t)t->len) < 0)
+	if (invalid(!t))
+		return -1;
+	dirfd = t->state->dirfd;
+	/* A commit is a new version even if the page is unchanged or empty:
+	 * that is what `kstate set` and anyone waiting for it expect, and a
+	 * transaction that raises no version would not conflict with one
+	 * begun at the same time either.  But a transaction file never
+	 * written commits nothing (it only validates its base), and a write
+	 * of 0 bytes never reaches the daemon.  Setting the length does,
+	 * whatever the length, and counts as a write: so the length first,
+	 * always, then the bytes. */
+	if (ftruncate(t->fd, (off_t)t->len) < 0)
 		err = errno;
 	if (!err && write_all(t->fd, t->buf, t->len) < 0)
 		err = errno;
@@ -516,6 +553,8 @@ EXPORT int kstate_abort(struct kstate_txn *t)
 {
 	int err = 0;
 
+	if (invalid(!t))
+		return -1;
 	if (t->fd >= 0)
 		close(t->fd);
 	if (unlinkat(t->state->dirfd, t->name, 0) < 0)
@@ -552,6 +591,9 @@ EXPORT int kstate_transaction_using_fn(struct kstate *s, kstate_txn_fn *fn,
 {
 	unsigned attempt;
 
+	/* Below KSTATE_RETRY_FOREVER is no count of retries. */
+	if (invalid(!s || !fn || retry < KSTATE_RETRY_FOREVER))
+		return -1;
 	for (attempt = 0;; attempt++) {
 		uint64_t start = now_ns(), unit;
 		struct kstate_txn *t = kstate_start_transaction(s);

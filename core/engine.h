@@ -94,8 +94,8 @@ typedef void (*ks_commit_listener)(void *arg, struct ks_state *st,
 
 /* Called for every name that a change arriving from the store (another
  * host's create, delete or rename; for a rename both names) added to or
- * removed from the table, outside every engine lock, from the thread that
- * applied it.  Local changes go through the daemon, which knows of them;
+ * removed from the table, and for a state whose owner or mode another host
+ * changed, outside every engine lock, from the thread that applied it.  Local changes go through the daemon, which knows of them;
  * these it learns only here, e.g. to make the kernel forget cached
  * directory entries. */
 typedef void (*ks_name_listener)(void *arg, const char *name);
@@ -281,6 +281,9 @@ int ks_multi_find(struct ks_engine *eng, const char *name,
 /* Aborts NAME: ENOTEMPTY while states are joined (rm -r unjoins them
  * first), ENOENT. */
 int ks_multi_remove(struct ks_engine *eng, const char *name);
+/* Aborts M itself, as ks_multi_remove does its name: ENOENT once it was
+ * committed or removed, even if another T has its name by now. */
+int ks_multi_abort(struct ks_multi *m);
 struct ks_multi *ks_multi_ref(struct ks_multi *m);
 void ks_multi_unref(struct ks_multi *m);
 bool ks_multi_gone(struct ks_multi *m);
@@ -288,6 +291,9 @@ bool ks_multi_gone(struct ks_multi *m);
 void ks_multi_set_tag(struct ks_multi *m, uint64_t tag);
 uint64_t ks_multi_tag(struct ks_multi *m);
 struct timespec ks_multi_ctime(const struct ks_multi *m);
+/* Owner and mode of .txn/T, kept for the daemon: root and 0700 until set. */
+void ks_multi_set_owner(struct ks_multi *m, uid_t uid, gid_t gid, mode_t mode);
+void ks_multi_owner(struct ks_multi *m, uid_t *uid, gid_t *gid, mode_t *mode);
 void ks_multi_foreach(struct ks_engine *eng,
 		      void (*fn)(void *arg, struct ks_multi *m,
 				 const char *name),

@@ -29,6 +29,9 @@ struct ks_multi {
 	struct member *members;
 	size_t n, cap;
 	struct timespec ctime;
+	/* Its creator, for the daemon: root's and closed (0700) until it
+	 * says otherwise, so a T is never briefly open to everyone. */
+	atomic_uint uid, gid, perm;
 };
 
 struct ks_multi *ks_multi_ref(struct ks_multi *m)
@@ -76,6 +79,7 @@ int ks_multi_create(struct ks_engine *eng, const char *name,
 		return ENOMEM;
 	}
 	atomic_init(&m->refs, 2); /* the table's and the caller's */
+	atomic_init(&m->perm, 0700);
 	m->eng = eng;
 	ks_lock_init(&m->lock, "multi->lock", KS_RANK_MULTI);
 	ks_now(&m->ctime);
@@ -129,24 +133,41 @@ static void unlist_locked(struct ks_engine *eng, struct ks_multi *m)
 	ks_multi_unref(m); /* the table's reference */
 }
 
-int ks_multi_remove(struct ks_engine *eng, const char *name)
+/* Takes m out if it is still listed and has no members (under
+ * multi_lock). */
+static int remove_locked(struct ks_engine *eng, struct ks_multi *m)
 {
-	struct ks_multi *m;
 	int err = 0;
 
+	ks_lock_assert_held(&eng->multi_lock);
+	if (!m || atomic_load(&m->gone))
+		return ENOENT;
+	ks_lock(&m->lock);
+	if (m->n)
+		err = ENOTEMPTY;
+	ks_unlock(&m->lock);
+	if (!err)
+		unlist_locked(eng, m);
+	return err;
+}
+
+int ks_multi_remove(struct ks_engine *eng, const char *name)
+{
+	int err;
+
 	ks_lock(&eng->multi_lock);
-	m = find_locked(eng, name);
-	if (!m) {
-		err = ENOENT;
-	} else {
-		ks_lock(&m->lock);
-		if (m->n)
-			err = ENOTEMPTY;
-		ks_unlock(&m->lock);
-		if (!err)
-			unlist_locked(eng, m);
-	}
+	err = remove_locked(eng, find_locked(eng, name));
 	ks_unlock(&eng->multi_lock);
+	return err;
+}
+
+int ks_multi_abort(struct ks_multi *m)
+{
+	int err;
+
+	ks_lock(&m->eng->multi_lock);
+	err = remove_locked(m->eng, m);
+	ks_unlock(&m->eng->multi_lock);
 	return err;
 }
 
@@ -188,6 +209,20 @@ void ks_multi_foreach(struct ks_engine *eng,
 struct timespec ks_multi_ctime(const struct ks_multi *m)
 {
 	return m->ctime;
+}
+
+void ks_multi_set_owner(struct ks_multi *m, uid_t uid, gid_t gid, mode_t mode)
+{
+	atomic_store(&m->uid, uid);
+	atomic_store(&m->gid, gid);
+	atomic_store(&m->perm, mode & 07777);
+}
+
+void ks_multi_owner(struct ks_multi *m, uid_t *uid, gid_t *gid, mode_t *mode)
+{
+	*uid = atomic_load(&m->uid);
+	*gid = atomic_load(&m->gid);
+	*mode = atomic_load(&m->perm);
 }
 
 static struct member *member_of(struct ks_multi *m, struct ks_state *st)

@@ -82,7 +82,11 @@ static int apply_one(struct ks_engine *eng, const struct ks_rec *rec)
 		}
 		break;
 	case KS_REC_ATTR:
+		/* The daemon shows owner and mode on several files, which
+		 * the kernel caches: it hears of the change by name. */
 		err = ks_attr_set(st, &attr, false);
+		if (!err)
+			name_changed(eng, name);
 		break;
 	default:
 		err = EINVAL;

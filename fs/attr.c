@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 size_t version_text_len(uint64_t v)
@@ -17,8 +18,8 @@ size_t version_text_len(uint64_t v)
 
 void attr_of_daemon(struct ks_daemon *d, struct stat *stbuf)
 {
-	stbuf->st_uid = getuid();
-	stbuf->st_gid = getgid();
+	stbuf->st_uid = d->uid;
+	stbuf->st_gid = d->gid;
 	stbuf->st_atim = d->started;
 	stbuf->st_mtim = d->started;
 	stbuf->st_ctim = d->started;
@@ -77,4 +78,52 @@ int setattr_read_only(struct ks_daemon *d, fuse_req_t req,
 	if (to_set & FUSE_SET_ATTR_SIZE)
 		return EACCES;
 	return (to_set & SETATTR_OWNER_BITS) ? EPERM : 0;
+}
+
+bool caller_owns(fuse_req_t req, uid_t owner)
+{
+	uid_t uid = fuse_req_ctx(req)->uid;
+
+	return uid == 0 || uid == owner;
+}
+
+bool caller_in_group(fuse_req_t req, gid_t gid)
+{
+	gid_t few[32], *list = few;
+	int n, cap = 32;
+	bool in = fuse_req_ctx(req)->gid == gid;
+
+	if (in)
+		return true;
+	/* The supplementary groups come from /proc: asked only when the
+	 * primary group does not settle it. */
+	n = fuse_req_getgroups(req, cap, list);
+	if (n > cap) {
+		cap = n;
+		list = malloc((size_t)cap * sizeof(*list));
+		n = list ? fuse_req_getgroups(req, cap, list) : 0;
+		if (n > cap)
+			n = cap;
+	}
+	for (int i = 0; i < n && !in; i++)
+		in = list[i] == gid;
+	if (list != few)
+		free(list);
+	return in;
+}
+
+int caller_may(fuse_req_t req, const struct ks_state_attr *sa, mode_t want)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	mode_t bits;
+
+	if (ctx->uid == 0)
+		return 0;
+	if (ctx->uid == sa->uid)
+		bits = sa->mode >> 6;
+	else if (caller_in_group(req, sa->gid))
+		bits = sa->mode >> 3;
+	else
+		bits = sa->mode;
+	return (bits & want & 07) == (want & 07) ? 0 : EACCES;
 }

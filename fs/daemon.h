@@ -53,6 +53,7 @@
 
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "engine.h"
@@ -73,6 +74,13 @@ struct ks_daemon {
 	const char *mountpoint;
 	double timeout;            /* entry/attr cache, seconds */
 	struct timespec started;   /* the times of files of no state */
+	/* The mount owner (the daemon's user) owns the root and the files
+	 * of no state; the root's mode is -o root_mode (0755 by default),
+	 * then whatever its owner's chmod made it.  Not kept in the store:
+	 * -o root_mode in fstab gives it at every mount. */
+	uid_t uid;
+	gid_t gid;
+	atomic_uint root_mode;
 
 	struct ks_inode_table inodes;
 	struct ks_poll_table polls;

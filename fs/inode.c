@@ -283,14 +283,11 @@ void inode_state_deleted(struct ks_daemon *d, uint64_t id)
 	ks_unlock(&t->lock);
 }
 
-void inode_invalidate_state(struct ks_daemon *d, struct ks_state *st)
+/* Tells the kernel to forget the attributes of these inodes. */
+static void invalidate_attrs(struct ks_daemon *d, const uint64_t *inos,
+			     size_t n)
 {
-	uint64_t inos[2] = {
-		inode_data_ino(d, st),
-		inode_state_ino(st, ROLE_VERSION),
-	};
-
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct ks_inode *in = inode_get(d, inos[i]);
 
 		/* Only inodes the kernel knows can be cached there. */
@@ -300,4 +297,32 @@ void inode_invalidate_state(struct ks_daemon *d, struct ks_state *st)
 			fuse_lowlevel_notify_inval_inode(d->se, inos[i], -1, 0);
 		inode_put(d, in);
 	}
+}
+
+void inode_invalidate_state(struct ks_daemon *d, struct ks_state *st)
+{
+	uint64_t inos[2] = {
+		inode_data_ino(d, st),
+		inode_state_ino(st, ROLE_VERSION),
+	};
+
+	invalidate_attrs(d, inos, 2);
+}
+
+void inode_invalidate_owner(struct ks_daemon *d, struct ks_state *st)
+{
+	uint64_t inos[3] = {
+		inode_data_ino(d, st),
+		inode_state_ino(st, ROLE_VERSION),
+		inode_state_ino(st, ROLE_EVERY),
+	};
+
+	invalidate_attrs(d, inos, 3);
+}
+
+void inode_invalidate_state_dir(struct ks_daemon *d, struct ks_state *st)
+{
+	uint64_t ino = inode_state_ino(st, ROLE_STATE);
+
+	invalidate_attrs(d, &ino, 1);
 }

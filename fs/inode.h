@@ -99,5 +99,13 @@ uint64_t inode_state_ino(const struct ks_state *st, enum ks_role role);
 /* Tells the kernel a state's data and version attributes changed; called
  * before a commit is acknowledged. */
 void inode_invalidate_state(struct ks_daemon *d, struct ks_state *st);
+/* Tells the kernel the files that show a state's owner and mode (data,
+ * version, every) changed with it: after chmod or chown of the state,
+ * whose permission checks would otherwise use the old ones for as long
+ * as attributes are cached. */
+void inode_invalidate_owner(struct ks_daemon *d, struct ks_state *st);
+/* The same for the state's directory itself: only from outside a request
+ * on it (a change another host made), never from its own setattr. */
+void inode_invalidate_state_dir(struct ks_daemon *d, struct ks_state *st);
 
 #endif

@@ -89,12 +89,14 @@ struct ks_kind_ops {
 	/* NULL: EPERM in a directory, ENOTDIR in a file. */
 	int (*mkdir)(struct ks_daemon *d, fuse_req_t req, struct ks_inode *dir,
 		     const char *name, mode_t mode, struct ks_inode **out);
-	/* NULL: ENOTDIR. */
-	int (*rmdir)(struct ks_daemon *d, struct ks_inode *dir,
+	/* NULL: ENOTDIR.  req: who asks (fuse_req_ctx), for the ownership
+	 * rules the kernel does not know (transactions are their
+	 * creator's). */
+	int (*rmdir)(struct ks_daemon *d, fuse_req_t req, struct ks_inode *dir,
 		     const char *name);
 	/* NULL: ENOTDIR. */
-	int (*unlink)(struct ks_daemon *d, struct ks_inode *dir,
-		      const char *name);
+	int (*unlink)(struct ks_daemon *d, fuse_req_t req,
+		      struct ks_inode *dir, const char *name);
 	/* Regular files only; NULL: EPERM. */
 	int (*mknod)(struct ks_daemon *d, fuse_req_t req, struct ks_inode *dir,
 		     const char *name, mode_t mode, struct ks_inode **out);
@@ -105,9 +107,10 @@ struct ks_kind_ops {
 		      struct ks_fh **fh);
 	/* A rename from this directory (flags: only RENAME_NOREPLACE);
 	 * NULL: EPERM. */
-	int (*rename)(struct ks_daemon *d, struct ks_inode *from,
-		      const char *name, struct ks_inode *to,
-		      const char *newname, unsigned int flags);
+	int (*rename)(struct ks_daemon *d, fuse_req_t req,
+		      struct ks_inode *from, const char *name,
+		      struct ks_inode *to, const char *newname,
+		      unsigned int flags);
 	/* The entries after "." and "..", at opendir; not called in a
 	 * deleted state (ENOENT).  NULL: ENOTDIR. */
 	void (*list)(struct ks_daemon *d, struct ks_inode *dir,
@@ -182,6 +185,18 @@ int setattr_read_only(struct ks_daemon *d, fuse_req_t req,
 		      struct ks_inode *in, struct stat *attr, int to_set,
 		      struct ks_fh *fh);
 int setattr_fixed(int to_set);
+
+/* Who asks.  The kernel checks modes (default_permissions); these are the
+ * rules it cannot check, because the file it sees is not the one whose
+ * owner or mode decides. */
+/* The caller is owner, or root: who may commit, abort, rename, chmod. */
+bool caller_owns(fuse_req_t req, uid_t owner);
+/* gid is the caller's group, or one of its supplementary groups. */
+bool caller_in_group(fuse_req_t req, gid_t gid);
+/* 0 if the state's mode grants the caller every bit of want (04 read, 02
+ * write, 01 search, as the kernel would for the state's owner, group and
+ * others; root always), else EACCES. */
+int caller_may(fuse_req_t req, const struct ks_state_attr *sa, mode_t want);
 
 #define SETATTR_OWNER_BITS \
 	(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)

@@ -12,6 +12,18 @@
 
 #include <errno.h>
 
+/* .txn/T and its members are the user's who made T: only they (or root)
+ * enter, commit or abort it.  0 or EPERM. */
+static int multi_check_owner(fuse_req_t req, struct ks_multi *m)
+{
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+
+	ks_multi_owner(m, &uid, &gid, &mode);
+	return caller_owns(req, uid) ? 0 : EPERM;
+}
+
 /* .txn */
 
 static void txn_root_getattr(struct ks_daemon *d, struct ks_inode *in,
@@ -40,11 +52,15 @@ static int txn_root_mkdir(struct ks_daemon *d, fuse_req_t req,
 			  struct ks_inode *dir, const char *name, mode_t mode,
 			  struct ks_inode **out)
 {
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct ks_multi *m;
 	int err = ks_multi_create(d->eng, name, &m);
 
 	if (err)
 		return err;
+	/* Closed to others whatever mkdir asked: the members it holds are
+	 * the creator's private pages. */
+	ks_multi_set_owner(m, ctx->uid, ctx->gid, mode & ~ctx->umask & 0700);
 	*out = inode_lookup_multi(d, m);
 	ks_multi_unref(m);
 	if (!*out) {
@@ -54,23 +70,34 @@ static int txn_root_mkdir(struct ks_daemon *d, fuse_req_t req,
 	return 0;
 }
 
-/* rmdir .txn/T aborts it. */
-static int txn_root_rmdir(struct ks_daemon *d, struct ks_inode *dir,
-			  const char *name)
+/* rmdir .txn/T aborts it: that T, whose owner was checked, even if it
+ * is committed meanwhile and another user makes a T of the same name. */
+static int txn_root_rmdir(struct ks_daemon *d, fuse_req_t req,
+			  struct ks_inode *dir, const char *name)
 {
-	return ks_multi_remove(d->eng, name);
+	struct ks_multi *m;
+	int err = ks_multi_find(d->eng, name, &m);
+
+	if (err)
+		return err;
+	err = multi_check_owner(req, m);
+	if (!err)
+		err = ks_multi_abort(m);
+	ks_multi_unref(m);
+	return err;
 }
 
-static int txn_root_unlink(struct ks_daemon *d, struct ks_inode *dir,
-			   const char *name)
+static int txn_root_unlink(struct ks_daemon *d, fuse_req_t req,
+			   struct ks_inode *dir, const char *name)
 {
 	return EISDIR;
 }
 
 /* mv .txn/T .commit/ is the commit; nothing else moves here. */
-static int txn_root_rename(struct ks_daemon *d, struct ks_inode *from,
-			   const char *name, struct ks_inode *to,
-			   const char *newname, unsigned int flags)
+static int txn_root_rename(struct ks_daemon *d, fuse_req_t req,
+			   struct ks_inode *from, const char *name,
+			   struct ks_inode *to, const char *newname,
+			   unsigned int flags)
 {
 	struct ks_multi *m;
 	int err;
@@ -80,7 +107,9 @@ static int txn_root_rename(struct ks_daemon *d, struct ks_inode *from,
 	err = ks_multi_find(d->eng, name, &m);
 	if (err)
 		return err;
-	err = ks_multi_commit(m);
+	err = multi_check_owner(req, m);
+	if (!err)
+		err = ks_multi_commit(m);
 	ks_multi_unref(m);
 	return err;
 }
@@ -128,8 +157,8 @@ static int commit_dir_lookup(struct ks_daemon *d, struct ks_inode *dir,
 	return ENOENT;
 }
 
-static int commit_dir_remove(struct ks_daemon *d, struct ks_inode *dir,
-			     const char *name)
+static int commit_dir_remove(struct ks_daemon *d, fuse_req_t req,
+			     struct ks_inode *dir, const char *name)
 {
 	return ENOENT;
 }
@@ -156,8 +185,15 @@ const struct ks_kind_ops kind_commit_dir = {
 static void multi_getattr(struct ks_daemon *d, struct ks_inode *in,
 			  struct stat *stbuf)
 {
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+
+	ks_multi_owner(in->multi, &uid, &gid, &mode);
 	attr_of_daemon(d, stbuf);
-	stbuf->st_mode = S_IFDIR | 0755;
+	stbuf->st_uid = uid;
+	stbuf->st_gid = gid;
+	stbuf->st_mode = S_IFDIR | mode;
 	stbuf->st_nlink = 2;
 	stbuf->st_ctim = stbuf->st_mtim = stbuf->st_atim =
 		ks_multi_ctime(in->multi);
@@ -178,12 +214,14 @@ static int multi_lookup(struct ks_daemon *d, struct ks_inode *dir,
 }
 
 /* rm .txn/T/NAME leaves NAME out of the transaction. */
-static int multi_unlink(struct ks_daemon *d, struct ks_inode *dir,
-			const char *name)
+static int multi_unlink(struct ks_daemon *d, fuse_req_t req,
+			struct ks_inode *dir, const char *name)
 {
 	struct ks_state *st;
-	int err;
+	int err = multi_check_owner(req, dir->multi);
 
+	if (err)
+		return err;
 	if (ks_state_lookup(d->eng, name, &st))
 		return ENOENT;
 	err = ks_multi_leave(dir->multi, st);
@@ -244,22 +282,41 @@ const struct ks_kind_ops kind_multi = {
 
 /* .txn/T/NAME */
 
+/* A member is T's owner's, read and write to them; what they may do with
+ * the state behind it is the state's mode, which the daemon checks when
+ * the member is opened or truncated (member_access). */
 static void member_getattr(struct ks_daemon *d, struct ks_inode *in,
 			   struct stat *stbuf)
 {
 	struct ks_state_attr sa;
 	struct ks_page *page = ks_state_current(in->st);
 	struct ks_txn *txn;
+	mode_t mode;
 
 	attr_of_state(in, stbuf, &sa);
 	attr_of_page(page, stbuf);
-	stbuf->st_mode = S_IFREG | (sa.mode & 0666);
+	ks_multi_owner(in->multi, &stbuf->st_uid, &stbuf->st_gid, &mode);
+	stbuf->st_mode = S_IFREG | 0600;
 	stbuf->st_nlink = 1;
 	if (ks_multi_member(in->multi, in->st, &txn) == 0) {
 		attr_set_size(stbuf, (off_t)ks_txn_size(txn));
 		ks_txn_unref(txn);
 	}
 	ks_page_unref(page);
+}
+
+/* What the caller may do with a member: T must be theirs, and the state
+ * must let them do it to its data: read (04) and write (02), and reach
+ * it (01), as the kernel would check NAME/data.  The kernel cannot check
+ * this itself: the member's owner and mode are T's, not the state's. */
+static int member_access(fuse_req_t req, struct ks_inode *in, mode_t want)
+{
+	struct ks_state_attr sa;
+
+	if (multi_check_owner(req, in->multi))
+		return EACCES;
+	ks_state_get_attr(in->st, &sa);
+	return caller_may(req, &sa, want | 01);
 }
 
 static int member_setattr(struct ks_daemon *d, fuse_req_t req,
@@ -273,6 +330,9 @@ static int member_setattr(struct ks_daemon *d, fuse_req_t req,
 		return EPERM;
 	if (!(to_set & FUSE_SET_ATTR_SIZE))
 		return 0;
+	err = member_access(req, in, 02);
+	if (err)
+		return err;
 	if (fh && fh->txn)
 		return ks_txn_truncate(fh->txn, attr->st_size);
 	/* truncate by path joins, like an open. */
@@ -289,8 +349,12 @@ static int member_open(struct ks_daemon *d, fuse_req_t req,
 		       struct ks_fh *fh)
 {
 	int flags = fi->flags;
-	int err;
+	int acc = flags & O_ACCMODE;
+	int err = member_access(req, in, (acc != O_WRONLY ? 04 : 0) |
+					 (acc != O_RDONLY ? 02 : 0));
 
+	if (err)
+		return err;
 	/* Opening is joining: the state's version now is the base. */
 	err = ks_multi_join(in->multi, in->st, &fh->txn);
 	if (err)

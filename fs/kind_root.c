@@ -15,8 +15,45 @@ static void root_getattr(struct ks_daemon *d, struct ks_inode *in,
 
 	attr_of_daemon(d, stbuf);
 	ks_engine_stats(d->eng, &s);
-	stbuf->st_mode = S_IFDIR | 0755;
+	stbuf->st_mode = S_IFDIR | atomic_load(&d->root_mode);
 	stbuf->st_nlink = 2 + s.states;
+}
+
+/* The root is the mount owner's: its chmod is theirs (and root's), and
+ * nobody gives it away. */
+static int root_setattr(struct ks_daemon *d, fuse_req_t req,
+			struct ks_inode *in, struct stat *attr, int to_set,
+			struct ks_fh *fh)
+{
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		return EISDIR;
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+		return EPERM;
+	if (!(to_set & FUSE_SET_ATTR_MODE))
+		return 0;
+	if (!caller_owns(req, d->uid))
+		return EPERM;
+	atomic_store(&d->root_mode, attr->st_mode & 07777);
+	return 0;
+}
+
+/* In a sticky root (chmod 1777) only a state's owner, the root's owner or
+ * root removes or renames it, as in /tmp.  The kernel checks this too,
+ * with attributes it may have cached; this is the daemon's word. */
+static int sticky_check(struct ks_daemon *d, fuse_req_t req,
+			const char *name)
+{
+	struct ks_state_attr sa;
+	struct ks_state *st;
+	uid_t uid = fuse_req_ctx(req)->uid;
+
+	if (!(atomic_load(&d->root_mode) & S_ISVTX) || caller_owns(req, d->uid))
+		return 0;
+	if (ks_state_lookup(d->eng, name, &st))
+		return 0;   /* the operation itself says ENOENT */
+	ks_state_get_attr(st, &sa);
+	ks_state_unref(st);
+	return sa.uid == uid ? 0 : EPERM;
 }
 
 /* Counts a lookup of a root entry, which always exists. */
@@ -75,8 +112,8 @@ static int root_mkdir(struct ks_daemon *d, fuse_req_t req,
 }
 
 /* rmdir NAME deletes a state. */
-static int root_rmdir(struct ks_daemon *d, struct ks_inode *dir,
-		      const char *name)
+static int root_rmdir(struct ks_daemon *d, fuse_req_t req,
+		      struct ks_inode *dir, const char *name)
 {
 	struct ks_state *st;
 	uint64_t id;
@@ -84,7 +121,9 @@ static int root_rmdir(struct ks_daemon *d, struct ks_inode *dir,
 
 	if (kind_root_entry(name))
 		return EPERM;
-	err = ks_state_lookup(d->eng, name, &st);
+	err = sticky_check(d, req, name);
+	if (!err)
+		err = ks_state_lookup(d->eng, name, &st);
 	if (err)
 		return err;
 	id = ks_state_id(st);
@@ -105,23 +144,26 @@ static int root_rmdir(struct ks_daemon *d, struct ks_inode *dir,
 	return err;
 }
 
-static int root_unlink(struct ks_daemon *d, struct ks_inode *dir,
-		       const char *name)
+static int root_unlink(struct ks_daemon *d, fuse_req_t req,
+		       struct ks_inode *dir, const char *name)
 {
 	return kind_root_entry(name) ? EPERM : EISDIR;
 }
 
 /* mv NAME NEW renames a state. */
-static int root_rename(struct ks_daemon *d, struct ks_inode *from,
-		       const char *name, struct ks_inode *to,
-		       const char *newname, unsigned int flags)
+static int root_rename(struct ks_daemon *d, fuse_req_t req,
+		       struct ks_inode *from, const char *name,
+		       struct ks_inode *to, const char *newname,
+		       unsigned int flags)
 {
 	int err;
 
 	if (to->role != ROLE_ROOT)
 		return EPERM;
 	err = kind_root_entry(name) || kind_root_entry(newname)
-		? EPERM : ks_state_rename(d->eng, name, newname);
+		? EPERM : sticky_check(d, req, name);
+	if (!err)
+		err = ks_state_rename(d->eng, name, newname);
 	if (!err)
 		events_wake(d);
 	return err;
@@ -152,6 +194,7 @@ const struct ks_kind_ops kind_root = {
 	.type = S_IFDIR,
 	.root_ino = FUSE_ROOT_ID,
 	.getattr = root_getattr,
+	.setattr = root_setattr,
 	.lookup = root_lookup,
 	.mkdir = root_mkdir,
 	.rmdir = root_rmdir,

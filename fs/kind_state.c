@@ -22,22 +22,28 @@ static void state_getattr(struct ks_daemon *d, struct ks_inode *in,
 }
 
 /* chmod and chown of a state: its owner (or root) may; only root gives it
- * away to another user. */
-static int set_state_owner(struct ks_state *st, const struct fuse_ctx *ctx,
+ * away to another user, and the owner gives it only to a group of their
+ * own, as chown(2) says. */
+static int set_state_owner(struct ks_state *st, fuse_req_t req,
 			   struct stat *attr, int to_set)
 {
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct ks_state_attr sa;
 
 	ks_state_get_attr(st, &sa);
-	if (ctx->uid != 0 && ctx->uid != sa.uid)
+	if (!caller_owns(req, sa.uid))
 		return EPERM;
 	if (to_set & FUSE_SET_ATTR_UID) {
 		if (ctx->uid != 0 && attr->st_uid != sa.uid)
 			return EPERM;
 		sa.uid = attr->st_uid;
 	}
-	if (to_set & FUSE_SET_ATTR_GID)
+	if (to_set & FUSE_SET_ATTR_GID) {
+		if (ctx->uid != 0 && attr->st_gid != sa.gid &&
+		    !caller_in_group(req, attr->st_gid))
+			return EPERM;
 		sa.gid = attr->st_gid;
+	}
 	if (to_set & FUSE_SET_ATTR_MODE)
 		sa.mode = attr->st_mode & 07777;
 	clock_gettime(CLOCK_REALTIME, &sa.ctime);
@@ -50,10 +56,32 @@ static int state_setattr(struct ks_daemon *d, fuse_req_t req,
 {
 	if (to_set & FUSE_SET_ATTR_SIZE)
 		return EISDIR;
-	if (to_set & SETATTR_OWNER_BITS)
-		return set_state_owner(in->st, fuse_req_ctx(req), attr,
-				       to_set);
+	if (to_set & SETATTR_OWNER_BITS) {
+		int err = set_state_owner(in->st, req, attr, to_set);
+
+		if (!err)
+			inode_invalidate_owner(d, in->st);
+		return err;
+	}
 	return 0;
+}
+
+/* Transaction files are their creator's: only they (or root) commit,
+ * rename, replace or abort one, whoever else may write the directory.
+ * 0, ENOENT, or EPERM. */
+static int txn_check_owner(fuse_req_t req, struct ks_state *st,
+			   const char *name)
+{
+	struct ks_txn *txn;
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+
+	if (ks_txn_find(st, name, &txn))
+		return ENOENT;
+	ks_txn_owner(txn, &uid, &gid, &mode);
+	ks_txn_unref(txn);
+	return caller_owns(req, uid) ? 0 : EPERM;
 }
 
 static int state_lookup(struct ks_daemon *d, struct ks_inode *dir,
@@ -81,8 +109,8 @@ static int state_lookup(struct ks_daemon *d, struct ks_inode *dir,
 	return *out ? 0 : ENOMEM;
 }
 
-static int state_rmdir(struct ks_daemon *d, struct ks_inode *dir,
-		       const char *name)
+static int state_rmdir(struct ks_daemon *d, fuse_req_t req,
+		       struct ks_inode *dir, const char *name)
 {
 	struct ks_txn *txn;
 
@@ -98,10 +126,21 @@ static int state_rmdir(struct ks_daemon *d, struct ks_inode *dir,
 }
 
 /* rm T aborts the transaction. */
-static int state_unlink(struct ks_daemon *d, struct ks_inode *dir,
-			const char *name)
+static int state_unlink(struct ks_daemon *d, fuse_req_t req,
+			struct ks_inode *dir, const char *name)
 {
-	return is_fixed_name(name) ? EPERM : ks_txn_unlink(dir->st, name);
+	int err = is_fixed_name(name) ? EPERM
+				      : txn_check_owner(req, dir->st, name);
+
+	return err ? err : ks_txn_unlink(dir->st, name);
+}
+
+/* A transaction is private to its creator: no group or other bits, so
+ * that with default_permissions the kernel lets nobody else read or
+ * write it either. */
+static mode_t txn_perm(const struct fuse_ctx *ctx, mode_t mode)
+{
+	return mode & ~ctx->umask & 0700;
 }
 
 /* A regular file made by mknod is a transaction like any other. */
@@ -110,7 +149,7 @@ static int state_mknod(struct ks_daemon *d, fuse_req_t req,
 		       struct ks_inode **out)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	mode_t perm = mode & ~ctx->umask & 07777;
+	mode_t perm = txn_perm(ctx, mode);
 	struct ks_txn *txn;
 	int err;
 
@@ -137,7 +176,7 @@ static int state_create(struct ks_daemon *d, fuse_req_t req,
 			struct ks_fh **out_fh)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	mode_t perm = mode & ~ctx->umask & 07777;
+	mode_t perm = txn_perm(ctx, mode);
 	struct ks_inode *in;
 	struct ks_txn *txn;
 	struct ks_fh *fh;
@@ -199,12 +238,14 @@ static int commit_by_rename(struct ks_daemon *d, struct ks_state *st,
 	return err;
 }
 
-static int state_rename(struct ks_daemon *d, struct ks_inode *from,
-			const char *name, struct ks_inode *to,
-			const char *newname, unsigned int flags)
+static int state_rename(struct ks_daemon *d, fuse_req_t req,
+			struct ks_inode *from, const char *name,
+			struct ks_inode *to, const char *newname,
+			unsigned int flags)
 {
 	struct ks_state *st = from->st;
 	struct ks_txn *txn;
+	int err;
 
 	/* Never EXDEV across states: mv would fall back to copying and
 	 * turn a commit into a blind write. */
@@ -212,9 +253,9 @@ static int state_rename(struct ks_daemon *d, struct ks_inode *from,
 		return EPERM;
 	if (is_fixed_name(name) || strcmp(newname, "version") == 0)
 		return EPERM;
-	if (ks_txn_find(st, name, &txn))
-		return ENOENT;
-	ks_txn_unref(txn);
+	err = txn_check_owner(req, st, name);
+	if (err)
+		return err;
 	if (strcmp(newname, "data") == 0)
 		return (flags & RENAME_NOREPLACE) ? EEXIST
 						  : commit_by_rename(d, st, name);
@@ -222,6 +263,10 @@ static int state_rename(struct ks_daemon *d, struct ks_inode *from,
 		ks_txn_unref(txn);
 		return EEXIST;
 	}
+	/* Replacing U aborts it: U's owner's to do, as rm U would be. */
+	err = txn_check_owner(req, st, newname);
+	if (err && err != ENOENT)
+		return err;
 	return ks_txn_rename(st, name, newname);
 }
 

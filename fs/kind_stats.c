@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "events.h"
+#include "notifier.h"
 #include "store.h"
 #include "views.h"
 
@@ -61,11 +62,13 @@ static int stats_text(struct ks_daemon *d, char **text, size_t *len)
 		"event_readers %u\n"
 		"readers_waiting %u\n"
 		"events_dropped %" PRIu64 "\n"
+		"notifier_restarts %" PRIu64 "\n"
 		"uptime %lld\n",
 		s.states, s.txns, s.commits, s.conflicts, s.bytes,
 		store.text, views_count(d), readers,
 		waiting + poll_waiting(d),
 		ks_events_dropped(ks_engine_events(d->eng)),
+		notifier_restarts(d),
 		(long long)(now.tv_sec - d->started.tv_sec));
 	if (n < 0 || n >= STATS_MAX) {
 		free(buf);

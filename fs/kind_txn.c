@@ -1,7 +1,8 @@
 /*
  * NAME/T: a transaction file, made by creating T in a state's directory
- * and committed by `mv T data`.  Until then it is a private copy anyone
- * allowed by its mode may change, so its attributes are never cached.
+ * and committed by `mv T data`.  Until then it is a private copy, its
+ * creator's alone (or root's), changed by any of their processes, so its
+ * attributes are never cached.
  * Members of .txn/T (kind_multi.c) are opened as these.
  */
 #include "daemon.h"
@@ -22,26 +23,32 @@ static void txn_getattr(struct ks_daemon *d, struct ks_inode *in,
 	stbuf->st_atim = stbuf->st_mtim;
 }
 
-/* Its owner (or root) may chmod and chown it; only root gives it away. */
-static int set_txn_owner(struct ks_inode *in, const struct fuse_ctx *ctx,
+/* Its owner (or root) may chmod and chown it; only root gives it away.
+ * Its mode keeps only the owner's bits: a transaction is private. */
+static int set_txn_owner(struct ks_inode *in, fuse_req_t req,
 			 struct stat *attr, int to_set)
 {
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	uid_t uid;
 	gid_t gid;
 	mode_t mode;
 
 	ks_txn_owner(in->txn, &uid, &gid, &mode);
-	if (ctx->uid != 0 && ctx->uid != uid)
+	if (!caller_owns(req, uid))
 		return EPERM;
 	if ((to_set & FUSE_SET_ATTR_UID) && ctx->uid != 0 &&
 	    attr->st_uid != uid)
 		return EPERM;
 	if (to_set & FUSE_SET_ATTR_UID)
 		uid = attr->st_uid;
+	/* As chown(2): to a group of the owner's own, unless root. */
+	if ((to_set & FUSE_SET_ATTR_GID) && ctx->uid != 0 &&
+	    attr->st_gid != gid && !caller_in_group(req, attr->st_gid))
+		return EPERM;
 	if (to_set & FUSE_SET_ATTR_GID)
 		gid = attr->st_gid;
 	if (to_set & FUSE_SET_ATTR_MODE)
-		mode = attr->st_mode;
+		mode = attr->st_mode & 0700;
 	ks_txn_set_owner(in->txn, uid, gid, mode);
 	in->uid = uid;
 	in->gid = gid;
@@ -49,18 +56,33 @@ static int set_txn_owner(struct ks_inode *in, const struct fuse_ctx *ctx,
 	return 0;
 }
 
+/* Whether the caller made the transaction (or is root).  The kernel sees
+ * the file's mode too; this holds also where it does not check modes. */
+static bool txn_is_callers(fuse_req_t req, struct ks_txn *txn)
+{
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+
+	ks_txn_owner(txn, &uid, &gid, &mode);
+	return caller_owns(req, uid);
+}
+
 static int txn_setattr(struct ks_daemon *d, fuse_req_t req,
 		       struct ks_inode *in, struct stat *attr, int to_set,
 		       struct ks_fh *fh)
 {
 	if (to_set & SETATTR_OWNER_BITS) {
-		int err = set_txn_owner(in, fuse_req_ctx(req), attr, to_set);
+		int err = set_txn_owner(in, req, attr, to_set);
 
 		if (err)
 			return err;
 	}
-	if (to_set & FUSE_SET_ATTR_SIZE)
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (!txn_is_callers(req, in->txn))
+			return EACCES;
 		return ks_txn_truncate(in->txn, attr->st_size);
+	}
 	return 0;
 }
 
@@ -103,6 +125,8 @@ static int txn_open(struct ks_daemon *d, fuse_req_t req, struct ks_inode *in,
 {
 	int acc = fi->flags & O_ACCMODE;
 
+	if (!txn_is_callers(req, in->txn))
+		return EACCES;
 	fh->fops = &txn_fops;
 	fh->txn = ks_txn_ref(in->txn);
 	fh->readable = acc != O_WRONLY;

@@ -33,14 +33,14 @@ static int every_lookup(struct ks_daemon *d, struct ks_inode *dir,
 	return *out ? 0 : ENOMEM;
 }
 
-static int every_rmdir(struct ks_daemon *d, struct ks_inode *dir,
-		       const char *name)
+static int every_rmdir(struct ks_daemon *d, fuse_req_t req,
+		       struct ks_inode *dir, const char *name)
 {
 	return EPERM;
 }
 
-static int views_unlink(struct ks_daemon *d, struct ks_inode *dir,
-			const char *name)
+static int views_unlink(struct ks_daemon *d, fuse_req_t req,
+			struct ks_inode *dir, const char *name)
 {
 	return EPERM;
 }

@@ -41,6 +41,7 @@ struct options {
 	char *max_size;
 	char *max_states;
 	char *max_txns;
+	char *root_mode;
 	int help;
 	int version;
 };
@@ -70,6 +71,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("max_size=%s", max_size),
 	OPT("max_states=%s", max_states),
 	OPT("max_txns=%s", max_txns),
+	OPT("root_mode=%s", root_mode),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -132,12 +134,12 @@ static int take_arguments(void *data, const char *arg, int key,
 	struct options *o = data;
 
 	if (key == KEY_ETCD) {
-		/* "--etcdURL" (from "--etcd URL"), "--etcd=URL", "etcd=URL".
-		 * fuse_opt offers every matching template, so "--etcd "
-		 * also sees --etcd-prefix and --etcd-timeout, which their
-		 * own templates take. */
+		/* fuse_opt applies every template that matches, and "--etcd "
+		 * matches "--etcd-prefix" and "--etcd-timeout" too: their own
+		 * entries take them, they are not endpoints. */
 		if (strncmp(arg, "--etcd-", 7) == 0)
 			return 0;
+		/* "--etcdURL" (from "--etcd URL"), "--etcd=URL", "etcd=URL" */
 		if (strncmp(arg, "--etcd", 6) == 0)
 			arg += arg[6] == '=' ? 7 : 6;
 		else
@@ -183,6 +185,8 @@ static void usage(FILE *out, const char *prog)
 "    -o max_size=BYTES      largest page (default 4096)\n"
 "    -o max_states=N        most states (default 65536)\n"
 "    -o max_txns=N          most open transactions per state (default 1024)\n"
+"    -o root_mode=OCTAL     mode of the root (default 0755; 1777: every\n"
+"                           user may create states)\n"
 "    -f                     stay in the foreground\n"
 "    -d                     debug output (implies -f)\n"
 "    -o allow_other         let other users in (see fuse(8))\n"
@@ -212,6 +216,26 @@ bad:
 	fprintf(stderr, "kstatefs: %s must be a number from 1 to %llu, not "
 			"'%s'\n", what, max, text ? text : "");
 	return -1;
+}
+
+/* The root's permission bits, in octal as chmod takes them. */
+static int parse_root_mode(const char *text, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	*out = 0755;
+	if (!text)
+		return 0;
+	errno = 0;
+	v = strtoul(text, &end, 8);
+	if (!*text || *text == '-' || errno || *end || v > 07777) {
+		fprintf(stderr, "kstatefs: root_mode must be an octal mode from "
+				"0 to 7777, not '%s'\n", text);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
 }
 
 static int engine_config(const struct options *o, struct ks_engine_config *c)
@@ -295,16 +319,28 @@ static void on_commit(void *arg, struct ks_state *st, uint64_t version)
 	events_wake(d);
 }
 
-/* A state another host created, deleted or renamed: the kernel may hold
- * an entry for the name (or its absence) for a day, and learns of changes
- * that do not go through this mount only from us.  Called from the store's
- * own thread, never from a request (where this call can deadlock). */
-static void on_remote_name(void *arg, const char *name)
+/* Another host created, deleted, renamed or chmod/chowned a state.  The
+ * kernel must forget what it cached of the name, an entry or that there is
+ * none (entries are cached for d->timeout), and of the attributes of the
+ * state's files, which show its owner and mode: called from the store's
+ * thread, with no engine lock held, and the kernel waits for lookups of the
+ * root in flight, so none that read the table before the change outlives
+ * this.  And readers of .events have a create or delete line to read. */
+static void on_name(void *arg, const char *name)
 {
 	struct ks_daemon *d = arg;
+	struct ks_state *st;
 
-	fuse_lowlevel_notify_inval_entry(d->se, FUSE_ROOT_ID, name,
-					 strlen(name));
+	if (d->se) {
+		fuse_lowlevel_notify_inval_entry(d->se, FUSE_ROOT_ID, name,
+						 strlen(name));
+		if (ks_state_lookup(d->eng, name, &st) == 0) {
+			inode_invalidate_state_dir(d, st);
+			inode_invalidate_owner(d, st);
+			ks_state_unref(st);
+		}
+	}
+	events_wake(d);
 }
 
 /* Appends ",KEY=VALUE" (or "KEY=VALUE" first) to the option string at
@@ -431,6 +467,7 @@ int main(int argc, char *argv[])
 	struct ks_daemon d = { 0 };
 	struct stat mst;
 	int status = EXIT_MOUNT, err;
+	unsigned root_mode = 0755;
 
 	if (fuse_opt_parse(&args, &o, option_spec, take_arguments) != 0)
 		return EXIT_USAGE;
@@ -464,7 +501,8 @@ int main(int argc, char *argv[])
 			o.mountpoint, strerror(errno));
 		goto out_args;
 	}
-	if (engine_config(&o, &cfg) != 0) {
+	if (engine_config(&o, &cfg) != 0 ||
+	    parse_root_mode(o.root_mode, &root_mode) != 0) {
 		status = EXIT_USAGE;
 		goto out_args;
 	}
@@ -492,6 +530,9 @@ int main(int argc, char *argv[])
 
 	d.mountpoint = cl.mountpoint;
 	d.timeout = 86400.0;
+	d.uid = getuid();
+	d.gid = getgid();
+	atomic_init(&d.root_mode, root_mode);
 	clock_gettime(CLOCK_REALTIME, &d.started);
 	poll_table_init(&d);
 	events_init(&d);
@@ -507,7 +548,7 @@ int main(int argc, char *argv[])
 	if (recover_store(&d) != 0)
 		goto out_engine;
 	ks_engine_set_listener(d.eng, on_commit, &d);
-	ks_engine_set_name_listener(d.eng, on_remote_name, &d);
+	ks_engine_set_name_listener(d.eng, on_name, &d);
 
 	d.se = fuse_session_new(&args, &ks_ops, sizeof(ks_ops), &d);
 	if (!d.se) {
@@ -565,5 +606,6 @@ out_args:
 	free(o.max_size);
 	free(o.max_states);
 	free(o.max_txns);
+	free(o.root_mode);
 	return status;
 }

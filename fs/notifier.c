@@ -9,28 +9,63 @@
  * recognises the writer by its process id and makes the write a no-op.
  *
  * The writes come from a small child process, the toucher, fed paths
- * through a pipe by the notifier thread.  Not from a thread of the daemon:
- * a thread waiting in a request to its own mount when the daemon is killed
- * (kill -9) never returns, the daemon never finishes dying, /dev/fuse is
- * never closed, and the mount hangs for everyone.  A child's request is
- * aborted when the daemon's /dev/fuse closes, and the child then exits at
- * the end of the pipe.
+ * through a socket by the notifier thread.  Not from a thread of the
+ * daemon: a thread waiting in a request to its own mount when the daemon
+ * is killed (kill -9) never returns, the daemon never finishes dying,
+ * /dev/fuse is never closed, and the mount hangs for everyone.  A child's
+ * request is aborted when the daemon's /dev/fuse closes, and the child
+ * then exits at the end of its socket.
+ *
+ * The child execs the daemon's own binary (/proc/self/exe: still the
+ * right one after an upgrade replaced the file) as "kstatefs-notify", and
+ * the constructor at the end of this file makes it the toucher before
+ * main runs.  So `pidof kstatefs` and `pgrep -x kstatefs` find the daemon
+ * alone, and the child is small: not a copy of the daemon's memory for
+ * the OOM killer to weigh.
  *
  * Commits only mark their state pending, and the notifier takes what is
  * pending at most once per BATCH_INTERVAL: under a stream of commits each
  * write (three requests: open, write, release) then serves every commit of
  * that interval, and the last commit is always followed by one, at most
  * BATCH_INTERVAL later.
+ *
+ * The child can die (the OOM killer, a mistaken kill) and inotify would
+ * then stop for good while everything else goes on, so the notifier
+ * thread watches it: its pidfd and its socket (which reports the hang-up
+ * even without pidfds) are polled with the thread's wake-up eventfd.  On
+ * a death it reaps the child and starts another, at once if the dead one
+ * had lived a while, else after a delay that doubles up to
+ * BACKOFF_MAX_MS; it never stops trying.  It does all of it alone: a
+ * FUSE thread only puts a job in `pending` and pokes the eventfd.
+ *
+ * No wake-up is lost to a death.  A job leaves `pending` only for the
+ * sent queue, and leaves that queue only when the child acknowledges the
+ * path (it writes back how many paths it has finished: opened, written,
+ * closed), or when the child dies, and then it goes back to `pending`
+ * (where a job for the same file, posted later, may already wait; one
+ * write serves both).  Every job taken after a commit therefore ends in a
+ * finished write after that commit: by this child or by a later one.
+ * What dies with a child (paths in its socket, one read but not yet
+ * written, one written but not yet acknowledged) is written again: a
+ * watcher may see one event more, never one less.  The write shows the
+ * version current when it is made, so sending a job again is always
+ * right.
  */
 #include "notifier.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,7 +73,19 @@
 
 #include "daemon.h"
 
-#define BATCH_INTERVAL_NS 1000000L   /* 1 ms */
+#define BATCH_INTERVAL_NS 1000000LL   /* 1 ms */
+/* A child that dies sooner than this after its start is restarted after
+ * a delay, doubled at each such death: a child that cannot live (no
+ * memory, no processes left) must not take a core being restarted. */
+#define HEALTHY_NS 1000000000LL       /* 1 s */
+#define BACKOFF_MIN_MS 10
+#define BACKOFF_MAX_MS 5000
+
+/* The child's argv[0] and comm (15 characters: all of it fits in comm),
+ * and the argument that tells it from a daemon started by that name. */
+#define CHILD_NAME "kstatefs-notify"
+#define CHILD_FLAG "--notifier"
+#define CHILD_FD 3                    /* its socket */
 
 /* One version file to touch: a state's, or one of its views'. */
 struct job {
@@ -46,163 +93,431 @@ struct job {
 	char view[32];           /* the PERIOD name, or "" */
 };
 
+/* A job taken from pending, in the order it goes to the child. */
+struct sent {
+	uint64_t key;
+	struct job *job;
+};
+
 struct ks_notifier {
 	pthread_t thread;
 	struct ks_lock lock;
-	pthread_cond_t cond;
-	struct u64map pending;   /* key -> struct job */
-	bool stop;
-	pid_t toucher;           /* the child that writes to version */
-	int pipe_fd;             /* its paths, each ending in a NUL */
+	struct u64map pending;   /* key -> struct job; under lock */
+	bool stop;               /* under lock */
+	int wake_fd;             /* eventfd: a post, or the stop */
+	_Atomic pid_t toucher;   /* the live child, 0 while there is none */
+	atomic_uint_fast64_t restarts;
+	const char *mountpoint;
+
+	/* The notifier thread's own (notifier_start's before the thread,
+	 * notifier_stop's after it). */
+	pid_t child;             /* to reap; 0 while there is none */
+	int sock;                /* our end of the child's socket */
+	int pidfd;               /* the child's, or -1 (kernels before 5.3) */
+	struct sent *queue;      /* [head, len): taken, not acknowledged */
+	size_t head, len, cap;
+	size_t unsent;           /* queue[len - unsent, len) not yet sent */
+	uint64_t acked;          /* paths the child says it finished */
+	long long started_ns;    /* when this child started */
+	long long restart_ns;    /* when to start the next one */
+	long long next_batch_ns; /* when pending may be taken next */
+	long backoff_ms;
 };
 
-/* Sends the path of a version file to the toucher. */
-static void send_path(struct ks_daemon *d, const struct job *job)
+static long long now_ns(void)
 {
-	char name[KS_NAME_MAX + 1], path[PATH_MAX];
-	const char *p = path;
-	size_t left;
-	int n;
+	struct timespec t;
 
-	if (!ks_state_name(job->st, name))
-		return;
-	if (job->view[0])
-		n = snprintf(path, sizeof(path), "%s/%s/every/%s/version",
-			     d->mountpoint, name, job->view);
-	else
-		n = snprintf(path, sizeof(path), "%s/%s/version",
-			     d->mountpoint, name);
-	if (n < 0 || n >= (int)sizeof(path))
-		return;
-	for (left = (size_t)n + 1; left;) {
-		ssize_t w = write(d->notifier->pipe_fd, p, left);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return; /* the toucher is gone: nobody to tell */
-		p += w;
-		left -= (size_t)w;
-	}
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* The toucher: opens each path it is sent, writes a byte, closes.  By full
- * path each time: a descriptor kept open on the mount would make
- * `fusermount3 -u` fail with EBUSY. */
-static void touch_paths(int in)
+static void free_job(struct job *job)
 {
-	char buf[2 * PATH_MAX];
-	size_t have = 0;
+	ks_state_unref(job->st);
+	free(job);
+}
+
+/* ---- the child -------------------------------------------------------- */
+
+/* The toucher: opens each path it is sent, writes a byte, closes, and
+ * tells the daemon how many paths it has finished.  By full path each
+ * time: a descriptor kept open on the mount would make `fusermount3 -u`
+ * fail with EBUSY.  One path per message (SOCK_SEQPACKET). */
+static _Noreturn void touch_paths(int sock)
+{
+	char path[PATH_MAX + 1];
+	uint64_t done = 0;
 
 	for (;;) {
-		ssize_t r = read(in, buf + have, sizeof(buf) - have);
-		size_t start = 0;
+		ssize_t r = recv(sock, path, sizeof(path) - 1, 0);
+		int fd;
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
-			_exit(0);
-		have += (size_t)r;
-		for (size_t i = 0; i < have; i++) {
-			int fd;
-
-			if (buf[i])
-				continue;
-			fd = open(buf + start, O_WRONLY | O_CLOEXEC);
-			if (fd >= 0) {
-				/* Only the event matters; errors too. */
-				if (write(fd, "", 1) < 0)
-					(void)0;
-				close(fd);
-			}
-			start = i + 1;
+			_exit(0);   /* the daemon is gone or stopping */
+		path[r] = '\0';
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			/* Only the event matters; errors too. */
+			if (write(fd, "", 1) < 0)
+				(void)0;
+			close(fd);
 		}
-		memmove(buf, buf + start, have - start);
-		have -= start;
-		if (have == sizeof(buf))
-			have = 0; /* no path is that long: drop it */
+		done++;
+		/* Blocking is fine: the notifier thread always reads. */
+		while (send(sock, &done, sizeof(done), MSG_NOSIGNAL) < 0)
+			if (errno != EINTR)
+				_exit(0);
 	}
 }
 
-static pid_t start_toucher(int *pipe_out)
+/* In the forked child: only async-signal-safe calls until the exec. */
+static _Noreturn void child_exec(int sock, char *const argv[])
 {
-	int p[2];
+	sigset_t none;
+
+	/* The forking thread's mask would outlive the exec. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* A ^C to the foreground job must not take the child before the
+	 * daemon has unmounted; the daemon ends it.  Ignoring outlives the
+	 * exec. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	if (sock == CHILD_FD) {
+		if (fcntl(sock, F_SETFD, 0) < 0)
+			_exit(1);
+	} else if (dup2(sock, CHILD_FD) < 0) {
+		_exit(1);
+	}
+	/* Keep nothing of the daemon's: not /dev/fuse (the kernel must see
+	 * it close when the daemon dies), not the store's lock. */
+	if (syscall(SYS_close_range, CHILD_FD + 1U, ~0U, 0U) < 0)
+		for (int fd = CHILD_FD + 1; fd < 65536; fd++)
+			close(fd);
+	execv("/proc/self/exe", argv);
+	/* No /proc: be the toucher as forked, under its name at least. */
+	prctl(PR_SET_NAME, CHILD_NAME, 0, 0, 0);
+	touch_paths(CHILD_FD);
+}
+
+/* Starts a child; the pid is the daemon's own from here on. */
+static int start_child(struct ks_notifier *n)
+{
+	char *const argv[] = { CHILD_NAME, CHILD_FLAG,
+			       (char *)n->mountpoint, NULL };
+	int sv[2], err;
 	pid_t pid;
 
-	if (pipe2(p, O_CLOEXEC))
-		return -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+		return errno;
 	pid = fork();
+	if (pid == 0)
+		child_exec(sv[1], argv);
+	err = errno;
+	close(sv[1]);
 	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		return -1;
+		close(sv[0]);
+		return err;
 	}
-	if (pid == 0) {
-		/* Keep nothing of the daemon's: not /dev/fuse (the kernel
-		 * must see it close when the daemon dies), not the store's
-		 * lock. */
-		if (dup2(p[0], 3) < 0)
-			_exit(1);
-		syscall(SYS_close_range, 4U, ~0U, 0U);
-		signal(SIGINT, SIG_IGN);
-		signal(SIGTERM, SIG_IGN);
-		signal(SIGHUP, SIG_IGN);
-		touch_paths(3);
-	}
-	close(p[0]);
-	*pipe_out = p[1];
-	return pid;
+	n->child = pid;
+	n->sock = sv[0];
+	n->pidfd = (int)syscall(SYS_pidfd_open, pid, 0U);
+	n->acked = 0;
+	n->started_ns = now_ns();
+	/* Before any path is sent: its first open must be recognised. */
+	atomic_store(&n->toucher, pid);
+	return 0;
 }
 
-/* Sleeps until `until` (CLOCK_MONOTONIC) unless stopped; n->lock held. */
-static void wait_until(struct ks_notifier *n, const struct timespec *until)
+/* ---- the queue -------------------------------------------------------- */
+
+/* Room for `more` entries at the end of the queue. */
+static int queue_reserve(struct ks_notifier *n, size_t more)
 {
-	ks_lock_assert_held(&n->lock);
-	while (!n->stop &&
-	       ks_cond_timedwait(&n->cond, &n->lock, until) != ETIMEDOUT)
+	struct sent *q;
+	size_t cap;
+
+	if (n->head == n->len) {
+		n->head = n->len = 0;
+	} else if (n->head && n->len + more > n->cap) {
+		memmove(n->queue, n->queue + n->head,
+			(n->len - n->head) * sizeof(*n->queue));
+		n->len -= n->head;
+		n->head = 0;
+	}
+	if (n->len + more <= n->cap)
+		return 0;
+	cap = n->cap ? n->cap : 64;
+	while (cap < n->len + more)
+		cap *= 2;
+	q = realloc(n->queue, cap * sizeof(*q));
+	if (!q)
+		return ENOMEM;
+	n->queue = q;
+	n->cap = cap;
+	return 0;
+}
+
+/* Moves what is pending to the end of the queue, if there is room. */
+static void take_pending(struct ks_notifier *n)
+{
+	struct u64map batch;
+	struct u64map_iter it;
+	uint64_t key;
+	void *val;
+
+	ks_lock(&n->lock);
+	if (queue_reserve(n, u64map_len(&n->pending))) {
+		ks_unlock(&n->lock);
+		return; /* it stays pending: tried again next interval */
+	}
+	u64map_move(&batch, &n->pending);
+	ks_unlock(&n->lock);
+	u64map_iter_init(&it, &batch);
+	while (u64map_next(&it, &key, &val)) {
+		n->queue[n->len++] = (struct sent){ .key = key, .job = val };
+		n->unsent++;
+	}
+	u64map_free(&batch);
+}
+
+/* Puts every job of the queue back in pending: the child that had them
+ * died, and may not have written some of them. */
+static void requeue_all(struct ks_notifier *n)
+{
+	ks_lock(&n->lock);
+	for (size_t i = n->head; i < n->len; i++) {
+		struct sent *s = &n->queue[i];
+
+		/* One already pending serves this one too. */
+		if (!n->stop && !u64map_get(&n->pending, s->key) &&
+		    u64map_put(&n->pending, s->key, s->job) == 0)
+			s->job = NULL;
+	}
+	ks_unlock(&n->lock);
+	/* The last reference to a state goes outside the lock. */
+	for (size_t i = n->head; i < n->len; i++)
+		if (n->queue[i].job)
+			free_job(n->queue[i].job);
+	n->head = n->len = n->unsent = 0;
+}
+
+/* The child finished its first `done` paths. */
+static void acknowledge(struct ks_notifier *n, uint64_t done)
+{
+	size_t sent = n->len - n->head - n->unsent;
+
+	while (n->acked < done && sent) {
+		free_job(n->queue[n->head++].job);
+		n->acked++;
+		sent--;
+	}
+}
+
+/* ---- the notifier thread --------------------------------------------- */
+
+static bool read_acks(struct ks_notifier *n);
+
+static void child_died(struct ks_daemon *d, const char *how)
+{
+	struct ks_notifier *n = d->notifier;
+	long long lived = now_ns() - n->started_ns;
+	pid_t pid = n->child;
+	int status = 0;
+
+	/* Not ours any more: its pid may be reused once reaped. */
+	atomic_store(&n->toucher, 0);
+	/* What it finished before dying need not be written again. */
+	read_acks(n);
+	close(n->sock);
+	if (n->pidfd >= 0)
+		close(n->pidfd);
+	/* A child that lost its socket is of no use alive. */
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	n->child = 0;
+	n->sock = n->pidfd = -1;
+	requeue_all(n);
+
+	if (lived >= HEALTHY_NS) {
+		n->backoff_ms = 0;
+	} else {
+		n->backoff_ms = n->backoff_ms ? n->backoff_ms * 2
+					      : BACKOFF_MIN_MS;
+		if (n->backoff_ms > BACKOFF_MAX_MS)
+			n->backoff_ms = BACKOFF_MAX_MS;
+	}
+	n->restart_ns = now_ns() + n->backoff_ms * 1000000LL;
+	if (WIFSIGNALED(status))
+		fprintf(stderr, "kstatefs: the inotify child %d was killed by "
+			"signal %d (%s); starting another in %ld ms\n",
+			(int)pid, WTERMSIG(status), how, n->backoff_ms);
+	else
+		fprintf(stderr, "kstatefs: the inotify child %d exited with "
+			"status %d (%s); starting another in %ld ms\n",
+			(int)pid, WEXITSTATUS(status), how, n->backoff_ms);
+}
+
+/* Sends what is unsent, until the socket is full.  False if the child is
+ * gone. */
+static bool send_unsent(struct ks_daemon *d)
+{
+	struct ks_notifier *n = d->notifier;
+
+	while (n->unsent) {
+		size_t i = n->len - n->unsent;
+		struct job *job = n->queue[i].job;
+		char name[KS_NAME_MAX + 1], path[PATH_MAX];
+		int len = -1;
+
+		if (ks_state_name(job->st, name)) {
+			if (job->view[0])
+				len = snprintf(path, sizeof(path),
+					       "%s/%s/every/%s/version",
+					       d->mountpoint, name, job->view);
+			else
+				len = snprintf(path, sizeof(path),
+					       "%s/%s/version",
+					       d->mountpoint, name);
+		}
+		if (len <= 0 || len >= (int)sizeof(path)) {
+			/* Deleted, or no path to write: nothing to wake.
+			 * Unsent jobs are in no order. */
+			free_job(job);
+			n->queue[i] = n->queue[--n->len];
+			n->unsent--;
+			continue;
+		}
+		if (send(n->sock, path, (size_t)len,
+			 MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return true;
+			return false;
+		}
+		n->unsent--;
+	}
+	return true;
+}
+
+/* Reads the child's acknowledgements.  False if the child is gone. */
+static bool read_acks(struct ks_notifier *n)
+{
+	for (;;) {
+		uint64_t done;
+		ssize_t r = recv(n->sock, &done, sizeof(done), MSG_DONTWAIT);
+
+		if (r == (ssize_t)sizeof(done)) {
+			acknowledge(n, done);
+			continue;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+	}
 }
 
 static void *notifier_main(void *arg)
 {
 	struct ks_daemon *d = arg;
 	struct ks_notifier *n = d->notifier;
-	struct timespec next = { 0, 0 };
-	struct u64map batch;
-	struct u64map_iter it;
-	void *val;
 
-	ks_lock(&n->lock);
 	for (;;) {
-		while (!n->stop && u64map_len(&n->pending) == 0)
-			ks_cond_wait(&n->cond, &n->lock);
-		/* Let the commits of this interval gather into one write. */
-		wait_until(n, &next);
-		if (n->stop)
+		struct pollfd pfd[3];
+		struct timespec ts, *timeout = NULL;
+		long long now = now_ns(), wake = -1;
+		bool pending;
+		int nfds = 0, err;
+
+		ks_lock(&n->lock);
+		if (n->stop) {
+			ks_unlock(&n->lock);
 			break;
-		clock_gettime(CLOCK_MONOTONIC, &next);
-		next.tv_nsec += BATCH_INTERVAL_NS;
-		if (next.tv_nsec >= 1000000000L) {
-			next.tv_sec++;
-			next.tv_nsec -= 1000000000L;
 		}
-		u64map_move(&batch, &n->pending);
+		pending = u64map_len(&n->pending) > 0;
 		ks_unlock(&n->lock);
 
-		u64map_iter_init(&it, &batch);
-		while (u64map_next(&it, NULL, &val)) {
-			struct job *job = val;
-
-			send_path(d, job);
-			ks_state_unref(job->st);
-			free(job);
+		if (!n->child && now >= n->restart_ns) {
+			err = start_child(n);
+			if (!err) {
+				atomic_fetch_add(&n->restarts, 1);
+			} else {
+				n->backoff_ms = n->backoff_ms ?
+					n->backoff_ms * 2 : BACKOFF_MIN_MS;
+				if (n->backoff_ms > BACKOFF_MAX_MS)
+					n->backoff_ms = BACKOFF_MAX_MS;
+				n->restart_ns = now + n->backoff_ms * 1000000LL;
+				fprintf(stderr, "kstatefs: cannot start the "
+					"inotify child: %s; trying again in "
+					"%ld ms\n", strerror(err),
+					n->backoff_ms);
+			}
 		}
-		u64map_free(&batch);
-		ks_lock(&n->lock);
+		/* A new batch only once the last is sent: until then commits
+		 * gather in pending, one job per file. */
+		if (n->child && pending && !n->unsent &&
+		    now >= n->next_batch_ns) {
+			take_pending(n);
+			n->next_batch_ns = now + BATCH_INTERVAL_NS;
+			pending = false;
+		}
+		if (n->child && !send_unsent(d)) {
+			child_died(d, "its socket broke");
+			continue;
+		}
+
+		pfd[nfds++] = (struct pollfd){ .fd = n->wake_fd,
+					       .events = POLLIN };
+		if (n->child) {
+			pfd[nfds++] = (struct pollfd){
+				.fd = n->sock,
+				.events = POLLIN | (n->unsent ? POLLOUT : 0) };
+			if (n->pidfd >= 0)
+				pfd[nfds++] = (struct pollfd){
+					.fd = n->pidfd, .events = POLLIN };
+			if (pending && !n->unsent)
+				/* Past due only if the queue had no room. */
+				wake = n->next_batch_ns > now ?
+					n->next_batch_ns :
+					now + 10 * BATCH_INTERVAL_NS;
+		} else {
+			wake = n->restart_ns;
+		}
+		if (wake >= 0) {
+			long long left = wake > now ? wake - now : 0;
+
+			ts.tv_sec = (time_t)(left / 1000000000LL);
+			ts.tv_nsec = (long)(left % 1000000000LL);
+			timeout = &ts;
+		}
+		if (ppoll(pfd, (nfds_t)nfds, timeout, NULL) < 0)
+			continue; /* EINTR; nothing else can fail here */
+
+		if (pfd[0].revents & POLLIN) {
+			uint64_t count;
+
+			if (read(n->wake_fd, &count, sizeof(count)) < 0)
+				(void)0; /* EAGAIN: another read took it */
+		}
+		if (!n->child)
+			continue;
+		if ((pfd[1].revents & POLLIN) && !read_acks(n))
+			child_died(d, "it closed its socket");
+		else if (pfd[1].revents & (POLLHUP | POLLERR))
+			child_died(d, "it closed its socket");
+		else if (nfds > 2 && (pfd[2].revents & POLLIN))
+			child_died(d, "its pidfd");
 	}
-	ks_unlock(&n->lock);
 	return NULL;
 }
+
+/* ---- the daemon's side ----------------------------------------------- */
 
 int notifier_start(struct ks_daemon *d)
 {
@@ -211,28 +526,38 @@ int notifier_start(struct ks_daemon *d)
 
 	if (!n)
 		return ENOMEM;
-	ks_lock_init(&n->lock, "notifier->lock", KS_RANK_FS_NOTIFIER);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&n->cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
-	u64map_init(&n->pending);
-	n->toucher = start_toucher(&n->pipe_fd);
-	if (n->toucher < 0) {
+	n->mountpoint = d->mountpoint;
+	n->sock = n->pidfd = -1;
+	atomic_init(&n->toucher, 0);
+	atomic_init(&n->restarts, 0);
+	n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (n->wake_fd < 0) {
 		err = errno;
 		free(n);
 		return err;
 	}
-	d->notifier = n;
-	err = pthread_create(&n->thread, NULL, notifier_main, d);
+	ks_lock_init(&n->lock, "notifier->lock", KS_RANK_FS_NOTIFIER);
+	u64map_init(&n->pending);
+	/* The first child here: a daemon that cannot start one says so
+	 * and does not mount. */
+	err = start_child(n);
+	if (!err) {
+		d->notifier = n;
+		err = pthread_create(&n->thread, NULL, notifier_main, d);
+		if (err)
+			d->notifier = NULL;
+	}
 	if (err) {
-		close(n->pipe_fd);
-		waitpid(n->toucher, NULL, 0);
-		d->notifier = NULL;
+		if (n->child) {
+			close(n->sock);
+			kill(n->child, SIGKILL);
+			waitpid(n->child, NULL, 0);
+			if (n->pidfd >= 0)
+				close(n->pidfd);
+		}
+		u64map_free(&n->pending);
+		ks_lock_destroy(&n->lock);
+		close(n->wake_fd);
 		free(n);
 	}
 	return err;
@@ -243,6 +568,7 @@ void notifier_post(struct ks_daemon *d, struct ks_state *st,
 {
 	struct ks_notifier *n = d->notifier;
 	struct job *job;
+	bool first;
 
 	if (!n)
 		return;
@@ -257,11 +583,15 @@ void notifier_post(struct ks_daemon *d, struct ks_state *st,
 		job->st = ks_state_ref(st);
 		if (view)
 			snprintf(job->view, sizeof(job->view), "%s", view);
-		if (u64map_put(&n->pending, key, job) == 0) {
-			pthread_cond_signal(&n->cond);
-		} else {
-			ks_state_unref(job->st);
-			free(job);
+		first = u64map_len(&n->pending) == 0;
+		if (u64map_put(&n->pending, key, job) != 0) {
+			free_job(job);
+		} else if (first) {
+			/* Never blocks: an eventfd only counts. */
+			uint64_t one = 1;
+
+			if (write(n->wake_fd, &one, sizeof(one)) < 0)
+				(void)0; /* EAGAIN: it is awake anyway */
 		}
 	}
 	ks_unlock(&n->lock);
@@ -269,35 +599,89 @@ void notifier_post(struct ks_daemon *d, struct ks_state *st,
 
 bool notifier_is_self(struct ks_daemon *d, pid_t pid)
 {
-	return d->notifier && d->notifier->toucher == pid;
+	return d->notifier && pid > 0 &&
+	       atomic_load(&d->notifier->toucher) == pid;
+}
+
+uint64_t notifier_restarts(struct ks_daemon *d)
+{
+	return d->notifier ? atomic_load(&d->notifier->restarts) : 0;
 }
 
 void notifier_stop(struct ks_daemon *d)
 {
 	struct ks_notifier *n = d->notifier;
 	struct u64map_iter it;
+	uint64_t one = 1;
 	void *val;
 
 	if (!n)
 		return;
 	ks_lock(&n->lock);
 	n->stop = true;
-	pthread_cond_signal(&n->cond);
 	ks_unlock(&n->lock);
+	if (write(n->wake_fd, &one, sizeof(one)) < 0)
+		(void)0; /* EAGAIN: it is awake anyway */
 	pthread_join(n->thread, NULL);
-	/* The end of the pipe ends the toucher. */
-	close(n->pipe_fd);
-	waitpid(n->toucher, NULL, 0);
-	u64map_iter_init(&it, &n->pending);
-	while (u64map_next(&it, NULL, &val)) {
-		struct job *job = val;
-
-		ks_state_unref(job->st);
-		free(job);
+	if (n->child) {
+		atomic_store(&n->toucher, 0);
+		/* The mount is gone: nothing left to write.  SIGKILL, not
+		 * just the end of its socket, ends a stopped child too. */
+		close(n->sock);
+		kill(n->child, SIGKILL);
+		while (waitpid(n->child, NULL, 0) < 0 && errno == EINTR)
+			;
+		if (n->pidfd >= 0)
+			close(n->pidfd);
 	}
+	for (size_t i = n->head; i < n->len; i++)
+		free_job(n->queue[i].job);
+	free(n->queue);
+	u64map_iter_init(&it, &n->pending);
+	while (u64map_next(&it, NULL, &val))
+		free_job(val);
 	u64map_free(&n->pending);
-	pthread_cond_destroy(&n->cond);
+	close(n->wake_fd);
 	ks_lock_destroy(&n->lock);
 	free(n);
 	d->notifier = NULL;
+}
+
+/* ---- the child's entry ----------------------------------------------- */
+
+/*
+ * A child started by start_child runs here, before main: the toucher needs
+ * nothing of the daemon's startup (options, store, session), and main
+ * stays the daemon's.  It is told apart by its arguments, which no
+ * daemon is started with, and by a socket on CHILD_FD.  Its comm would be
+ * "exe" after the exec of /proc/self/exe: set it, for pgrep -x and ps.
+ */
+__attribute__((constructor)) static void notifier_child_entry(void)
+{
+	static const char want[] = CHILD_NAME "\0" CHILD_FLAG;
+	char got[sizeof(want)];
+	size_t have = 0;
+	struct stat sb;
+	int fd;
+
+	if (fstat(CHILD_FD, &sb) != 0 || !S_ISSOCK(sb.st_mode))
+		return;
+	fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	while (have < sizeof(got)) {
+		ssize_t r = read(fd, got + have, sizeof(got) - have);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+	}
+	close(fd);
+	/* sizeof(want) counts the NUL after CHILD_FLAG. */
+	if (have < sizeof(want) || memcmp(got, want, sizeof(want)) != 0)
+		return;
+	prctl(PR_SET_NAME, CHILD_NAME, 0, 0, 0);
+	touch_paths(CHILD_FD);
 }

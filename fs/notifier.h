@@ -1,7 +1,7 @@
 /*
  * The notifier: makes inotify events for commits by writing to `version`
  * through the mount, from a child process that serves no requests (see
- * notifier.c for why).
+ * notifier.c for why), named kstatefs-notify, started again if it dies.
  */
 #ifndef KSTATEFS_FS_NOTIFIER_H
 #define KSTATEFS_FS_NOTIFIER_H
@@ -22,5 +22,7 @@ void notifier_post(struct ks_daemon *d, struct ks_state *st,
 void notifier_stop(struct ks_daemon *d);
 /* Whether pid is the notifier's writer. */
 bool notifier_is_self(struct ks_daemon *d, pid_t pid);
+/* How many times a child that died was replaced (.stats). */
+uint64_t notifier_restarts(struct ks_daemon *d);
 
 #endif

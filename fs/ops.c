@@ -193,7 +193,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (!dir)
 		return;
 	k = kind_of(dir->role);
-	err = k->rmdir ? k->rmdir(d, dir, name) : ENOTDIR;
+	err = k->rmdir ? k->rmdir(d, req, dir, name) : ENOTDIR;
 	inode_put(d, dir);
 	fuse_reply_err(req, err);
 }
@@ -208,7 +208,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (!dir)
 		return;
 	k = kind_of(dir->role);
-	err = k->unlink ? k->unlink(d, dir, name) : ENOTDIR;
+	err = k->unlink ? k->unlink(d, req, dir, name) : ENOTDIR;
 	inode_put(d, dir);
 	fuse_reply_err(req, err);
 }
@@ -232,7 +232,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	else if (!k->rename)
 		err = EPERM;
 	else
-		err = k->rename(d, from, name, to, newname, flags);
+		err = k->rename(d, req, from, name, to, newname, flags);
 	if (err == ENAMETOOLONG)
 		err = EINVAL;
 	inode_put(d, from);

@@ -8,7 +8,8 @@
  * directory, committed by renaming it onto `data`.  Anything it does can be
  * done from a shell, and the two interoperate.
  *
- * Errors: functions return -1 (or NULL) and set errno, as libc does.
+ * Errors: functions return -1 (or NULL) and set errno, as libc does.  A
+ * NULL handle, to any function but kstate_unsubscribe, is EINVAL.
  * Threads: a state handle may be used by many threads at once.  A
  * transaction belongs to one thread at a time.
  *
@@ -76,18 +77,20 @@ int kstate_wait(struct kstate *state, uint64_t after, int timeout_ms,
 struct kstate_txn *kstate_start_transaction(struct kstate *state);
 
 /* The transaction's page: edit it in place.  It holds kstate_get_length()
- * bytes and stays valid until the transaction ends or its length is set. */
+ * bytes and stays valid until the transaction ends or its length is set.
+ * Given a NULL TXN, both return NULL (or 0) with errno EINVAL. */
 void *kstate_get_ptr(struct kstate_txn *txn);
 
 size_t kstate_get_length(const struct kstate_txn *txn);
 
 /* Makes the page LENGTH bytes long: shortens it, or extends it with zero
  * bytes.  The page may move: call kstate_get_ptr again afterwards.  A page
- * larger than the mount allows fails at commit, with EFBIG. */
+ * larger than the mount allows fails at commit, with EFBIG; one larger
+ * than memory allows fails here, with ENOMEM, and the page is as it was. */
 int kstate_set_length(struct kstate_txn *txn, size_t length);
 
 /* Commits: 0 if nobody committed since the transaction began, and the page
- * becomes the state's next version (even if unchanged).  Otherwise -1 with
+ * becomes the state's next version (even if unchanged or empty).  Otherwise -1 with
  * errno EAGAIN, or another errno (EFBIG: the page is too large), and the
  * state is as it was.  The transaction is over either way: TXN is freed and
  * its file removed. */
@@ -104,9 +107,9 @@ typedef int kstate_txn_fn(struct kstate_txn *txn, void *page, void *arg);
 /* Runs FN in a transaction and commits.  On a conflict (EAGAIN) it backs off
  * for a random, exponentially growing time and runs FN again in a new
  * transaction, at most RETRY more times (0: once; KSTATE_RETRY_FOREVER: no
- * limit); FN must therefore expect to run more than once.  Returns 0 once a
- * commit succeeded, FN's value if FN aborted, or -1 with errno (EAGAIN when
- * the retries ran out). */
+ * limit; less is EINVAL); FN must therefore expect to run more than once.
+ * Returns 0 once a commit succeeded, FN's value if FN aborted, or -1 with
+ * errno (EAGAIN when the retries ran out). */
 int kstate_transaction_using_fn(struct kstate *state, kstate_txn_fn *fn,
 				void *arg, int retry);
 

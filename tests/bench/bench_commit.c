@@ -21,14 +21,39 @@
  *           write the page to .txn/T/m1, mv .txn/T .commit/ (PATH is the
  *           mount)
  *   txn2    the same over two states, m1 and m2
+ *   cas     the safe increment, file by file (SPEC 4.3; what libkstate
+ *           does): open(txn, O_RDWR|O_CREAT) (a copy of data at its base
+ *           version), pread the page, add 1 to the counter in its first
+ *           bytes, pwrite, close, rename(txn, data); on EAGAIN unlink txn
+ *           and start again.  Several threads may share one state through
+ *           several mounts: give PATH<i> as symbolic links.
+ *
+ * Against etcd's JSON gateway directly (gateway.h; the endpoint in
+ * $KSTATEFS_BENCH_ETCD, PATH a key "/PREFIX/NAME" whose keys are laid out
+ * as the etcd store's; "/PREFIX/NAME#" lets threads share NAME):
+ *
+ *   gwcas   the same increment without FUSE: one read-only txn ranging
+ *           over the version key and the page, then one txn comparing the
+ *           version's value and putting page, version and commit time
+ *           (what the etcd store sends per commit); again if the compare
+ *           failed
+ *   gwread  a range of the version key: one read round trip
+ *   gwput   the three puts without compare: one write round trip
+ *
+ * Prints "NAME OPS_PER_SECOND" per measurement, then "MODE_retries N" for
+ * cas and gwcas: the increments tried again after a conflict, all rounds.
  */
 #include "bench.h"
+#include "gateway.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,6 +66,9 @@ struct ctx {
 	off_t off;
 	off_t ring;          /* raw: the size of the ring, 0 to append */
 	int members;
+	char txn[32];        /* cas: this thread's transaction file */
+	unsigned char *copy; /* cas, gwcas: the page read */
+	struct gw_state *gw;
 };
 
 static struct ctx *ctx_new(const char *path, const struct bench_opts *o,
@@ -210,6 +238,113 @@ static void txn_op(void *arg)
 	      "mv .txn/T .commit/");
 }
 
+/* ---- the safe increment ------------------------------------------------ */
+
+static atomic_ulong cas_retries, gwcas_retries;
+
+/* The counter is the page's first 20 bytes, in decimal; the rest of the
+ * page stays as bench_page made it. */
+#define COUNTER_BYTES 20
+
+static uint64_t counter_of(const unsigned char *page, size_t len)
+{
+	char num[COUNTER_BYTES + 1];
+
+	if (len < COUNTER_BYTES)
+		return 0;
+	memcpy(num, page, COUNTER_BYTES);
+	num[COUNTER_BYTES] = '\0';
+	return strtoull(num, NULL, 10);
+}
+
+static void set_counter(unsigned char *page, uint64_t n)
+{
+	char num[COUNTER_BYTES + 1];
+
+	snprintf(num, sizeof(num), "%019" PRIu64 "\n", n);
+	memcpy(page, num, COUNTER_BYTES);
+}
+
+static void *cas_setup(const char *path, const struct bench_opts *o)
+{
+	static atomic_uint next;
+	struct ctx *c = ctx_new(path, o, o->page);
+
+	CHECK(c->size >= COUNTER_BYTES, "pages of %zu bytes", c->size);
+	snprintf(c->txn, sizeof(c->txn), "cas.%d.%u", (int)getpid(),
+		 atomic_fetch_add(&next, 1));
+	c->copy = malloc(c->size);
+	CHECK(c->copy, "malloc");
+	return c;
+}
+
+static void cas_op(void *arg)
+{
+	struct ctx *c = arg;
+
+	for (;;) {
+		int fd = openat(c->dirfd, c->txn, O_RDWR | O_CREAT, 0644);
+		ssize_t n;
+
+		CHECK(fd >= 0, "open %s", c->txn);
+		n = pread(fd, c->copy, c->size, 0);
+		CHECK(n >= 0, "read %s", c->txn);
+		set_counter(c->page, counter_of(c->copy, (size_t)n) + 1);
+		CHECK(pwrite(fd, c->page, c->size, 0) == (ssize_t)c->size,
+		      "write %s", c->txn);
+		CHECK(close(fd) == 0, "close %s", c->txn);
+		if (renameat(c->dirfd, c->txn, c->dirfd, "data") == 0)
+			return;
+		CHECK(errno == EAGAIN, "rename %s data", c->txn);
+		CHECK(unlinkat(c->dirfd, c->txn, 0) == 0, "unlink %s", c->txn);
+		atomic_fetch_add(&cas_retries, 1);
+	}
+}
+
+static void *gw_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+
+	CHECK(c, "calloc");
+	c->size = o->page;
+	CHECK(c->size >= COUNTER_BYTES, "pages of %zu bytes", c->size);
+	c->page = bench_page(c->size, 0);
+	c->copy = malloc(c->size);
+	CHECK(c->copy, "malloc");
+	c->gw = gw_state_open(path);
+	return c;
+}
+
+static void gwcas_op(void *arg)
+{
+	struct ctx *c = arg;
+
+	for (;;) {
+		uint64_t version;
+		size_t n = gw_state_read(c->gw, &version, c->copy, c->size);
+
+		set_counter(c->page, counter_of(c->copy, n) + 1);
+		if (gw_state_cas(c->gw, version, c->page, c->size))
+			return;
+		atomic_fetch_add(&gwcas_retries, 1);
+	}
+}
+
+static void gwread_op(void *arg)
+{
+	struct ctx *c = arg;
+
+	gw_state_version(c->gw);
+}
+
+static void gwput_op(void *arg)
+{
+	struct ctx *c = arg;
+
+	c->page[0] = (unsigned char)c->n++;
+	gw_state_put(c->gw, c->n, c->page, c->size);
+}
+
 static const struct bench_rate_mode modes[] = {
 	{ "rename", rename_setup, rename_op },
 	{ "fsync", fsync_setup, fsync_op },
@@ -219,13 +354,21 @@ static const struct bench_rate_mode modes[] = {
 	{ "append", append_setup, raw_op },
 	{ "txn1", txn1_setup, txn_op },
 	{ "txn2", txn2_setup, txn_op },
+	{ "cas", cas_setup, cas_op },
+	{ "gwcas", gw_setup, gwcas_op },
+	{ "gwread", gw_setup, gwread_op },
+	{ "gwput", gw_setup, gwput_op },
 	{ NULL, NULL, NULL },
 };
 
 int main(int argc, char **argv)
 {
-	return bench_rates(argc, argv, modes,
-			   "[-t SECONDS] [-r ROUNDS] [-s PAGE] "
-			   "NAME=rename|fsync|stat|poll|raw|append|txn1|txn2:PATH"
-			   "[:THREADS]...");
+	int r = bench_rates(argc, argv, modes,
+			    "[-t SECONDS] [-r ROUNDS] [-s PAGE] "
+			    "NAME=rename|fsync|stat|poll|raw|append|txn1|txn2|"
+			    "cas|gwcas|gwread|gwput:PATH[:THREADS]...");
+
+	printf("cas_retries %lu\ngwcas_retries %lu\n",
+	       atomic_load(&cas_retries), atomic_load(&gwcas_retries));
+	return r;
 }

@@ -15,6 +15,16 @@
  *            the mount; the state committed is PATH/ev)
  *   rtt      no commit: the latency of fstat of an open transaction file,
  *            one FUSE round trip that does nothing, for comparison
+ *   gwwatch  no kstatefs: the committer makes the etcd store's commit txn
+ *            (compare the version, put page, version, time) through etcd's
+ *            JSON gateway (gateway.h; PATH is the key "/PREFIX/NAME", the
+ *            endpoint in $KSTATEFS_BENCH_ETCD), and the waiter is an etcd
+ *            watch on PREFIX (kstatefs' etcd client, core/etcd_client.h):
+ *            the wake-up is the event's arrival
+ *
+ * For poll and inotify, PATH may be WAIT_DIR@COMMIT_DIR: the waiter on one
+ * state directory, the committer on another, e.g. the same state through
+ * two mounts of one etcd (two hosts).
  *
  * The committer makes one commit at a time, 200 to 1000 µs after the
  * waiter has reported the previous one, so the waiter is always asleep.
@@ -23,6 +33,8 @@
  * long the committer's rename took; rtt has none).
  */
 #include "bench.h"
+#include "etcd_client.h"
+#include "gateway.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +52,8 @@
 struct wake {
 	const char *mode;
 	char *dir;            /* the state directory */
+	char *cdir;           /* the committer's: dir, or another mount's */
+	struct gw_state *gw;  /* gwwatch: the committer's connection */
 	char *root;           /* events: the mount */
 	size_t page;
 
@@ -216,34 +230,50 @@ static void sleep_us(long us)
 static int commit_loop(struct wake *w, double seconds)
 {
 	unsigned char *page = bench_page(w->page, 1);
-	char *vpath = bench_join(w->dir, "version");
-	int dirfd = open(w->dir, O_RDONLY | O_DIRECTORY);
-	int vfd = open(vpath, O_RDONLY);
+	char *vpath = w->gw ? NULL : bench_join(w->cdir, "version");
+	int dirfd = -1, vfd = -1;
 	uint64_t v, end = bench_now() + (uint64_t)(seconds * 1e9);
 	unsigned seed = 1;
 	int lost = 0;
 
-	CHECK(dirfd >= 0 && vfd >= 0, "open %s", vpath);
-	v = read_version(vfd);
+	if (w->gw) {
+		v = gw_state_version(w->gw);
+	} else {
+		dirfd = open(w->cdir, O_RDONLY | O_DIRECTORY);
+		vfd = open(vpath, O_RDONLY);
+		CHECK(dirfd >= 0 && vfd >= 0, "open %s", vpath);
+		v = read_version(vfd);
+	}
 	while (bench_now() < end) {
-		int fd = openat(dirfd, "txn", O_WRONLY | O_CREAT | O_TRUNC,
-				0644);
 		struct timespec limit;
 		uint64_t t0;
 		int err = 0;
 
-		CHECK(fd >= 0, "open txn");
 		page[0] = (unsigned char)v;
-		CHECK(write(fd, page, w->page) == (ssize_t)w->page, "write txn");
-		CHECK(close(fd) == 0, "close txn");
+		if (!w->gw) {
+			int fd = openat(dirfd, "txn",
+					O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+			CHECK(fd >= 0, "open txn");
+			CHECK(write(fd, page, w->page) == (ssize_t)w->page,
+			      "write txn");
+			CHECK(close(fd) == 0, "close txn");
+		}
 		sleep_us(200 + rand_r(&seed) % 800);
 
 		pthread_mutex_lock(&w->lock);
 		w->target = ++v;
 		w->t0 = t0 = bench_now();
 		pthread_mutex_unlock(&w->lock);
-		CHECK(renameat(dirfd, "txn", dirfd, "data") == 0,
-		      "rename txn data");
+		if (w->gw) {
+			errno = 0;
+			CHECK(gw_state_cas(w->gw, v - 1, page, w->page),
+			      "the commit txn of version %" PRIu64 " failed",
+			      v);
+		} else {
+			CHECK(renameat(dirfd, "txn", dirfd, "data") == 0,
+			      "rename txn data");
+		}
 		bench_samples_add(&w->commit, (double)(bench_now() - t0) / 1e3);
 
 		clock_gettime(CLOCK_MONOTONIC, &limit);
@@ -258,8 +288,10 @@ static int commit_loop(struct wake *w, double seconds)
 		}
 		pthread_mutex_unlock(&w->lock);
 	}
-	close(vfd);
-	close(dirfd);
+	if (vfd >= 0)
+		close(vfd);
+	if (dirfd >= 0)
+		close(dirfd);
 	free(vpath);
 	free(page);
 	return lost;
@@ -279,18 +311,63 @@ static void report(const char *name, struct bench_samples *s, int lost,
 	fflush(stdout);
 }
 
+/* gwwatch: the etcd watch's callback, on the client's thread. */
+static int64_t on_watch(void *arg, const struct ks_etcd_watch_response *r)
+{
+	struct wake *w = arg;
+	const char *vkey = gw_state_version_key(w->gw);
+	uint64_t t = bench_now();
+
+	if (r->kind == KS_ETCD_WATCH_CONNECTED) {
+		set_ready(w);
+		return 0;
+	}
+	if (r->kind != KS_ETCD_WATCH_EVENTS)
+		return 0;
+	for (size_t i = 0; i < r->n_events; i++) {
+		const struct ks_etcd_event *e = &r->events[i];
+
+		if (e->type == KS_ETCD_PUT && strcmp(e->kv.key, vkey) == 0)
+			saw(w, strtoull(e->kv.value, NULL, 10), t);
+	}
+	return 0;
+}
+
+static struct ks_etcd *watch_start(struct wake *w)
+{
+	struct ks_etcd_options o = { .endpoints = gw_endpoint(),
+				     .prefix = gw_state_prefix(w->gw),
+				     .timeout = 5 };
+	struct ks_etcd_status st;
+	struct ks_etcd *c;
+	char msg[512] = "";
+
+	errno = ks_etcd_create(&o, &c);
+	CHECK(errno == 0, "ks_etcd_create");
+	errno = ks_etcd_status(c, 0, &st, msg, sizeof(msg));
+	CHECK(errno == 0, "etcd status: %s", msg);
+	errno = ks_etcd_watch_start(c, st.revision + 1, on_watch, w);
+	CHECK(errno == 0, "ks_etcd_watch_start");
+	return c;
+}
+
 static void measure_wake(const char *name, struct wake *w, double seconds)
 {
 	pthread_condattr_t ca;
 	pthread_t th;
+	struct ks_etcd *etcd = NULL;
 	int lost;
 
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&w->cond, &ca);
-	errno = pthread_create(&th, NULL, waiter_main, w);
-	CHECK(errno == 0, "pthread_create");
+	if (w->gw) {
+		etcd = watch_start(w);
+	} else {
+		errno = pthread_create(&th, NULL, waiter_main, w);
+		CHECK(errno == 0, "pthread_create");
+	}
 	pthread_mutex_lock(&w->lock);
 	while (!w->ready)
 		pthread_cond_wait(&w->cond, &w->lock);
@@ -300,7 +377,10 @@ static void measure_wake(const char *name, struct wake *w, double seconds)
 	pthread_mutex_lock(&w->lock);
 	w->stop = true;
 	pthread_mutex_unlock(&w->lock);
-	pthread_join(th, NULL);
+	if (etcd)
+		ks_etcd_free(etcd);   /* stops the watch */
+	else
+		pthread_join(th, NULL);
 	report(name, &w->lat, lost, &w->commit);
 	free(w->lat.v);
 	free(w->commit.v);
@@ -330,7 +410,8 @@ static void measure_rtt(const char *name, const char *dir, double seconds)
 int main(int argc, char **argv)
 {
 	static const char usage[] =
-		"[-t SECONDS] [-s PAGE] NAME=poll|inotify|events|rtt:PATH...";
+		"[-t SECONDS] [-s PAGE] "
+		"NAME=poll|inotify|events|rtt|gwwatch:PATH...";
 	struct bench_opts o;
 	int first = bench_parse_opts(argc, argv, &o, usage);
 
@@ -341,12 +422,29 @@ int main(int argc, char **argv)
 		bench_parse_spec(argv[i], &s);
 		w.mode = s.mode;
 		w.page = o.page;
+		if (strcmp(s.mode, "gwwatch") == 0) {
+			w.gw = gw_state_open(s.path);
+			measure_wake(s.name, &w, o.seconds);
+			gw_state_close(w.gw);
+			continue;
+		}
 		if (strcmp(s.mode, "events") == 0) {
 			w.root = s.path;
 			w.dir = bench_join(s.path, "ev");
 		} else {
+			char *at = strchr(s.path, '@');
+
+			if (at) {
+				*at = '\0';
+				w.cdir = strdup(at + 1);
+				CHECK(w.cdir, "strdup");
+			}
 			w.dir = strdup(s.path);
 			CHECK(w.dir, "strdup");
+		}
+		if (!w.cdir) {
+			w.cdir = strdup(w.dir);
+			CHECK(w.cdir, "strdup");
 		}
 		bench_mkdir(w.dir);
 		if (strcmp(s.mode, "rtt") == 0)
@@ -359,6 +457,7 @@ int main(int argc, char **argv)
 			bench_fail("no mode '%s'; usage: %s %s", s.mode,
 				   argv[0], usage);
 		free(w.dir);
+		free(w.cdir);
 	}
 	return 0;
 }

@@ -1,6 +1,8 @@
 /*
  * libkstate against a real mount: reads, transactions and their errors,
- * waiting and poll on kstate_fd.
+ * waiting and poll on kstate_fd; every commit a version (empty and unchanged
+ * pages too), conflicts between transactions begun together, EINVAL for
+ * bad arguments, commits under contention.
  *
  *   test_lib MOUNT
  */
@@ -20,9 +22,9 @@ struct later {
 	long delay_ms;
 };
 
-static void commit_page(const char *page)
+static void commit_page_at(const char *state, const char *page)
 {
-	struct kstate *s = kstate_subscribe(path, KSTATE_WRITE);
+	struct kstate *s = kstate_subscribe(state, KSTATE_WRITE);
 	struct kstate_txn *t;
 
 	CHECK(s);
@@ -32,6 +34,11 @@ static void commit_page(const char *page)
 	memcpy(kstate_get_ptr(t), page, strlen(page));
 	CHECK(kstate_commit(t) == 0);
 	kstate_unsubscribe(s);
+}
+
+static void commit_page(const char *page)
+{
+	commit_page_at(path, page);
 }
 
 static void *commit_later(void *arg)
@@ -52,9 +59,9 @@ static uint64_t version_of(struct kstate *s)
 }
 
 /* Transaction files left in the state directory. */
-static int leftovers(void)
+static int leftovers_in(const char *state)
 {
-	DIR *d = opendir(path);
+	DIR *d = opendir(state);
 	struct dirent *e;
 	int n = 0;
 
@@ -69,6 +76,11 @@ static int leftovers(void)
 	return n;
 }
 
+static int leftovers(void)
+{
+	return leftovers_in(path);
+}
+
 static int abort_with(struct kstate_txn *t, void *page, void *arg)
 {
 	memcpy(page, "x", 1);
@@ -79,6 +91,31 @@ static int fail_with_eperm(struct kstate_txn *t, void *page, void *arg)
 {
 	errno = EPERM;
 	return -1;
+}
+
+static int leave_as_is(struct kstate_txn *t, void *page, void *arg)
+{
+	return 0;
+}
+
+/* The page is a counter in decimal, then a newline. */
+static int add_one(struct kstate_txn *t, void *page, void *arg)
+{
+	char text[32];
+	size_t len = kstate_get_length(t);
+	int n;
+
+	if (len >= sizeof text) {
+		errno = EPROTO;
+		return -1;
+	}
+	memcpy(text, page, len);
+	text[len] = '\0';
+	n = snprintf(text, sizeof text, "%ld\n", strtol(text, NULL, 10) + 1);
+	if (kstate_set_length(t, (size_t)n) < 0)
+		return -1;
+	memcpy(kstate_get_ptr(t), text, (size_t)n);
+	return 0;
 }
 
 static void test_subscribe(const char *mount)
@@ -284,6 +321,209 @@ static void test_wait(void)
 	kstate_unsubscribe(s);
 }
 
+/* A state of its own for a test, fresh and empty at version 0. */
+static struct kstate *fresh_state(char *name, size_t size, const char *what)
+{
+	struct kstate *s;
+
+	snprintf(name, size, "%s.%s", path, what);
+	s = kstate_subscribe(name, KSTATE_READ | KSTATE_WRITE);
+	CHECK(s);
+	CHECK(version_of(s) == 0);
+	return s;
+}
+
+/* kstate(3): a commit makes the page the next version even if it is
+ * unchanged, and an empty page is a page like any other.  A transaction
+ * file that is never written commits nothing (SPEC 4.3), so these are what
+ * tells whether the library really writes the page. */
+static void test_commit_is_a_version(void)
+{
+	char name[4200], buf[64];
+	struct kstate *s = fresh_state(name, sizeof name, "versions");
+	struct kstate_txn *t;
+	uint64_t v;
+
+	/* Empty and unchanged, from version 0. */
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	CHECK(kstate_get_length(t) == 0);
+	CHECK(kstate_commit(t) == 0);
+	CHECK(kstate_read(s, buf, sizeof buf, &v) == 0 && v == 1);
+
+	/* Non-empty and unchanged. */
+	commit_page_at(name, "same\n");
+	CHECK(version_of(s) == 2);
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	CHECK(kstate_commit(t) == 0);
+	CHECK(kstate_read(s, buf, sizeof buf, &v) == 5 && v == 3);
+	CHECK(memcmp(buf, "same\n", 5) == 0);
+
+	/* Emptied: the state becomes the empty page. */
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	CHECK(kstate_set_length(t, 0) == 0);
+	CHECK(kstate_commit(t) == 0);
+	CHECK(kstate_read(s, buf, sizeof buf, &v) == 0 && v == 4);
+
+	/* Through kstate_transaction_using_fn, whose body changes nothing. */
+	CHECK(kstate_transaction_using_fn(s, leave_as_is, NULL, 0) == 0);
+	CHECK(version_of(s) == 5);
+	CHECK(leftovers_in(name) == 0);
+	kstate_unsubscribe(s);
+	CHECK(rmdir(name) == 0);
+}
+
+/* Two transactions begun together: the first commit wins, the second gets
+ * EAGAIN, whatever the pages hold, empty and unchanged included. */
+static void test_begun_together(void)
+{
+	static const char *const pages[] = { "", "page\n" };
+	char name[4200], buf[64];
+	struct kstate *s = fresh_state(name, sizeof name, "together");
+	struct kstate_txn *t, *u;
+	uint64_t v, v0;
+
+	for (size_t i = 0; i < 2; i++) {
+		/* Both unchanged. */
+		commit_page_at(name, pages[i]);
+		v0 = version_of(s);
+		t = kstate_start_transaction(s);
+		u = kstate_start_transaction(s);
+		CHECK(t && u);
+		CHECK(kstate_commit(t) == 0);
+		errno = 0;
+		CHECK(kstate_commit(u) == -1 && errno == EAGAIN);
+		CHECK(version_of(s) == v0 + 1);
+
+		/* The second one changed, the first one not. */
+		t = kstate_start_transaction(s);
+		u = kstate_start_transaction(s);
+		CHECK(t && u);
+		CHECK(kstate_set_length(u, 1) == 0);
+		memcpy(kstate_get_ptr(u), "u", 1);
+		CHECK(kstate_commit(t) == 0);
+		errno = 0;
+		CHECK(kstate_commit(u) == -1 && errno == EAGAIN);
+		CHECK(kstate_read(s, buf, sizeof buf, &v) ==
+		      (ssize_t)strlen(pages[i]) && v == v0 + 2);
+		CHECK(memcmp(buf, pages[i], strlen(pages[i])) == 0);
+	}
+	CHECK(leftovers_in(name) == 0);
+	kstate_unsubscribe(s);
+	CHECK(rmdir(name) == 0);
+}
+
+/* Every function given a NULL handle, or an argument it cannot use, fails
+ * with EINVAL and changes nothing: a programming error is reported, not a
+ * crash.  (tests/client/test_null.c does the NULL handles without a
+ * mount, under meson test.) */
+static void test_bad_arguments(void)
+{
+	char name[4200], buf[8];
+	struct kstate *s = fresh_state(name, sizeof name, "args");
+	struct kstate_txn *t;
+	uint64_t v = 7;
+
+	errno = 0;
+	CHECK(kstate_fd(NULL) == -1 && errno == EINVAL);
+	errno = 0;
+	CHECK(kstate_version(NULL, &v) == -1 && errno == EINVAL && v == 7);
+	errno = 0;
+	CHECK(kstate_version(s, NULL) == -1 && errno == EINVAL);
+	errno = 0;
+	CHECK(kstate_read(NULL, buf, sizeof buf, &v) == -1 && errno == EINVAL);
+	errno = 0;
+	CHECK(kstate_read(s, NULL, sizeof buf, &v) == -1 && errno == EINVAL);
+	errno = 0;
+	CHECK(kstate_wait(NULL, 0, 0, &v) == -1 && errno == EINVAL);
+	errno = 0;
+	CHECK(!kstate_start_transaction(NULL) && errno == EINVAL);
+	errno = 0;
+	CHECK(!kstate_get_ptr(NULL) && errno == EINVAL);
+	errno = 0;
+	CHECK(kstate_get_length(NULL) == 0 && errno == EINVAL);
+	errno = 0;
+	CHECK(kstate_set_length(NULL, 1) == -1 && errno == EINVAL);
+	errno = 0;
+	CHECK(kstate_commit(NULL) == -1 && errno == EINVAL);
+	errno = 0;
+	CHECK(kstate_abort(NULL) == -1 && errno == EINVAL);
+	errno = 0;
+	CHECK(kstate_transaction_using_fn(NULL, leave_as_is, NULL, 0) == -1 &&
+	      errno == EINVAL);
+	errno = 0;
+	CHECK(kstate_transaction_using_fn(s, NULL, NULL, 0) == -1 &&
+	      errno == EINVAL);
+	errno = 0;
+	CHECK(kstate_transaction_using_fn(s, leave_as_is, NULL, -2) == -1 &&
+	      errno == EINVAL);
+	errno = 0;
+	CHECK(!kstate_subscribe(NULL, KSTATE_READ) && errno == EINVAL);
+
+	/* A page too large to hold in memory: ENOMEM, and the transaction
+	 * goes on as it was. */
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	errno = 0;
+	CHECK(kstate_set_length(t, SIZE_MAX) == -1 && errno == ENOMEM);
+	CHECK(kstate_get_length(t) == 0 && kstate_get_ptr(t));
+	CHECK(kstate_abort(t) == 0);
+
+	/* None of it made a version or left a transaction behind. */
+	CHECK(version_of(s) == 0);
+	CHECK(leftovers_in(name) == 0);
+	kstate_unsubscribe(s);
+	CHECK(rmdir(name) == 0);
+}
+
+/* Threads committing through kstate_transaction_using_fn on one state, some
+ * adding one to a counter and some leaving the page as it is: the counter
+ * ends exact and every commit, unchanged ones included, is a version. */
+struct contender {
+	struct kstate *s;
+	kstate_txn_fn *fn;
+};
+
+#define CONTENDERS 4
+#define CONTENDED_COMMITS 40
+
+static void *contend(void *arg)
+{
+	struct contender *c = arg;
+
+	for (int i = 0; i < CONTENDED_COMMITS; i++)
+		CHECK(kstate_transaction_using_fn(c->s, c->fn, NULL,
+						  KSTATE_RETRY_FOREVER) == 0);
+	return NULL;
+}
+
+static void test_contention(void)
+{
+	char name[4200], buf[64];
+	struct kstate *s = fresh_state(name, sizeof name, "contention");
+	struct contender c[CONTENDERS];
+	pthread_t th[CONTENDERS];
+	uint64_t v;
+	ssize_t n;
+
+	for (int i = 0; i < CONTENDERS; i++) {
+		c[i] = (struct contender){ s, i % 2 ? add_one : leave_as_is };
+		CHECK(pthread_create(&th[i], NULL, contend, &c[i]) == 0);
+	}
+	for (int i = 0; i < CONTENDERS; i++)
+		CHECK(pthread_join(th[i], NULL) == 0);
+	n = kstate_read(s, buf, sizeof buf - 1, &v);
+	CHECK(n > 0);
+	buf[n] = '\0';
+	CHECK(strtol(buf, NULL, 10) == CONTENDERS / 2 * CONTENDED_COMMITS);
+	CHECK(v == CONTENDERS * CONTENDED_COMMITS);
+	CHECK(leftovers_in(name) == 0);
+	kstate_unsubscribe(s);
+	CHECK(rmdir(name) == 0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -295,6 +535,10 @@ int main(int argc, char **argv)
 	test_transactions();
 	test_poll();
 	test_wait();
+	test_commit_is_a_version();
+	test_begun_together();
+	test_bad_arguments();
+	test_contention();
 	CHECK(rmdir(path) == 0);
 	printf("test_lib: ok\n");
 	return 0;
