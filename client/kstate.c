@@ -126,10 +126,54 @@ static bool is_dir(const char *path, bool parent)
 	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Why the last component of PATH cannot be a state's name (kstatefs(1),
+ * Names), or NULL.  libkstate refuses such names too (EINVAL,
+ * ENAMETOOLONG); this is for a message that says why. */
+static const char *bad_state_name(const char *path)
+{
+	const char *end = path + strlen(path), *start;
+
+	while (end > path && end[-1] == '/')
+		end--;
+	for (start = end; start > path && start[-1] != '/'; start--)
+		;
+	if (end - start > NAME_MAX)
+		return "not a state name: longer than 255 bytes";
+	for (const char *p = start; p < end; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return "not a state name: it holds a control byte "
+			       "(a newline, a tab, ...)";
+	return NULL;
+}
+
+/* PATH for a message: a control byte in it must not start a new line or
+ * move the cursor, so it is shown as \n, \t or \xHH. */
+static void print_path(FILE *out, const char *path)
+{
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+		if (*p == '\n')
+			fputs("\\n", out);
+		else if (*p == '\t')
+			fputs("\\t", out);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(out, "\\x%02x", *p);
+		else
+			fputc(*p, out);
+	}
+}
+
 static struct kstate *open_state(const char *path, unsigned flags)
 {
-	struct kstate *s = kstate_subscribe(path, flags);
+	const char *bad = bad_state_name(path);
+	struct kstate *s;
 
+	if (bad) {
+		fputs("kstate: ", stderr);
+		print_path(stderr, path);
+		fprintf(stderr, ": %s\n", bad);
+		return NULL;
+	}
+	s = kstate_subscribe(path, flags);
 	if (s)
 		return s;
 	/* ENOENT for a directory that exists (or that we could create) means

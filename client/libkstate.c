@@ -201,6 +201,28 @@ static void close_keep_errno(int fd)
 
 /* ---- states ------------------------------------------------------------- */
 
+/* The rules of state names (kstatefs(1)) for the last component of PATH:
+ * 0, ENAMETOOLONG past 255 bytes, EINVAL for a control byte.  Checked here
+ * so that no such name reaches the mount, where a newline in a name could
+ * pass for another line of .events.  "." and ".." name a state by where it
+ * is, and the daemon checks the rest (a leading '.'). */
+static int state_name_check(const char *path)
+{
+	const char *end = path + strlen(path), *start;
+
+	while (end > path && end[-1] == '/')
+		end--;
+	for (start = end; start > path && start[-1] != '/'; start--)
+		;
+	if (end - start > 255)
+		return ENAMETOOLONG;
+	for (const unsigned char *p = (const unsigned char *)start;
+	     p < (const unsigned char *)end; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return EINVAL;
+	return 0;
+}
+
 EXPORT struct kstate *kstate_subscribe(const char *path, unsigned flags)
 {
 	struct kstate *s;
@@ -209,6 +231,11 @@ EXPORT struct kstate *kstate_subscribe(const char *path, unsigned flags)
 
 	if (!path || !flags || (flags & ~(KSTATE_READ | KSTATE_WRITE))) {
 		errno = EINVAL;
+		return NULL;
+	}
+	saved = state_name_check(path);
+	if (saved) {
+		errno = saved;
 		return NULL;
 	}
 	if (flags & KSTATE_WRITE) {

@@ -30,10 +30,18 @@ int ks_name_check(const char *name)
 {
 	size_t len = strlen(name);
 
-	if (len == 0 || name[0] == '.' || strchr(name, '/'))
-		return EINVAL;
+	/* NAME_MAX first, as the kernel checks it: whatever a name holds,
+	 * one too long is ENAMETOOLONG. */
 	if (len > KS_NAME_MAX)
 		return ENAMETOOLONG;
+	if (len == 0 || name[0] == '.')
+		return EINVAL;
+	/* No '/', and no control byte: a name is one line of .events and of
+	 * `kstate ls`, so a newline in it could forge another entry, and a
+	 * tab or an escape sequence would garble what a terminal shows. */
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p == '/' || *p < 0x20 || *p == 0x7f)
+			return EINVAL;
 	return 0;
 }
 

@@ -128,7 +128,10 @@ void ks_engine_stats(struct ks_engine *eng, struct ks_engine_stats *out);
 /* The event stream (.events). */
 struct ks_events *ks_engine_events(struct ks_engine *eng);
 
-/* Is NAME acceptable as a state name?  0 or EINVAL / ENAMETOOLONG. */
+/* Is NAME acceptable as the name of a state or of a transaction (a file in
+ * a state, a .txn/ directory)?  0; ENAMETOOLONG past KS_NAME_MAX bytes;
+ * EINVAL if empty, beginning with '.', or holding a '/' or a control byte
+ * (0x01-0x1f, 0x7f).  The one check of every name that enters. */
 int ks_name_check(const char *name);
 
 /* Calls fn(arg, state) for every state, in no particular order, with the
@@ -207,7 +210,8 @@ enum ks_txn_mode {
  * which counts as a write.  A named transaction (a file in the state
  * directory) is listed in the state and counts towards max_txns (ENOSPC);
  * name may be NULL for an anonymous one (direct writes to data).
- * EEXIST if the name is taken; ENOENT if the state has been deleted. */
+ * EINVAL or ENAMETOOLONG if the name fails ks_name_check; EEXIST if it is
+ * taken; ENOENT if the state has been deleted. */
 int ks_txn_begin(struct ks_state *st, enum ks_txn_mode mode, bool empty,
 		 const char *name, struct ks_txn **out);
 struct ks_txn *ks_txn_ref(struct ks_txn *txn);
@@ -219,7 +223,7 @@ int ks_txn_find(struct ks_state *st, const char *name, struct ks_txn **out);
 /* Removes the name (rm): the transaction is aborted once unreferenced. */
 int ks_txn_unlink(struct ks_state *st, const char *name);
 /* mv T U inside a state.  If U exists it is replaced (and unlinked), and T
- * keeps the older base of the two. */
+ * keeps the older base of the two.  U must pass ks_name_check. */
 int ks_txn_rename(struct ks_state *st, const char *oldname,
 		  const char *newname);
 /* Calls fn for each named transaction, under the state lock. */
@@ -268,8 +272,8 @@ int ks_txn_commit_named(struct ks_state *st, const char *name,
 
 struct ks_multi;
 
-/* Begins transaction NAME (EEXIST, ENOSPC past max_txns, EINVAL); *out
- * gets a reference. */
+/* Begins transaction NAME (EEXIST, ENOSPC past max_txns; EINVAL or
+ * ENAMETOOLONG if NAME fails ks_name_check); *out gets a reference. */
 int ks_multi_create(struct ks_engine *eng, const char *name,
 		    struct ks_multi **out);
 int ks_multi_find(struct ks_engine *eng, const char *name,

@@ -70,8 +70,9 @@ int ks_multi_create(struct ks_engine *eng, const char *name,
 	struct ks_multi *m;
 	int err = 0;
 
-	if (!*name || strchr(name, '/') || strlen(name) > KS_NAME_MAX)
-		return EINVAL;
+	err = ks_name_check(name);
+	if (err)
+		return err;
 	m = calloc(1, sizeof(*m));
 	if (!m || !(m->name = strdup(name))) {
 		free(m);

@@ -44,9 +44,12 @@ void ks_txn_unlink_locked(struct ks_txn *txn)
 int ks_txn_begin(struct ks_state *st, enum ks_txn_mode mode, bool empty,
 		 const char *name, struct ks_txn **out)
 {
-	struct ks_txn *txn = calloc(1, sizeof(*txn));
-	int err = 0;
+	struct ks_txn *txn;
+	int err = name ? ks_name_check(name) : 0;
 
+	if (err)
+		return err;
+	txn = calloc(1, sizeof(*txn));
 	if (!txn)
 		return ENOMEM;
 	if (name) {
@@ -159,9 +162,12 @@ int ks_txn_rename(struct ks_state *st, const char *oldname,
 		  const char *newname)
 {
 	struct ks_txn *from, *onto, *drop = NULL;
-	char *copy = strdup(newname);
-	int err = 0;
+	char *copy;
+	int err = ks_name_check(newname);
 
+	if (err)
+		return err;
+	copy = strdup(newname);
 	if (!copy)
 		return ENOMEM;
 	ks_lock(&st->lock);

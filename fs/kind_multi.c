@@ -229,12 +229,20 @@ static int multi_unlink(struct ks_daemon *d, fuse_req_t req,
 	return err;
 }
 
-/* Members are the existing states only. */
+/* Members are the existing states only: a name no state can have is
+ * EINVAL or ENAMETOOLONG, as everywhere else, any other ENOENT. */
+static int no_such_member(const char *name)
+{
+	int err = ks_name_check(name);
+
+	return err ? err : ENOENT;
+}
+
 static int multi_mknod(struct ks_daemon *d, fuse_req_t req,
 		       struct ks_inode *dir, const char *name, mode_t mode,
 		       struct ks_inode **out)
 {
-	return ENOENT;
+	return no_such_member(name);
 }
 
 static int multi_create(struct ks_daemon *d, fuse_req_t req,
@@ -242,7 +250,7 @@ static int multi_create(struct ks_daemon *d, fuse_req_t req,
 			struct fuse_file_info *fi, struct ks_inode **out,
 			struct ks_fh **fh)
 {
-	return ENOENT;
+	return no_such_member(name);
 }
 
 static void list_member(void *arg, struct ks_state *st, struct ks_txn *txn)

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,33 @@ static int add_etcd_endpoints(struct options *o, const char *list)
 	return 0;
 }
 
+/* Options of mount(8) and fstab that mean nothing to a FUSE file system,
+ * or that libfuse does not know: mount.fuse3 drops some of them and passes
+ * the rest on.  kstatefs keeps no access times and no other inode metadata
+ * these would change, so it drops them too, as other FUSE file systems do,
+ * and an fstab line or a mount unit that carries them still mounts. */
+static const char *const mount_only_options[] = {
+	"defaults", "auto", "noauto", "nofail", "_netdev",
+	"user", "nouser", "users", "owner", "group",
+	"relatime", "norelatime", "strictatime", "nostrictatime",
+	"diratime", "nodiratime", "lazytime", "nolazytime",
+	"iversion", "noiversion", "mand", "nomand", "silent", "loud",
+	"symfollow", "nosymfollow",
+	NULL
+};
+
+/* Whether OPT (one -o option) is for mount(8) only; so are systemd's
+ * x-systemd.* and any other "x-" option, and comment=. */
+static bool mount_only_option(const char *opt)
+{
+	if (strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0)
+		return true;
+	for (const char *const *m = mount_only_options; *m; m++)
+		if (strcmp(opt, *m) == 0)
+			return true;
+	return false;
+}
+
 /* Takes the mountpoint out of the arguments, so that a bad one is ours to
  * report (exit status 2), not a usage error of the option parser.  Two
  * arguments are mount(8)'s form, SOURCE MOUNTPOINT: the source is a name
@@ -118,6 +146,8 @@ static int take_arguments(void *data, const char *arg, int key,
 			arg += 5;
 		return add_etcd_endpoints(o, arg);
 	}
+	if (key == FUSE_OPT_KEY_OPT && mount_only_option(arg))
+		return 0;
 	if (key != FUSE_OPT_KEY_NONOPT)
 		return 1;
 	if (o->mountpoint && !o->source) {
@@ -161,6 +191,10 @@ static void usage(FILE *out, const char *prog)
 "    -d                     debug output (implies -f)\n"
 "    -o allow_other         let other users in (see fuse(8))\n"
 "    -o default_permissions let the kernel check modes\n"
+"    -o rw, ro, nodev, nosuid, noexec, noatime, ...: mount flags, as for\n"
+"                           any file system; fstab's own options (defaults,\n"
+"                           nofail, _netdev, x-systemd.*, relatime, ...) are\n"
+"                           accepted and ignored\n"
 "    -h, --help             this help\n"
 "    -V, --version          the version\n",
 		prog, prog);

@@ -73,6 +73,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	k = kind_of(dir->role);
 	if (!k->lookup)
 		err = ENOTDIR;
+	else if (strlen(name) > KS_NAME_MAX)
+		/* The kernel passes on names far past NAME_MAX, which
+		 * statfs promises (KS_NAME_MAX): refuse them as a local
+		 * file system does, whatever the call. */
+		err = ENAMETOOLONG;
 	else if (state_gone(dir))
 		err = ENOENT;
 	else

@@ -8,7 +8,8 @@ compare the printed word with the errno the specification names.
 OPs:
     mkdir PATH [MODE]        rmdir PATH          unlink PATH
     rename OLD NEW           exchange A B        noreplace OLD NEW
-    link OLD NEW             symlink TARGET PATH mknod PATH fifo|chr|blk|sock
+    link OLD NEW             symlink TARGET PATH
+    mknod PATH fifo|chr|blk|sock|reg
     create PATH              (open O_CREAT|O_WRONLY|O_EXCL, close)
     open PATH FLAGS          (FLAGS: r w rw wt wa rwt cwt; open then close)
     write PATH FLAGS NBYTES [OFFSET]
@@ -60,6 +61,7 @@ def mknod(path, kind):
         "chr": (stat.S_IFCHR, os.makedev(1, 3)),
         "blk": (stat.S_IFBLK, os.makedev(7, 0)),
         "sock": (stat.S_IFSOCK, 0),
+        "reg": (stat.S_IFREG, 0),
     }
     mode, dev = kinds[kind]
     os.mknod(path, mode | 0o644, dev)

@@ -2,6 +2,7 @@
  * The state table: create, lookup, delete, rename, name rules and limits.
  */
 #include "harness.h"
+#include "store_etcd.h"
 
 #include <sys/stat.h>
 
@@ -84,6 +85,29 @@ static void test_name_rules(void)
 	KT_ERR(ks_name_check("/"), EINVAL);
 	KT_ERR(ks_name_check("trailing/"), EINVAL);
 	KT_ERR(ks_name_check(toolong), ENAMETOOLONG);
+	/* Control bytes: a name is one line of .events and of kstate ls. */
+	KT_ERR(ks_name_check("x\ncommit other 99"), EINVAL);
+	KT_ERR(ks_name_check("\n"), EINVAL);
+	KT_ERR(ks_name_check("tab\there"), EINVAL);
+	KT_ERR(ks_name_check("del\x7f"), EINVAL);
+	KT_ERR(ks_name_check("\x01start"), EINVAL);
+	KT_ERR(ks_name_check("unit\x1fsep"), EINVAL);
+	KT_ERR(ks_name_check("cr\r"), EINVAL);
+	KT_ERR(ks_name_check("\x1b[31mred"), EINVAL);
+	/* Bytes past 0x7f are UTF-8 (or any other charset): names. */
+	KT_ERR(ks_name_check("caf\xc3\xa9"), 0);
+	KT_ERR(ks_name_check("\x80\xff"), 0);
+	KT_ERR(ks_name_check(" "), 0);
+	KT_ERR(ks_name_check("~"), 0);
+	/* Too long wins over anything else wrong, as NAME_MAX in the kernel. */
+	toolong[100] = '\n';
+	KT_ERR(ks_name_check(toolong), ENAMETOOLONG);
+	toolong[0] = '.';
+	KT_ERR(ks_name_check(toolong), ENAMETOOLONG);
+	toolong[0] = toolong[100] = 'y';
+	longest[KS_NAME_MAX - 1] = '\t';
+	KT_ERR(ks_name_check(longest), EINVAL);
+	longest[KS_NAME_MAX - 1] = 'x';
 
 	KT_ERR(ks_state_create(eng, "", &a, &st), EINVAL);
 	KT_ERR(ks_state_create(eng, ".events", &a, &st), EINVAL);
@@ -99,6 +123,77 @@ static void test_name_rules(void)
 	ks_engine_stats(eng, &stats);
 	KT_EQ(stats.states, 1);
 	ks_engine_free(eng);
+}
+
+/* Transactions have the names of states: a file in a state, a renamed
+ * one, a .txn/ directory. */
+static void test_txn_names(void)
+{
+	struct ks_engine *eng = kt_default_engine();
+	struct ks_state *st = kt_state(eng, "s");
+	struct ks_txn *txn;
+	struct ks_multi *m;
+	char longest[KS_NAME_MAX + 1], toolong[1101];
+	static const char *const bad[] = {
+		"x\ncommit other 99", "t\tab", "d\x7f", "\x01", "\x1f", ".dot",
+		"a/b", "",
+	};
+
+	memset(longest, 't', KS_NAME_MAX);
+	longest[KS_NAME_MAX] = '\0';
+	memset(toolong, 'u', sizeof(toolong) - 1);
+	toolong[sizeof(toolong) - 1] = '\0';
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		KT_ERR(ks_txn_begin(st, KS_TXN_CHECKED, false, bad[i], &txn),
+		       EINVAL);
+		KT_ERR(ks_multi_create(eng, bad[i], &m), EINVAL);
+	}
+	KT_ERR(ks_txn_begin(st, KS_TXN_CHECKED, false, toolong, &txn),
+	       ENAMETOOLONG);
+	toolong[KS_NAME_MAX + 1] = '\0';
+	KT_ERR(ks_txn_begin(st, KS_TXN_CHECKED, true, toolong, &txn),
+	       ENAMETOOLONG);
+	KT_ERR(ks_multi_create(eng, toolong, &m), ENAMETOOLONG);
+	KT_CHECK(ks_txn_find(st, toolong, &txn) == ENOENT);
+
+	/* The longest name is a name; renames obey the same rules. */
+	KT_ERR(ks_txn_begin(st, KS_TXN_CHECKED, false, longest, &txn), 0);
+	ks_txn_unref(txn);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		KT_ERR(ks_txn_rename(st, longest, bad[i]), EINVAL);
+	KT_ERR(ks_txn_rename(st, longest, toolong), ENAMETOOLONG);
+	KT_ERR(ks_txn_find(st, longest, &txn), 0);
+	ks_txn_unref(txn);
+	KT_ERR(ks_txn_rename(st, longest, "ok"), 0);
+	KT_ERR(ks_txn_unlink(st, "ok"), 0);
+
+	KT_ERR(ks_multi_create(eng, longest, &m), 0);
+	ks_multi_unref(m);
+	KT_ERR(ks_multi_remove(eng, longest), 0);
+
+	/* An anonymous transaction (writes to data) has no name to check. */
+	KT_ERR(ks_txn_begin(st, KS_TXN_PATCH, false, NULL, &txn), 0);
+	ks_txn_unref(txn);
+	ks_state_unref(st);
+	ks_engine_free(eng);
+}
+
+/* Keys another etcd client wrote under the prefix: a key that is no name
+ * is nobody's state, whatever it holds. */
+static void test_etcd_key_names(void)
+{
+	static const char *const bad[] = {
+		"x\ncommit other 99", ".version/x\ny", ".meta/t\tab",
+		".mtime/d\x7f", "\x01", ".hidden", "a/b",
+	};
+	const char *name;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		KT_EQ(ke_parse_key(bad[i], strlen(bad[i]), &name), KE_OTHER);
+	KT_EQ(ke_parse_key("caf\xc3\xa9", 5, &name), KE_PAGE);
+	KT_EQ(ke_parse_key(".version/ok", 11, &name), KE_VERSION);
+	KT_CHECK(strcmp(name, "ok") == 0);
 }
 
 static void test_eexist(void)
@@ -389,6 +484,10 @@ int main(void)
 	KT_RUN(test_name_rules,
 	       "names: empty, leading '.', '/' give EINVAL, >255 bytes "
 	       "ENAMETOOLONG, 255 bytes is fine");
+	KT_RUN(test_txn_names, "transaction and .txn names: the rules of "
+			       "state names (EINVAL, ENAMETOOLONG)");
+	KT_RUN(test_etcd_key_names, "etcd keys that are no names are "
+				    "nobody's state");
 	KT_RUN(test_eexist, "creating an existing name gives EEXIST");
 	KT_RUN(test_max_states, "ENOSPC past max_states, room after delete");
 	KT_RUN(test_many_states,
