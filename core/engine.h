@@ -264,6 +264,12 @@ void ks_txn_set_error(struct ks_txn *txn, int err);
  * transaction goes on as a fresh one based on the committed page. */
 int ks_txn_commit(struct ks_txn *txn, uint64_t *version);
 
+/* Drops what the transaction wrote: it goes on as a fresh one based on the
+ * latest page, as after a commit.  For direct writes to data after a
+ * failed commit, whose writes must never be sent again (a commit that
+ * failed with ETIMEDOUT or EIO may still have been applied). */
+void ks_txn_discard(struct ks_txn *txn);
+
 /* Commits the named transaction NAME onto ST's data: mv NAME data. */
 int ks_txn_commit_named(struct ks_state *st, const char *name,
 			uint64_t *version);

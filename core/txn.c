@@ -617,6 +617,21 @@ int ks_txn_commit(struct ks_txn *txn, uint64_t *version)
 	return err;
 }
 
+void ks_txn_discard(struct ks_txn *txn)
+{
+	struct ks_state *st = txn->st;
+	struct ks_page *cur;
+
+	ks_lock(&txn->lock);
+	ks_lock(&st->lock);
+	cur = ks_page_ref(st->current);
+	txn->base_version = cur->version;
+	ks_unlock(&st->lock);
+	ks_txn_rebase(txn, cur);
+	ks_unlock(&txn->lock);
+	ks_page_unref(cur);
+}
+
 int ks_txn_commit_named(struct ks_state *st, const char *name,
 			uint64_t *version)
 {

@@ -153,9 +153,17 @@ static int commit_data(struct ks_fh *fh, bool releasing)
 	}
 	err = ks_txn_commit(fh->txn, NULL);
 	if (!err) {
-		fh->wrote = false;
 		fh->committed = true;
+	} else {
+		/* A failed commit's writes are discarded and the file goes
+		 * on based on the latest version (SPEC 4.1).  Never commit
+		 * them again at the next flush or at release: with --etcd a
+		 * commit that failed with ETIMEDOUT or EIO may have been
+		 * applied, and a blind write sent again then lands twice,
+		 * after its close has returned the error. */
+		ks_txn_discard(fh->txn);
 	}
+	fh->wrote = false;
 	ks_unlock(&fh->lock);
 	return err;
 }

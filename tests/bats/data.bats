@@ -219,6 +219,24 @@ setup() {
 	EOF
 }
 
+@test "O_RDWR: after a failed fsync the writes are discarded; the file goes on based on the latest version" {
+	ks_py "$S" <<-'EOF'
+		s = sys.argv[1]
+		commit(s, "base")
+		fd = os.open(s + "/data", os.O_RDWR)
+		os.pwrite(fd, b"mine", 0)
+		commit(s, "other")
+		expect_oserror(errno.EAGAIN, os.fsync, fd)
+		check(os.pread(fd, 100, 0) == b"other", "the copy after the failed fsync is %r" % os.pread(fd, 100, 0))
+		os.fsync(fd)            # nothing written since: commits nothing
+		check(version(s) == 2, "version %d, expected 2" % version(s))
+		os.pwrite(fd, b"X", 0)
+		os.close(fd)
+		check(data(s) == b"Xther", "page is %r" % data(s))
+		check(version(s) == 3, "version %d, expected 3" % version(s))
+	EOF
+}
+
 @test "EFBIG: a write past max_size fails; close returns the error; nothing commits" {
 	ks_py "$S" <<-'EOF'
 		s = sys.argv[1]

@@ -878,6 +878,46 @@ static void test_goes_on(void)
 	ks_engine_free(eng);
 }
 
+/* ks_txn_discard (data after a failed commit): the writes are gone, the
+ * transaction goes on based on the latest page, and commits nothing until
+ * written again. */
+static void test_discard(void)
+{
+	struct ks_engine *eng = kt_default_engine();
+	struct ks_state *st = kt_state(eng, "s");
+	struct ks_txn *t;
+	uint64_t v = 0;
+
+	put(st, "one");
+	t = begin(st, KS_TXN_CHECKED, false, NULL);
+	wr(t, "mine", 0);
+	put(st, "two");
+	KT_ERR(ks_txn_commit(t, &v), EAGAIN);
+	ks_txn_discard(t);
+	KT_CHECK(!ks_txn_written(t));
+	KT_EQ(ks_txn_base(t), 2);
+	KT_TXN_IS(t, "two");
+	KT_ERR(ks_txn_commit(t, &v), 0);     /* validates, writes nothing */
+	KT_EQ(v, 2);
+	wr(t, "T", 0);
+	KT_ERR(ks_txn_commit(t, &v), 0);
+	KT_EQ(v, 3);
+	KT_PAGE_IS(st, "Two");
+	ks_txn_unref(t);
+
+	/* a blind one (O_TRUNC) no longer counts its emptiness as a write */
+	t = begin(st, KS_TXN_REPLACE, true, NULL);
+	wr(t, "gone", 0);
+	ks_txn_discard(t);
+	KT_CHECK(!ks_txn_written(t));
+	KT_ERR(ks_txn_commit(t, &v), 0);
+	KT_EQ(v, 3);
+	KT_PAGE_IS(st, "Two");
+	ks_txn_unref(t);
+	ks_state_unref(st);
+	ks_engine_free(eng);
+}
+
 static void test_commit_bytes(void)
 {
 	struct ks_engine *eng = kt_default_engine();
@@ -986,6 +1026,8 @@ int main(void)
 	       "older base");
 	KT_RUN(test_goes_on,
 	       "after commit the txn goes on based on the new page");
+	KT_RUN(test_discard,
+	       "ks_txn_discard: writes dropped, based on the latest page");
 	KT_RUN(test_commit_bytes, "ks_state_commit_bytes");
 	KT_RUN(test_pinned_pages, "pinned pages stay whole after commits");
 	return kt_finish("test_txn");
