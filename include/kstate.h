@@ -4,9 +4,10 @@
  * A state is a directory on a kstatefs mount holding `data` (the committed
  * page) and `version` (a counter raised by every commit).  This library
  * works only through those files: reads are reads of `data`, waiting is
- * poll() on `version`, and a transaction is a file created in the state
- * directory, committed by renaming it onto `data`.  Anything it does can be
- * done from a shell, and the two interoperate.
+ * poll() on `version`, and a transaction is pread, pwrite and fsync on a
+ * read-write open of `data` that the handle keeps (fsync commits, or fails
+ * with EAGAIN); transactions over several states use the mount's .txn/.
+ * Anything it does can be done from a shell, and the two interoperate.
  *
  * Errors: functions return -1 (or NULL) and set errno, as libc does.  A
  * NULL handle, to any function but kstate_unsubscribe, is EINVAL.
@@ -92,8 +93,7 @@ int kstate_set_length(struct kstate_txn *txn, size_t length);
 /* Commits: 0 if nobody committed since the transaction began, and the page
  * becomes the state's next version (even if unchanged or empty).  Otherwise -1 with
  * errno EAGAIN, or another errno (EFBIG: the page is too large), and the
- * state is as it was.  The transaction is over either way: TXN is freed and
- * its file removed. */
+ * state is as it was.  The transaction is over either way: TXN is freed. */
 int kstate_commit(struct kstate_txn *txn);
 
 /* Throws the transaction away and frees TXN. */
