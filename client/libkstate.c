@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -83,8 +84,6 @@ struct kstate {
 	int rebases;
 	char *name;     /* the state's name at the root of its mount */
 };
-
-struct kstate_multi;
 
 struct kstate_txn {
 	struct kstate *state;
@@ -778,14 +777,15 @@ static int commit_on_data(struct kstate_txn *t)
 
 EXPORT int kstate_commit(struct kstate_txn *t)
 {
-	if (invalid(!t))
+	/* A member ends with its transaction over several states. */
+	if (invalid(!t || t->multi))
 		return -1;
 	return commit_on_data(t);
 }
 
 EXPORT int kstate_abort(struct kstate_txn *t)
 {
-	if (invalid(!t))
+	if (invalid(!t || t->multi))
 		return -1;
 	/* Nothing was written to the file: it goes on as it was, for the
 	 * next transaction; the caller may have changed our page. */
@@ -837,6 +837,282 @@ EXPORT int kstate_transaction_using_fn(struct kstate *s, kstate_txn_fn *fn,
 			return rc;
 		}
 		if (kstate_commit(t) == 0)
+			return 0;
+		if (errno != EAGAIN)
+			return -1;
+		if (retry >= 0 && attempt >= (unsigned)retry)
+			return -1;  /* errno is EAGAIN */
+		unit = now_ns() - start;
+		backoff(attempt + 1, unit > 20000 ? unit : 20000);
+	}
+}
+
+/* ---- transactions over several states ----------------------------------- */
+
+/* A directory .txn/T at the root of the mount, and a member file
+ * .txn/T/NAME per state, opened (which joins the state, at its version of
+ * that moment) and read at once.  mv .txn/T .commit/ commits every written
+ * member and validates the others, all or nothing (SPEC 5). */
+struct kstate_multi {
+	int rootfd;              /* the root of the mount */
+	char dir[80];            /* ".txn/T" */
+	size_t n;
+	struct kstate_txn **txns;
+};
+
+/* The member files are the transaction's: a flush commits nothing, so they
+ * can be written in any order, and are closed after the commit. */
+static void multi_free(struct kstate_multi *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		struct kstate_txn *t = m->txns[i];
+
+		if (!t)
+			continue;
+		if (t->file.fd >= 0)
+			close(t->file.fd);
+		txn_free(t);
+	}
+	free(m->txns);
+	if (m->rootfd >= 0)
+		close(m->rootfd);
+	free(m);
+}
+
+/* Removes .txn/T, which aborts it: its members first (rm -r), since a
+ * transaction directory that has members is not empty. */
+static int multi_remove(struct kstate_multi *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		char path[sizeof m->dir + NAME_MAX + 2];
+
+		if (!m->txns[i] || m->txns[i]->file.fd < 0)
+			continue;  /* never joined */
+		snprintf(path, sizeof path, "%s/%s", m->dir,
+			 m->txns[i]->state->name);
+		unlinkat(m->rootfd, path, 0);
+	}
+	return unlinkat(m->rootfd, m->dir, AT_REMOVEDIR);
+}
+
+/* Ends M without committing. */
+static void multi_discard(struct kstate_multi *m)
+{
+	int saved = errno;
+
+	if (m->dir[0])
+		multi_remove(m);
+	multi_free(m);
+	errno = saved;
+}
+
+/* Checks that the handles are on one mount, each state once, and that
+ * each state is still at the root under the name the handle knows it by
+ * (it may have been renamed or deleted since).  ROOTFD: the root. */
+static int check_members(struct kstate *const states[], size_t n, int rootfd)
+{
+	struct stat *st = calloc(n, sizeof *st);
+	int err = 0;
+
+	if (!st)
+		return -1;
+	for (size_t i = 0; i < n && !err; i++) {
+		struct stat there;
+
+		if (fstat(states[i]->dirfd, &st[i]) < 0) {
+			err = errno;
+			break;
+		}
+		if (st[i].st_dev != st[0].st_dev)
+			err = EXDEV;
+		for (size_t j = 0; j < i && !err; j++)
+			if (st[j].st_ino == st[i].st_ino)
+				err = EINVAL;
+		if (!err && (fstatat(rootfd, states[i]->name, &there,
+				     AT_SYMLINK_NOFOLLOW) < 0 ||
+			     there.st_dev != st[i].st_dev ||
+			     there.st_ino != st[i].st_ino))
+			err = ENOENT;
+	}
+	free(st);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+/* Joins state S to M as member I: opens .txn/T/NAME (read-write if the
+ * handle may write) and reads T's copy of the page. */
+static int join_member(struct kstate_multi *m, size_t i, struct kstate *s)
+{
+	struct kstate_txn *t = calloc(1, sizeof *t);
+	char path[sizeof m->dir + NAME_MAX + 2];
+	ssize_t len;
+
+	if (!t)
+		return -1;
+	m->txns[i] = t;
+	t->state = s;
+	t->multi = m;
+	t->file.fd = -1;
+	if ((size_t)snprintf(path, sizeof path, "%s/%s", m->dir, s->name) >=
+	    sizeof path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	t->file.fd = openat(m->rootfd, path,
+			    ((s->flags & KSTATE_WRITE) ? O_RDWR : O_RDONLY) |
+			    O_CLOEXEC);
+	if (t->file.fd < 0)
+		return -1;
+	len = read_copy(t->file.fd, &t->buf, &t->cap);
+	if (len < 0)
+		return -1;
+	t->len = t->base_len = t->orig_len = (size_t)len;
+	t->orig = malloc(t->len ? t->len : 1);
+	if (!t->orig)
+		return -1;
+	memcpy(t->orig, t->buf, t->len);
+	return 0;
+}
+
+EXPORT struct kstate_multi *kstate_multi_begin(struct kstate *const states[],
+					       size_t n)
+{
+	static atomic_ulong counter;
+	struct kstate_multi *m;
+	int i;
+
+	if (invalid(!states || n == 0))
+		return NULL;
+	for (size_t k = 0; k < n; k++)
+		if (invalid(!states[k]))
+			return NULL;
+	m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	m->rootfd = -1;
+	m->txns = calloc(n, sizeof *m->txns);
+	if (!m->txns) {
+		free(m);
+		return NULL;
+	}
+	m->n = n;
+	/* Every state is a directory at the root of its mount. */
+	m->rootfd = openat(states[0]->dirfd, "..",
+			   O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (m->rootfd < 0 || check_members(states, n, m->rootfd) < 0)
+		goto fail;
+	/* Named as transaction files were: new here, across hosts and pid
+	 * namespaces. */
+	for (i = 0;; i++) {
+		snprintf(m->dir, sizeof m->dir, ".txn/kstate.%ld.%lu.%08x",
+			 (long)getpid(), atomic_fetch_add(&counter, 1),
+			 (unsigned)(rng_next() >> 32));
+		if (mkdirat(m->rootfd, m->dir, 0700) == 0)
+			break;
+		if (errno != EEXIST || i == 10) {
+			m->dir[0] = '\0';
+			goto fail;
+		}
+	}
+	for (size_t k = 0; k < n; k++)
+		if (join_member(m, k, states[k]) < 0)
+			goto fail;
+	return m;
+
+fail:
+	multi_discard(m);
+	return NULL;
+}
+
+EXPORT struct kstate_txn *kstate_multi_member(struct kstate_multi *m,
+					      size_t i)
+{
+	if (invalid(!m || i >= m->n))
+		return NULL;
+	return m->txns[i];
+}
+
+/* A member changed if its bytes or its length did: only those are
+ * written, so that states only read keep their version and a transaction
+ * that changes nothing is a consistent snapshot. */
+static bool member_changed(const struct kstate_txn *t)
+{
+	return t->len != t->orig_len || memcmp(t->buf, t->orig, t->len);
+}
+
+EXPORT int kstate_multi_commit(struct kstate_multi *m)
+{
+	char to[sizeof m->dir + 8];
+	int err = 0;
+
+	if (invalid(!m))
+		return -1;
+	for (size_t i = 0; i < m->n && !err; i++) {
+		struct kstate_txn *t = m->txns[i];
+
+		if (!member_changed(t))
+			continue;
+		if (!(t->state->flags & KSTATE_WRITE))
+			err = EBADF;
+		else if (put_copy(t->file.fd, t->buf, t->len, t->base_len) < 0)
+			err = errno;
+	}
+	snprintf(to, sizeof to, ".commit/%s", m->dir + strlen(".txn/"));
+	if (!err && renameat(m->rootfd, m->dir, m->rootfd, to) < 0)
+		err = errno;
+	if (err) {
+		/* T is left as it was after a failed commit: remove it. */
+		errno = err;
+		multi_discard(m);
+		return -1;
+	}
+	multi_free(m);
+	return 0;
+}
+
+EXPORT int kstate_multi_abort(struct kstate_multi *m)
+{
+	int err = 0;
+
+	if (invalid(!m))
+		return -1;
+	if (multi_remove(m) < 0)
+		err = errno;
+	multi_free(m);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+EXPORT int kstate_multi_using_fn(struct kstate *const states[], size_t n,
+				 kstate_multi_fn *fn, void *arg, int retry)
+{
+	unsigned attempt;
+
+	if (invalid(!states || n == 0 || !fn ||
+		    retry < KSTATE_RETRY_FOREVER))
+		return -1;
+	for (attempt = 0;; attempt++) {
+		uint64_t start = now_ns(), unit;
+		struct kstate_multi *m = kstate_multi_begin(states, n);
+		int rc;
+
+		if (!m)
+			return -1;
+		rc = fn(m->txns, n, arg);
+		if (rc != 0) {
+			int saved = errno;
+
+			kstate_multi_abort(m);
+			errno = saved;
+			return rc;
+		}
+		if (kstate_multi_commit(m) == 0)
 			return 0;
 		if (errno != EAGAIN)
 			return -1;

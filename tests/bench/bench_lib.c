@@ -91,7 +91,6 @@ static void lib_op(void *arg)
 	      "kstate_transaction_using_fn");
 }
 
-#ifdef KSTATE_MULTI
 static void *multi_setup(const char *path, const struct bench_opts *o)
 {
 	struct ctx *c = lib_setup(path, o);
@@ -125,13 +124,10 @@ static void multi_op(void *arg)
 				    KSTATE_RETRY_FOREVER) == 0,
 	      "kstate_multi_using_fn");
 }
-#endif
 
 static const struct bench_rate_mode modes[] = {
 	{ "lib", lib_setup, lib_op },
-#ifdef KSTATE_MULTI
 	{ "multi", multi_setup, multi_op },
-#endif
 	{ NULL, NULL, NULL },
 };
 
