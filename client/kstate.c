@@ -431,8 +431,8 @@ static int update_body(struct kstate_txn *txn, void *page, void *arg)
 	return rc;
 }
 
-/* Commits through a transaction file and rename, never by writing data:
- * that way every error, EFBIG included, comes back to us. */
+/* Commits through libkstate, whose fsync reports every error, EFBIG
+ * included; a shell's close of data would lose it. */
 static int commit_with(const struct opts *o, const char *path,
 		       kstate_txn_fn *fn, struct body *b)
 {

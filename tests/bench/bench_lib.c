@@ -13,16 +13,22 @@
  *           program using the library writes it
  *   multi   kstate_multi_using_fn moving 1 from PATH to PATH.b (created
  *           if missing): a transfer between two states
+ *   files   the same increment as lib the way libkstate did it before it
+ *           kept data open: open(txn, O_RDWR|O_CREAT) (a copy of data),
+ *           pread, pwrite, close, rename(txn, data); on EAGAIN unlink and
+ *           again (bench_commit's cas, without the library): the baseline
  *
  * Prints "NAME OPS_PER_SECOND" per measurement.
  */
 #include "bench.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kstate.h"
 
@@ -31,6 +37,9 @@
 struct ctx {
 	struct kstate *s[2];
 	size_t size;
+	int dirfd;           /* files: the state directory */
+	char txn[32];        /* files: this thread's transaction file */
+	char *page;          /* files: the page */
 };
 
 static int64_t counter_of(const char *page, size_t len)
@@ -125,9 +134,49 @@ static void multi_op(void *arg)
 	      "kstate_multi_using_fn");
 }
 
+static void *files_setup(const char *path, const struct bench_opts *o)
+{
+	static int next;
+	struct ctx *c = lib_setup(path, o);
+
+	c->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(c->dirfd >= 0, "open %s", path);
+	snprintf(c->txn, sizeof c->txn, "files.%d.%d", (int)getpid(),
+		 __atomic_add_fetch(&next, 1, __ATOMIC_RELAXED));
+	c->page = calloc(1, c->size + 1);
+	CHECK(c->page, "calloc");
+	return c;
+}
+
+static void files_op(void *arg)
+{
+	struct ctx *c = arg;
+	char num[32];
+
+	for (;;) {
+		int fd = openat(c->dirfd, c->txn, O_RDWR | O_CREAT, 0644);
+		ssize_t n;
+
+		CHECK(fd >= 0, "open %s", c->txn);
+		n = pread(fd, c->page, c->size + 1, 0);
+		CHECK(n >= 0, "read %s", c->txn);
+		snprintf(num, sizeof num, "%019" PRId64 "\n",
+			 counter_of(c->page, (size_t)n) + 1);
+		memcpy(c->page, num, COUNTER_BYTES);
+		CHECK(pwrite(fd, c->page, c->size, 0) == (ssize_t)c->size,
+		      "write %s", c->txn);
+		CHECK(close(fd) == 0, "close %s", c->txn);
+		if (renameat(c->dirfd, c->txn, c->dirfd, "data") == 0)
+			return;
+		CHECK(errno == EAGAIN, "rename %s data", c->txn);
+		CHECK(unlinkat(c->dirfd, c->txn, 0) == 0, "unlink %s", c->txn);
+	}
+}
+
 static const struct bench_rate_mode modes[] = {
 	{ "lib", lib_setup, lib_op },
 	{ "multi", multi_setup, multi_op },
+	{ "files", files_setup, files_op },
 	{ NULL, NULL, NULL },
 };
 
@@ -135,5 +184,5 @@ int main(int argc, char **argv)
 {
 	return bench_rates(argc, argv, modes,
 			   "[-t SECONDS] [-r ROUNDS] [-s PAGE] "
-			   "NAME=lib|multi:PATH[:THREADS]...");
+			   "NAME=lib|multi|files:PATH[:THREADS]...");
 }
