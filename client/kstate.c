@@ -52,6 +52,7 @@ struct opts {
 	long tries;        /* 0: no limit */
 	double max_rate;   /* runs per second; 0: no limit */
 	bool no_newline;
+	int cmd_args;      /* update: arguments after "--"; -1: no "--" */
 };
 
 struct command {
@@ -474,8 +475,8 @@ static int update_body(struct kstate_txn *txn, void *page, void *arg)
 	return rc;
 }
 
-/* Commits through a transaction file and rename, never by writing data:
- * that way every error, EFBIG included, comes back to us. */
+/* Commits through libkstate, whose fsync reports every error, EFBIG
+ * included; a shell's close of data would lose it. */
 static int commit_with(const struct opts *o, const char *path,
 		       kstate_txn_fn *fn, struct body *b)
 {
@@ -552,19 +553,256 @@ static int cmd_set(const struct opts *o, int argc, char **argv)
 	return rc;
 }
 
+/* update over several states: each page in a file of a private directory,
+ * the files given to CMD as its last arguments, what it leaves in them
+ * committed to all the states at once. */
+struct multi_body {
+	char **argv;          /* CMD, its arguments, the files, NULL */
+	char **files;
+	size_t n;
+	const char *failed;   /* what went wrong, for the message */
+	const char *what;     /* the file it went wrong with, if any */
+};
+
+static int write_file(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int rc;
+
+	if (fd < 0)
+		return -1;
+	rc = write_all(fd, buf, len);
+	if (close(fd) < 0)
+		rc = -1;
+	return rc;
+}
+
+static int read_file(const char *path, struct output *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc;
+
+	if (fd < 0)
+		return -1;
+	rc = collect(fd, out);
+	close(fd);
+	if (rc == 0 && out->too_big) {
+		errno = EFBIG;
+		rc = -1;
+	}
+	return rc;
+}
+
+static int update_multi_body(struct kstate_txn *const txn[], size_t n,
+			     void *arg)
+{
+	struct multi_body *b = arg;
+	int rc;
+
+	if (stop_signal)
+		return 128 + stop_signal;
+	for (size_t i = 0; i < n; i++) {
+		b->failed = "cannot write the page to";
+		b->what = b->files[i];
+		if (write_file(b->files[i], kstate_get_ptr(txn[i]),
+			       kstate_get_length(txn[i])) < 0)
+			return -1;
+	}
+	b->failed = "cannot run command";
+	b->what = NULL;
+	/* Standard input is empty: CMD may run several times, and could not
+	 * read the same input again. */
+	rc = run(b->argv, "", 0, NULL);
+	if (rc == 0 && stop_signal)
+		rc = 128 + stop_signal;
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct output out = { 0 };
+
+		b->failed = "cannot read the page back from";
+		b->what = b->files[i];
+		rc = read_file(b->files[i], &out);
+		if (rc == 0) {
+			b->failed = "cannot commit";
+			b->what = NULL;
+			rc = put_page(txn[i], out.buf ? out.buf : "", out.len);
+		}
+		free(out.buf);
+		if (rc < 0)
+			return -1;
+	}
+	b->failed = "cannot commit";
+	return 0;
+}
+
+/* The name of NAME's file: the state's name where that is a plain,
+ * distinct one, else pageI. */
+static char *page_file(const char *dir, char **names, size_t i)
+{
+	const char *name = names[i], *end = name + strlen(name), *start;
+	char *path;
+	bool plain;
+
+	while (end > name + 1 && end[-1] == '/')
+		end--;
+	start = end;
+	while (start > name && start[-1] != '/')
+		start--;
+	plain = end > start && *start != '.';
+	for (size_t j = 0; plain && j < i; j++) {
+		const char *other = strrchr(names[j], '/');
+
+		other = other ? other + 1 : names[j];
+		if (strlen(other) == (size_t)(end - start) &&
+		    !memcmp(other, start, (size_t)(end - start)))
+			plain = false;
+	}
+	if (plain) {
+		if (asprintf(&path, "%s/%.*s", dir, (int)(end - start),
+			     start) < 0)
+			return NULL;
+	} else if (asprintf(&path, "%s/page%zu", dir, i + 1) < 0) {
+		return NULL;
+	}
+	return path;
+}
+
+/* Removes DIR and what is in it: the page files, and anything CMD left. */
+static void remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (d) {
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				unlinkat(dirfd(d), e->d_name, 0);
+		closedir(d);
+	}
+	rmdir(dir);
+}
+
+/* "A, B, C": what messages about the whole transaction name. */
+static char *names_of(char **names, size_t n)
+{
+	size_t len = 1;
+	char *all;
+
+	for (size_t i = 0; i < n; i++)
+		len += strlen(names[i]) + 2;
+	all = malloc(len);
+	if (!all)
+		return NULL;
+	all[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			strcat(all, ", ");
+		strcat(all, names[i]);
+	}
+	return all;
+}
+
+static int update_several(const struct opts *o, char **names, size_t n,
+			  char **cmd, size_t ncmd)
+{
+	struct kstate **states = calloc(n, sizeof *states);
+	struct multi_body b = { .n = n };
+	char dir[PATH_MAX], *all = names_of(names, n);
+	const char *tmp = getenv("TMPDIR");
+	int rc = EXIT_ERROR;
+	size_t i;
+
+	b.files = calloc(n, sizeof *b.files);
+	b.argv = calloc(ncmd + n + 1, sizeof *b.argv);
+	dir[0] = '\0';
+	if (!states || !b.files || !b.argv || !all) {
+		error_at("kstate", NULL, errno);
+		goto out;
+	}
+	/* The states must exist: a misspelt name among several should not
+	 * become a new, empty state that the others' amounts move to. */
+	for (i = 0; i < n; i++) {
+		struct kstate *s = open_state(names[i], KSTATE_READ);
+
+		if (!s)
+			goto out;
+		kstate_unsubscribe(s);
+		states[i] = open_state(names[i], KSTATE_READ | KSTATE_WRITE);
+		if (!states[i])
+			goto out;
+	}
+	snprintf(dir, sizeof dir, "%s/kstate.XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(dir)) {
+		error_at(dir, "cannot make a directory for the pages", errno);
+		dir[0] = '\0';
+		goto out;
+	}
+	memcpy(b.argv, cmd, ncmd * sizeof *cmd);
+	for (i = 0; i < n; i++) {
+		b.files[i] = page_file(dir, names, i);
+		if (!b.files[i]) {
+			error_at("kstate", NULL, errno);
+			goto out;
+		}
+		b.argv[ncmd + i] = b.files[i];
+	}
+	b.failed = "cannot begin a transaction";
+	rc = kstate_multi_using_fn(states, n, update_multi_body, &b,
+				   o->tries ? (int)(o->tries - 1)
+					    : KSTATE_RETRY_FOREVER);
+	if (rc < 0) {
+		if (errno == EAGAIN && o->tries)
+			fprintf(stderr, "kstate: %s: cannot commit: %s "
+				"(gave up after %ld tries)\n", all,
+				strerror(errno), o->tries);
+		else if (b.what)
+			fprintf(stderr, "kstate: %s: %s %s: %s\n", all,
+				b.failed, b.what, strerror(errno));
+		else
+			error_at(all, b.failed, errno);
+		rc = EXIT_ERROR;
+	}
+out:
+	if (dir[0])
+		remove_dir(dir);
+	for (i = 0; states && i < n; i++)
+		kstate_unsubscribe(states[i]);
+	for (i = 0; b.files && i < n; i++)
+		free(b.files[i]);
+	free(b.files);
+	free(b.argv);
+	free(states);
+	free(all);
+	return rc;
+}
+
 static int cmd_update(const struct opts *o, int argc, char **argv)
 {
 	struct body b = { .cmd = argv + 1 };
 	struct sigaction sa = { .sa_handler = note_signal };
+	/* NAME... -- CMD: every argument before "--" is a state; without
+	 * "--", the first one only. */
+	int names = o->cmd_args >= 0 ? argc - o->cmd_args : 1;
 	int rc;
 
+	if (names < 1 || names == argc) {
+		fprintf(stderr, "Usage: kstate update [--tries N] NAME... -- "
+			"CMD [ARG...]\nTry 'kstate update --help'.\n");
+		return EXIT_USAGE;
+	}
 	/* No SA_RESTART: the signal should interrupt us so that we abort
 	 * the transaction (leaving no file behind) and then die of it. */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
-	rc = commit_with(o, argv[0], update_body, &b);
+	if (names == 1)
+		rc = commit_with(o, argv[0], update_body, &b);
+	else
+		rc = update_several(o, argv, (size_t)names, argv + names,
+				    (size_t)(argc - names));
 	if (stop_signal) {
 		signal(stop_signal, SIG_DFL);
 		raise(stop_signal);
@@ -825,11 +1063,16 @@ static const struct command commands[] = {
 	  "  -n, --no-newline  do not add a newline after VALUE\n"
 	  "  --tries N         give up after N conflicting attempts (default: no limit)\n" },
 	{ "update", cmd_update, 2, -1, O_TRIES,
-	  "update [--tries N] NAME -- CMD [ARG...]",
+	  "update [--tries N] NAME... -- CMD [ARG...]",
 	  "Run CMD with the page on standard input and commit its standard output\n"
 	  "as the new page.  If another commit came first, run it again on the new\n"
 	  "page, after a random, exponentially growing pause.  If CMD fails, nothing\n"
 	  "is committed and kstate exits with CMD's status.  Creates NAME if needed.\n"
+	  "\n"
+	  "With several NAMEs (which must exist), CMD gets the pages as files, its\n"
+	  "last arguments in the order of the NAMEs, each named after its state;\n"
+	  "what it leaves in them is committed to all the states at once, or to\n"
+	  "none.  A page left unchanged keeps its version.  Standard input is empty.\n"
 	  "\n"
 	  "  --tries N   give up after N conflicting attempts (default: no limit)\n" },
 	{ "wait", cmd_wait, 1, 1, O_AFTER | O_TIMEOUT,
@@ -1006,6 +1249,19 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	snprintf(prog, sizeof prog, "kstate %s", cmd->name);
+	/* getopt drops the "--" that ends update's NAMEs: count what
+	 * follows it first (an option's value is no "--"). */
+	o.cmd_args = -1;
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--")) {
+			o.cmd_args = argc - i - 1;
+			break;
+		}
+		if (!strcmp(argv[i], "--tries") || !strcmp(argv[i], "--after") ||
+		    !strcmp(argv[i], "--timeout") ||
+		    !strcmp(argv[i], "--max-rate"))
+			i++;
+	}
 	first = parse_options(cmd, argc - 1, argv + 1, &o, prog);
 	if (first < 0)
 		return EXIT_USAGE;

@@ -3,11 +3,14 @@
  *
  *   NAME/data     the committed page.  A read at offset 0 takes the latest
  *                 version and pins it for the later offsets of that read.
+ *                 Opened read-write it is a transaction: its own copy of
+ *                 the page, which fsync commits, after which the open file
+ *                 goes on as a new transaction (SPEC 4.1).
  *   NAME/version  the version in decimal.  poll() reports POLLPRI once a
  *                 version newer than the one this open file last read exists
  *                 (the sysfs idiom: read, poll, read again from offset 0).
- *   NAME/T        any other file is a transaction, starting as a copy of
- *                 data; rename(T, data) commits it or fails with EAGAIN.
+ *   .txn/T/NAME   T's copy of state NAME, for transactions over several
+ *                 states; mv .txn/T .commit/ commits all of them (SPEC 5).
  */
 #include "kstate.h"
 
@@ -15,12 +18,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +42,23 @@
  * than a read takes, could cause that). */
 #define READ_ATTEMPTS 1000
 
+/* A read-write open of data, kept between transactions: each transaction
+ * on it is pread (its copy of the page), pwrite, fsync; a successful fsync
+ * commits and the file goes on as a transaction based on that commit.  So
+ * a writer that keeps it pays four requests or fewer per commit, where a
+ * transaction file costs about eight. */
+struct data_file {
+	int fd;           /* -1: none */
+	pid_t pid;        /* the process that opened it */
+	/* A version the file's copy is of or newer than: a version read
+	 * before the open, plus one per commit through the file.  So when
+	 * the state's version is BASE the copy is current. */
+	uint64_t base;
+	bool page_known;  /* PAGE holds the copy (what the last commit wrote) */
+	char *page;
+	size_t len, cap;
+};
+
 struct kstate {
 	/* The shared data and version files carry per-open-file state (the
 	 * pinned version of data, the "last read" mark of version), so their
@@ -48,14 +70,33 @@ struct kstate {
 	int versionfd;  /* also what kstate_fd hands out */
 	char *page;     /* kstate_read's buffer: the last page read */
 	size_t page_cap;
+
+	/* Transactions.  A version file of their own, so that reading the
+	 * version to begin one never re-arms kstate_fd's poll; the data file
+	 * the last transaction left, for the next one; and what is known of
+	 * the daemon.  All under txn_lock. */
+	pthread_mutex_t txn_lock;
+	int txn_versionfd;
+	struct data_file idle;
+	/* After a conflict, does the daemon drop the file's writes and rebase
+	 * it on the latest version (SPEC 4.1), or keep them on the old base,
+	 * as daemons before that rule did?  -1 until the first conflict. */
+	int rebases;
+	char *name;     /* the state's name at the root of its mount */
 };
 
 struct kstate_txn {
 	struct kstate *state;
-	int fd;              /* the transaction file, open read-write */
-	char name[64];       /* its name in the state directory */
+	struct kstate_multi *multi;  /* NULL: a transaction on one state */
+	/* One state: the handle's data file (fd, pid, base), and the length
+	 * of its copy, which a shorter page must truncate.  A member of a
+	 * transaction over several states: .txn/T/NAME. */
+	struct data_file file;
+	size_t base_len;
 	char *buf;           /* the page the caller edits */
 	size_t len, cap;
+	char *orig;          /* a member: the page as read, to see changes */
+	size_t orig_len;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -223,6 +264,35 @@ static int state_name_check(const char *path)
 	return 0;
 }
 
+/* The name of the state whose directory is PATH: its last component, or,
+ * where that says nothing (".", "..", a symbolic link), the last component
+ * of the real path.  Transactions over several states name their members
+ * by it (.txn/T/NAME). */
+static char *state_name(const char *path)
+{
+	char *real = NULL, *name;
+	const char *end = path + strlen(path), *start;
+	struct stat st;
+
+	while (end > path + 1 && end[-1] == '/')
+		end--;
+	start = end;
+	while (start > path && start[-1] != '/')
+		start--;
+	if (end - start == 0 || (end - start == 1 && *start == '.') ||
+	    (end - start == 2 && start[0] == '.' && start[1] == '.') ||
+	    lstat(path, &st) < 0 || S_ISLNK(st.st_mode)) {
+		real = realpath(path, NULL);
+		if (!real)
+			return NULL;
+		end = real + strlen(real);
+		start = strrchr(real, '/') + 1;
+	}
+	name = strndup(start, (size_t)(end - start));
+	free(real);
+	return name;
+}
+
 EXPORT struct kstate *kstate_subscribe(const char *path, unsigned flags)
 {
 	struct kstate *s;
@@ -249,7 +319,8 @@ EXPORT struct kstate *kstate_subscribe(const char *path, unsigned flags)
 	if (!s)
 		goto fail;
 	s->flags = flags;
-	s->datafd = s->versionfd = -1;
+	s->datafd = s->versionfd = s->txn_versionfd = s->idle.fd = -1;
+	s->rebases = -1;
 	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->dirfd < 0)
 		goto fail;
@@ -260,14 +331,31 @@ EXPORT struct kstate *kstate_subscribe(const char *path, unsigned flags)
 	s->datafd = openat(s->dirfd, "data", O_RDONLY | O_CLOEXEC);
 	if (s->datafd < 0)
 		goto fail;
+	if (flags & KSTATE_WRITE) {
+		s->txn_versionfd = openat(s->dirfd, "version",
+					  O_RDONLY | O_CLOEXEC);
+		if (s->txn_versionfd < 0)
+			goto fail;
+	}
+	s->name = state_name(path);
+	if (!s->name)
+		goto fail;
 	errno = pthread_mutex_init(&s->lock, NULL);
 	if (errno)
 		goto fail;
+	errno = pthread_mutex_init(&s->txn_lock, NULL);
+	if (errno) {
+		pthread_mutex_destroy(&s->lock);
+		goto fail;
+	}
 	return s;
 
 fail:
 	saved = errno;
 	if (s) {
+		free(s->name);
+		if (s->txn_versionfd >= 0)
+			close(s->txn_versionfd);
 		if (s->datafd >= 0)
 			close(s->datafd);
 		if (s->versionfd >= 0)
@@ -288,10 +376,20 @@ EXPORT void kstate_unsubscribe(struct kstate *s)
 {
 	if (!s)
 		return;
+	/* A data file opened by the process this one was forked from is
+	 * shared with it: closing it here would flush, and a flush commits
+	 * whatever that process has written to it so far. */
+	if (s->idle.fd >= 0 && s->idle.pid == getpid())
+		close(s->idle.fd);
+	free(s->idle.page);
+	if (s->txn_versionfd >= 0)
+		close(s->txn_versionfd);
 	close(s->datafd);
 	close(s->versionfd);
 	close(s->dirfd);
+	pthread_mutex_destroy(&s->txn_lock);
 	pthread_mutex_destroy(&s->lock);
+	free(s->name);
 	free(s->page);
 	free(s);
 }
@@ -420,12 +518,183 @@ EXPORT int kstate_wait(struct kstate *s, uint64_t after, int timeout_ms,
 
 /* ---- transactions ------------------------------------------------------- */
 
+/* Reads a transaction's whole copy of the page from offset 0.  Unlike
+ * data's, that copy never changes under us, so a short read is its end:
+ * asking for a byte more than a page reads a page in one request. */
+static ssize_t read_copy(int fd, char **buf, size_t *cap)
+{
+	size_t len = 0;
+
+	for (;;) {
+		size_t want;
+		ssize_t n;
+
+		if (reserve(buf, cap, len + MIN_CAPACITY + 1) < 0)
+			return -1;
+		want = *cap - len;
+		n = pread(fd, *buf + len, want, (off_t)len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		len += (size_t)n;
+		if ((size_t)n < want)
+			return (ssize_t)len;
+	}
+}
+
+/* Makes a transaction's copy in FD exactly PAGE: the bytes, and the length
+ * if it is shorter than the copy (BASE_LEN).  A page of the copy's length
+ * or longer is one write; an empty page is one truncation, which counts as
+ * a write however long the copy is (a write of 0 bytes never reaches the
+ * daemon, and a transaction never written commits nothing). */
+static int put_copy(int fd, const char *page, size_t len, size_t base_len)
+{
+	if ((len < base_len || len == 0) && ftruncate(fd, (off_t)len) < 0)
+		return -1;
+	return len ? write_all(fd, page, len) : 0;
+}
+
+/* A write past the largest page any mount allows (64 MiB) fails with
+ * EFBIG, and a data file on which a write failed commits nothing, at fsync
+ * or at close.  So a file whose commit failed for another reason than a
+ * conflict (the store full, say) is closed without committing later. */
+#define POISON_OFFSET ((off_t)(64 << 20) + 1)
+
+static void close_data_file(int fd, bool poison)
+{
+	struct rlimit lim;
+	int saved = errno;
+
+	/* Not where the write would raise SIGXFSZ instead. */
+	if (poison && getrlimit(RLIMIT_FSIZE, &lim) == 0 &&
+	    (lim.rlim_cur == RLIM_INFINITY ||
+	     lim.rlim_cur > (rlim_t)POISON_OFFSET + 1)) {
+		ssize_t n = pwrite(fd, "", 1, POISON_OFFSET);
+
+		(void)n;  /* it fails: that is the point */
+	}
+	close(fd);
+	errno = saved;
+}
+
+/* Takes the handle's idle data file for T, if it has one of this process:
+ * a child of fork() shares its parent's, and must leave it alone. */
+static void take_data_file(struct kstate *s, struct kstate_txn *t)
+{
+	pthread_mutex_lock(&s->txn_lock);
+	if (s->idle.fd >= 0 && s->idle.pid == getpid()) {
+		char *page = t->file.page;
+		size_t cap = t->file.cap;
+
+		t->file = s->idle;
+		s->idle.page = page;
+		s->idle.cap = cap;
+		s->idle.len = 0;
+		s->idle.page_known = false;
+	}
+	s->idle.fd = -1;
+	pthread_mutex_unlock(&s->txn_lock);
+}
+
+/* Gives T's data file back to the handle for the next transaction; with
+ * PAGE_KNOWN, T's page is exactly the file's copy (it committed it).  The
+ * file must have nothing written to it that is not committed: the next
+ * transaction on it would commit that too. */
+static void give_data_file(struct kstate *s, struct kstate_txn *t,
+			   bool page_known)
+{
+	pthread_mutex_lock(&s->txn_lock);
+	if (s->idle.fd < 0 || s->idle.pid != getpid()) {
+		s->idle.fd = t->file.fd;
+		s->idle.pid = t->file.pid;
+		s->idle.base = t->file.base;
+		s->idle.page_known = page_known;
+		if (page_known) {
+			/* Swap buffers: the committed page stays as the
+			 * copy, and T frees the handle's old one. */
+			char *page = s->idle.page;
+			size_t cap = s->idle.cap;
+
+			s->idle.page = t->buf;
+			s->idle.cap = t->cap;
+			s->idle.len = t->len;
+			t->buf = page;
+			t->cap = cap;
+		}
+		t->file.fd = -1;
+	}
+	pthread_mutex_unlock(&s->txn_lock);
+	/* Another transaction's file is idle already: one is enough. */
+	if (t->file.fd >= 0)
+		close(t->file.fd);
+	t->file.fd = -1;
+}
+
+static void txn_free(struct kstate_txn *t)
+{
+	free(t->buf);
+	free(t->orig);
+	free(t->file.page);
+	free(t);
+}
+
+/* Begins T on the state's data file: the handle's idle one if its copy is
+ * current, else a new one.  Either way the version read first is the
+ * moment the transaction begins. */
+static int begin_on_data(struct kstate *s, struct kstate_txn *t)
+{
+	uint64_t now;
+	ssize_t len;
+
+	if (read_version(s->txn_versionfd, &now) < 0)
+		return -1;
+	take_data_file(s, t);
+	if (t->file.fd >= 0 && t->file.base != now) {
+		/* Committed to since: its copy is stale. */
+		close(t->file.fd);
+		t->file.fd = -1;
+	}
+	if (t->file.fd < 0) {
+		t->file.fd = openat(s->dirfd, "data", O_RDWR | O_CLOEXEC);
+		if (t->file.fd < 0)
+			return -1;
+		t->file.pid = getpid();
+		/* Read before the open, so the copy is of this version or
+		 * a newer one, as BASE must be. */
+		t->file.base = now;
+		t->file.page_known = false;
+	}
+	if (t->file.page_known) {
+		/* What the last commit wrote: take it instead of reading
+		 * it again. */
+		char *buf = t->buf;
+		size_t cap = t->cap;
+
+		t->buf = t->file.page;
+		t->cap = t->file.cap;
+		t->len = t->file.len;
+		t->file.page = buf;
+		t->file.cap = cap;
+	} else {
+		len = read_copy(t->file.fd, &t->buf, &t->cap);
+		if (len < 0) {
+			close_data_file(t->file.fd, false);
+			t->file.fd = -1;
+			return -1;
+		}
+		t->len = (size_t)len;
+	}
+	t->file.page_known = false;
+	t->base_len = t->len;
+	/* kstate_get_ptr never returns NULL for an empty page. */
+	return reserve(&t->buf, &t->cap, 1);
+}
+
 EXPORT struct kstate_txn *kstate_start_transaction(struct kstate *s)
 {
-	static atomic_ulong counter;
 	struct kstate_txn *t;
-	ssize_t len;
-	int i;
 
 	if (invalid(!s))
 		return NULL;
@@ -437,45 +706,15 @@ EXPORT struct kstate_txn *kstate_start_transaction(struct kstate *s)
 	if (!t)
 		return NULL;
 	t->state = s;
-	/* Creating a file begins a transaction.  The name only has to be
-	 * new: pid and counter make it unique here, the random part across
-	 * hosts and pid namespaces, and mknod fails if it exists.  Not
-	 * open(O_CREAT | O_EXCL): a file made that way starts empty (so
-	 * that sed -i and cp work), and this one must start as a copy of
-	 * data. */
-	for (i = 0;; i++) {
-		snprintf(t->name, sizeof t->name, "txn.%ld.%lu.%08x",
-			 (long)getpid(), atomic_fetch_add(&counter, 1),
-			 (unsigned)(rng_next() >> 32));
-		if (mknodat(s->dirfd, t->name, S_IFREG | 0600, 0) == 0)
-			break;
-		if (errno != EEXIST || i == 10) {
-			free(t);
-			return NULL;
-		}
-	}
-	t->fd = openat(s->dirfd, t->name, O_RDWR | O_CLOEXEC);
-	if (t->fd < 0) {
-		int e = errno;
+	t->file.fd = -1;
+	if (begin_on_data(s, t) < 0) {
+		int saved = errno;
 
-		unlinkat(s->dirfd, t->name, 0);
-		free(t);
-		errno = e;
+		txn_free(t);
+		errno = saved;
 		return NULL;
 	}
-	/* The file starts as a copy of data at the transaction's base. */
-	len = read_page(t->fd, &t->buf, &t->cap);
-	if (len < 0)
-		goto fail;
-	t->len = (size_t)len;
 	return t;
-
-fail:
-	/* The caller wants the read's error, not the clean-up's. */
-	i = errno;
-	kstate_abort(t);
-	errno = i;
-	return NULL;
 }
 
 /* The two accessors have no error value: NULL and 0 are also what a
@@ -506,41 +745,55 @@ EXPORT int kstate_set_length(struct kstate_txn *t, size_t length)
 	return 0;
 }
 
-static void txn_free(struct kstate_txn *t)
+/* After a conflict: does the daemon discard the file's writes and rebase it
+ * on the latest version?  Asked once per handle, by a second fsync: one
+ * that discarded them has nothing to commit and returns 0; one that kept
+ * them fails again, since their base can never become current. */
+static bool rebases_after_conflict(struct kstate *s, int fd)
 {
-	free(t->buf);
-	free(t);
+	int r;
+
+	pthread_mutex_lock(&s->txn_lock);
+	r = s->rebases;
+	pthread_mutex_unlock(&s->txn_lock);
+	if (r < 0) {
+		r = fsync(fd) == 0;
+		pthread_mutex_lock(&s->txn_lock);
+		s->rebases = r;
+		pthread_mutex_unlock(&s->txn_lock);
+	}
+	return r;
 }
 
-EXPORT int kstate_commit(struct kstate_txn *t)
+static int commit_on_data(struct kstate_txn *t)
 {
-	int dirfd, err = 0;
+	struct kstate *s = t->state;
+	int err = 0;
 
-	if (invalid(!t))
-		return -1;
-	dirfd = t->state->dirfd;
 	/* A commit is a new version even if the page is unchanged or empty:
 	 * that is what `kstate set` and anyone waiting for it expect, and a
 	 * transaction that raises no version would not conflict with one
-	 * begun at the same time either.  But a transaction file never
-	 * written commits nothing (it only validates its base), and a write
-	 * of 0 bytes never reaches the daemon.  Setting the length does,
-	 * whatever the length, and counts as a write: so the length first,
-	 * always, then the bytes. */
-	if (ftruncate(t->fd, (off_t)t->len) < 0)
+	 * begun at the same time either.  So the page is always written. */
+	if (put_copy(t->file.fd, t->buf, t->len, t->base_len) < 0 ||
+	    fsync(t->file.fd) < 0)
 		err = errno;
-	if (!err && write_all(t->fd, t->buf, t->len) < 0)
-		err = errno;
-	/* Close before the rename: close flushes anything the kernel still
-	 * caches and reports write errors (EFBIG) that must stop the commit. */
-	if (close(t->fd) < 0 && !err)
-		err = errno;
-	if (!err && renameat(dirfd, t->name, dirfd, "data") < 0)
-		err = errno;
-	/* A failed rename leaves the file: remove it, so that no failure
-	 * leaves a transaction behind. */
-	if (err)
-		unlinkat(dirfd, t->name, 0);
+	if (!err) {
+		/* The file goes on from this commit: version BASE + 1 (or
+		 * newer, if BASE was low), its copy this very page. */
+		t->file.base++;
+		give_data_file(s, t, true);
+	} else if (err == EAGAIN && rebases_after_conflict(s, t->file.fd)) {
+		/* It goes on from the version that beat us, at least
+		 * BASE + 1; its copy is unknown. */
+		t->file.base++;
+		give_data_file(s, t, false);
+	} else {
+		/* An old daemon keeps the writes on the old base after a
+		 * conflict, so they can never commit, at close either; any
+		 * other failure must not commit at close. */
+		close_data_file(t->file.fd, err != EAGAIN);
+		t->file.fd = -1;
+	}
 	txn_free(t);
 	if (err) {
 		errno = err;
@@ -549,21 +802,22 @@ EXPORT int kstate_commit(struct kstate_txn *t)
 	return 0;
 }
 
+EXPORT int kstate_commit(struct kstate_txn *t)
+{
+	/* A member ends with its transaction over several states. */
+	if (invalid(!t || t->multi))
+		return -1;
+	return commit_on_data(t);
+}
+
 EXPORT int kstate_abort(struct kstate_txn *t)
 {
-	int err = 0;
-
-	if (invalid(!t))
+	if (invalid(!t || t->multi))
 		return -1;
-	if (t->fd >= 0)
-		close(t->fd);
-	if (unlinkat(t->state->dirfd, t->name, 0) < 0)
-		err = errno;
+	/* Nothing was written to the file: it goes on as it was, for the
+	 * next transaction; the caller may have changed our page. */
+	give_data_file(t->state, t, false);
 	txn_free(t);
-	if (err) {
-		errno = err;
-		return -1;
-	}
 	return 0;
 }
 
@@ -610,6 +864,282 @@ EXPORT int kstate_transaction_using_fn(struct kstate *s, kstate_txn_fn *fn,
 			return rc;
 		}
 		if (kstate_commit(t) == 0)
+			return 0;
+		if (errno != EAGAIN)
+			return -1;
+		if (retry >= 0 && attempt >= (unsigned)retry)
+			return -1;  /* errno is EAGAIN */
+		unit = now_ns() - start;
+		backoff(attempt + 1, unit > 20000 ? unit : 20000);
+	}
+}
+
+/* ---- transactions over several states ----------------------------------- */
+
+/* A directory .txn/T at the root of the mount, and a member file
+ * .txn/T/NAME per state, opened (which joins the state, at its version of
+ * that moment) and read at once.  mv .txn/T .commit/ commits every written
+ * member and validates the others, all or nothing (SPEC 5). */
+struct kstate_multi {
+	int rootfd;              /* the root of the mount */
+	char dir[80];            /* ".txn/T" */
+	size_t n;
+	struct kstate_txn **txns;
+};
+
+/* The member files are the transaction's: a flush commits nothing, so they
+ * can be written in any order, and are closed after the commit. */
+static void multi_free(struct kstate_multi *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		struct kstate_txn *t = m->txns[i];
+
+		if (!t)
+			continue;
+		if (t->file.fd >= 0)
+			close(t->file.fd);
+		txn_free(t);
+	}
+	free(m->txns);
+	if (m->rootfd >= 0)
+		close(m->rootfd);
+	free(m);
+}
+
+/* Removes .txn/T, which aborts it: its members first (rm -r), since a
+ * transaction directory that has members is not empty. */
+static int multi_remove(struct kstate_multi *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		char path[sizeof m->dir + NAME_MAX + 2];
+
+		if (!m->txns[i] || m->txns[i]->file.fd < 0)
+			continue;  /* never joined */
+		snprintf(path, sizeof path, "%s/%s", m->dir,
+			 m->txns[i]->state->name);
+		unlinkat(m->rootfd, path, 0);
+	}
+	return unlinkat(m->rootfd, m->dir, AT_REMOVEDIR);
+}
+
+/* Ends M without committing. */
+static void multi_discard(struct kstate_multi *m)
+{
+	int saved = errno;
+
+	if (m->dir[0])
+		multi_remove(m);
+	multi_free(m);
+	errno = saved;
+}
+
+/* Checks that the handles are on one mount, each state once, and that
+ * each state is still at the root under the name the handle knows it by
+ * (it may have been renamed or deleted since).  ROOTFD: the root. */
+static int check_members(struct kstate *const states[], size_t n, int rootfd)
+{
+	struct stat *st = calloc(n, sizeof *st);
+	int err = 0;
+
+	if (!st)
+		return -1;
+	for (size_t i = 0; i < n && !err; i++) {
+		struct stat there;
+
+		if (fstat(states[i]->dirfd, &st[i]) < 0) {
+			err = errno;
+			break;
+		}
+		if (st[i].st_dev != st[0].st_dev)
+			err = EXDEV;
+		for (size_t j = 0; j < i && !err; j++)
+			if (st[j].st_ino == st[i].st_ino)
+				err = EINVAL;
+		if (!err && (fstatat(rootfd, states[i]->name, &there,
+				     AT_SYMLINK_NOFOLLOW) < 0 ||
+			     there.st_dev != st[i].st_dev ||
+			     there.st_ino != st[i].st_ino))
+			err = ENOENT;
+	}
+	free(st);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+/* Joins state S to M as member I: opens .txn/T/NAME (read-write if the
+ * handle may write) and reads T's copy of the page. */
+static int join_member(struct kstate_multi *m, size_t i, struct kstate *s)
+{
+	struct kstate_txn *t = calloc(1, sizeof *t);
+	char path[sizeof m->dir + NAME_MAX + 2];
+	ssize_t len;
+
+	if (!t)
+		return -1;
+	m->txns[i] = t;
+	t->state = s;
+	t->multi = m;
+	t->file.fd = -1;
+	if ((size_t)snprintf(path, sizeof path, "%s/%s", m->dir, s->name) >=
+	    sizeof path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	t->file.fd = openat(m->rootfd, path,
+			    ((s->flags & KSTATE_WRITE) ? O_RDWR : O_RDONLY) |
+			    O_CLOEXEC);
+	if (t->file.fd < 0)
+		return -1;
+	len = read_copy(t->file.fd, &t->buf, &t->cap);
+	if (len < 0)
+		return -1;
+	t->len = t->base_len = t->orig_len = (size_t)len;
+	t->orig = malloc(t->len ? t->len : 1);
+	if (!t->orig)
+		return -1;
+	memcpy(t->orig, t->buf, t->len);
+	return 0;
+}
+
+EXPORT struct kstate_multi *kstate_multi_begin(struct kstate *const states[],
+					       size_t n)
+{
+	static atomic_ulong counter;
+	struct kstate_multi *m;
+	int i;
+
+	if (invalid(!states || n == 0))
+		return NULL;
+	for (size_t k = 0; k < n; k++)
+		if (invalid(!states[k]))
+			return NULL;
+	m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	m->rootfd = -1;
+	m->txns = calloc(n, sizeof *m->txns);
+	if (!m->txns) {
+		free(m);
+		return NULL;
+	}
+	m->n = n;
+	/* Every state is a directory at the root of its mount. */
+	m->rootfd = openat(states[0]->dirfd, "..",
+			   O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (m->rootfd < 0 || check_members(states, n, m->rootfd) < 0)
+		goto fail;
+	/* Named as transaction files were: new here, across hosts and pid
+	 * namespaces. */
+	for (i = 0;; i++) {
+		snprintf(m->dir, sizeof m->dir, ".txn/kstate.%ld.%lu.%08x",
+			 (long)getpid(), atomic_fetch_add(&counter, 1),
+			 (unsigned)(rng_next() >> 32));
+		if (mkdirat(m->rootfd, m->dir, 0700) == 0)
+			break;
+		if (errno != EEXIST || i == 10) {
+			m->dir[0] = '\0';
+			goto fail;
+		}
+	}
+	for (size_t k = 0; k < n; k++)
+		if (join_member(m, k, states[k]) < 0)
+			goto fail;
+	return m;
+
+fail:
+	multi_discard(m);
+	return NULL;
+}
+
+EXPORT struct kstate_txn *kstate_multi_member(struct kstate_multi *m,
+					      size_t i)
+{
+	if (invalid(!m || i >= m->n))
+		return NULL;
+	return m->txns[i];
+}
+
+/* A member changed if its bytes or its length did: only those are
+ * written, so that states only read keep their version and a transaction
+ * that changes nothing is a consistent snapshot. */
+static bool member_changed(const struct kstate_txn *t)
+{
+	return t->len != t->orig_len || memcmp(t->buf, t->orig, t->len);
+}
+
+EXPORT int kstate_multi_commit(struct kstate_multi *m)
+{
+	char to[sizeof m->dir + 8];
+	int err = 0;
+
+	if (invalid(!m))
+		return -1;
+	for (size_t i = 0; i < m->n && !err; i++) {
+		struct kstate_txn *t = m->txns[i];
+
+		if (!member_changed(t))
+			continue;
+		if (!(t->state->flags & KSTATE_WRITE))
+			err = EBADF;
+		else if (put_copy(t->file.fd, t->buf, t->len, t->base_len) < 0)
+			err = errno;
+	}
+	snprintf(to, sizeof to, ".commit/%s", m->dir + strlen(".txn/"));
+	if (!err && renameat(m->rootfd, m->dir, m->rootfd, to) < 0)
+		err = errno;
+	if (err) {
+		/* T is left as it was after a failed commit: remove it. */
+		errno = err;
+		multi_discard(m);
+		return -1;
+	}
+	multi_free(m);
+	return 0;
+}
+
+EXPORT int kstate_multi_abort(struct kstate_multi *m)
+{
+	int err = 0;
+
+	if (invalid(!m))
+		return -1;
+	if (multi_remove(m) < 0)
+		err = errno;
+	multi_free(m);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+EXPORT int kstate_multi_using_fn(struct kstate *const states[], size_t n,
+				 kstate_multi_fn *fn, void *arg, int retry)
+{
+	unsigned attempt;
+
+	if (invalid(!states || n == 0 || !fn ||
+		    retry < KSTATE_RETRY_FOREVER))
+		return -1;
+	for (attempt = 0;; attempt++) {
+		uint64_t start = now_ns(), unit;
+		struct kstate_multi *m = kstate_multi_begin(states, n);
+		int rc;
+
+		if (!m)
+			return -1;
+		rc = fn(m->txns, n, arg);
+		if (rc != 0) {
+			int saved = errno;
+
+			kstate_multi_abort(m);
+			errno = saved;
+			return rc;
+		}
+		if (kstate_multi_commit(m) == 0)
 			return 0;
 		if (errno != EAGAIN)
 			return -1;

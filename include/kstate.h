@@ -4,9 +4,10 @@
  * A state is a directory on a kstatefs mount holding `data` (the committed
  * page) and `version` (a counter raised by every commit).  This library
  * works only through those files: reads are reads of `data`, waiting is
- * poll() on `version`, and a transaction is a file created in the state
- * directory, committed by renaming it onto `data`.  Anything it does can be
- * done from a shell, and the two interoperate.
+ * poll() on `version`, and a transaction is pread, pwrite and fsync on a
+ * read-write open of `data` that the handle keeps (fsync commits, or fails
+ * with EAGAIN); transactions over several states use the mount's .txn/.
+ * Anything it does can be done from a shell, and the two interoperate.
  *
  * Errors: functions return -1 (or NULL) and set errno, as libc does.  A
  * NULL handle, to any function but kstate_unsubscribe, is EINVAL.
@@ -33,8 +34,9 @@ extern "C" {
 /* The retry argument of kstate_transaction_using_fn: retry without limit. */
 #define KSTATE_RETRY_FOREVER (-1)
 
-struct kstate;      /* a subscription to one state */
-struct kstate_txn;  /* one transaction on a state */
+struct kstate;        /* a subscription to one state */
+struct kstate_txn;    /* one transaction on a state */
+struct kstate_multi;  /* one transaction over several states */
 
 /* ---- states -------------------------------------------------------------- */
 
@@ -92,8 +94,7 @@ int kstate_set_length(struct kstate_txn *txn, size_t length);
 /* Commits: 0 if nobody committed since the transaction began, and the page
  * becomes the state's next version (even if unchanged or empty).  Otherwise -1 with
  * errno EAGAIN, or another errno (EFBIG: the page is too large), and the
- * state is as it was.  The transaction is over either way: TXN is freed and
- * its file removed. */
+ * state is as it was.  The transaction is over either way: TXN is freed. */
 int kstate_commit(struct kstate_txn *txn);
 
 /* Throws the transaction away and frees TXN. */
@@ -112,6 +113,46 @@ typedef int kstate_txn_fn(struct kstate_txn *txn, void *page, void *arg);
  * errno (EAGAIN when the retries ran out). */
 int kstate_transaction_using_fn(struct kstate *state, kstate_txn_fn *fn,
 				void *arg, int retry);
+
+/* ---- transactions over several states ------------------------------------ */
+
+/* Begins a transaction over the N states of STATES (N >= 1; handles on one
+ * mount, each state once): a private copy of each page, all committed
+ * together or not at all.  A member whose handle lacks KSTATE_WRITE may be
+ * read, not changed.  EINVAL: a NULL handle, N == 0, a state given twice;
+ * EXDEV: states on different mounts; ENOENT: a state deleted, or renamed
+ * since it was subscribed. */
+struct kstate_multi *kstate_multi_begin(struct kstate *const states[],
+					size_t n);
+
+/* Member I (0 to N-1, in the order given): a transaction for
+ * kstate_get_ptr, kstate_get_length and kstate_set_length, which ends with
+ * M (kstate_commit and kstate_abort refuse it, with EINVAL). */
+struct kstate_txn *kstate_multi_member(struct kstate_multi *m, size_t i);
+
+/* Commits: 0 if no member's state was committed to since it joined; then
+ * every member whose page changed (its bytes or its length) becomes its
+ * state's next version, all at once, and the others keep theirs.  So a
+ * transaction that changes nothing commits nothing, and its 0 says the
+ * pages read were all current at one moment: a consistent snapshot.
+ * Otherwise -1 with errno EAGAIN (or EFBIG, or EBADF: a changed member of
+ * a read-only handle), and nothing changed.  M is freed either way. */
+int kstate_multi_commit(struct kstate_multi *m);
+
+/* Throws the transaction away and frees M. */
+int kstate_multi_abort(struct kstate_multi *m);
+
+/* The body of a transaction over several states: TXN[i] is the member of
+ * STATES[i]; return 0 to commit, anything else to abort, as for
+ * kstate_txn_fn. */
+typedef int kstate_multi_fn(struct kstate_txn *const txn[], size_t n,
+			    void *arg);
+
+/* kstate_transaction_using_fn over several states: runs FN in a
+ * transaction over STATES and commits; on a conflict backs off and runs it
+ * again, at most RETRY more times.  Returns 0, FN's value, or -1. */
+int kstate_multi_using_fn(struct kstate *const states[], size_t n,
+			  kstate_multi_fn *fn, void *arg, int retry);
 
 #ifdef __cplusplus
 }

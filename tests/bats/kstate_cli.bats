@@ -131,15 +131,17 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 }
 
 @test "update killed while its command runs removes its transaction" {
+	local started=$BATS_TEST_TMPDIR/started
 	kstate set "$S" 0
-	"$KSTATE" update "$S" -- sh -c 'sleep 1; cat' &
+	"$KSTATE" update "$S" -- sh -c 'touch "$0"; sleep 1; cat' "$started" &
 	local pid=$!
-	wait_for 5 txn_files "$S"
+	wait_for 5 test -e "$started"
 	kill -TERM "$pid"
 	local st=0
 	wait "$pid" || st=$?
 	assert_eq "$st" 143
 	assert_file "$S/data" '0\n'
+	assert_version "$S" 1
 	no_txn_files "$S"
 }
 

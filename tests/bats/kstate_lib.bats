@@ -23,6 +23,15 @@ setup() {
 	assert_contains "$output" "test_counter: ok"
 }
 
+@test "libkstate: transactions over several states; 4 threads moving amounts between 4 accounts while snapshots audit the total" {
+	run timeout 300 "$KSTATE_BUILD/tests/client/test_multi" "$MNT"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_contains "$output" "test_multi: ok"
+	# Every transaction over several states is gone, committed or not.
+	assert_eq "$(ls -A "$MNT/.txn")" ""
+}
+
 # Installs the build into a scratch root, then compiles examples/counter.c
 # with nothing but pkg-config, as a user would.
 @test "the example compiles against the installed library with pkg-config, and counts" {

@@ -202,14 +202,34 @@ static void test_transactions(void)
 	CHECK(kstate_commit(t) == -1 && errno == EAGAIN);
 	CHECK(leftovers() == 0);
 
-	/* Abort removes the file and changes nothing. */
+	/* Abort changes nothing.  A transaction is the handle's read-write
+	 * open of data (SPEC 4.1): it makes no file in the state. */
 	t = kstate_start_transaction(s);
 	CHECK(t);
+	/* It begins on the page committed elsewhere, not on what this
+	 * handle had. */
+	CHECK(kstate_get_length(t) == 5);
+	CHECK(memcmp(kstate_get_ptr(t), "three", 5) == 0);
 	memcpy(kstate_get_ptr(t), "zzz", 3);
-	CHECK(leftovers() == 1);
+	CHECK(leftovers() == 0);
 	CHECK(kstate_abort(t) == 0);
 	CHECK(leftovers() == 0);
 	CHECK(version_of(s) == 5);
+
+	/* A handle that committed last still begins on a commit made
+	 * elsewhere since, and commits on top of it. */
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	CHECK(kstate_commit(t) == 0);
+	commit_page("four!");
+	t = kstate_start_transaction(s);
+	CHECK(t);
+	CHECK(kstate_get_length(t) == 5);
+	CHECK(memcmp(kstate_get_ptr(t), "four!", 5) == 0);
+	memcpy(kstate_get_ptr(t), "three", 5);
+	CHECK(kstate_commit(t) == 0);
+	CHECK(kstate_read(ro, buf, sizeof buf, &v) == 5 && v == 8);
+	CHECK(memcmp(buf, "three", 5) == 0);
 
 	/* Larger than the mount allows (default 4096): EFBIG at commit,
 	 * nothing changed, nothing left behind. */
@@ -219,7 +239,7 @@ static void test_transactions(void)
 	memset(kstate_get_ptr(t), 'x', 100000);
 	errno = 0;
 	CHECK(kstate_commit(t) == -1 && errno == EFBIG);
-	CHECK(version_of(s) == 5);
+	CHECK(version_of(s) == 8);
 	CHECK(kstate_read(ro, buf, sizeof buf, NULL) == 5);
 	CHECK(leftovers() == 0);
 
@@ -236,7 +256,7 @@ static void test_transactions(void)
 	CHECK(kstate_transaction_using_fn(s, abort_with, &code, 0) == 42);
 	CHECK(kstate_transaction_using_fn(s, fail_with_eperm, NULL, 0) == -1);
 	CHECK(errno == EPERM);
-	CHECK(version_of(s) == 5 && leftovers() == 0);
+	CHECK(version_of(s) == 8 && leftovers() == 0);
 
 	/* Read-only handles cannot begin transactions. */
 	CHECK(!kstate_start_transaction(ro) && errno == EBADF);
