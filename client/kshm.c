@@ -194,7 +194,9 @@ int kshm_open(int dirfd, struct kshm **out)
 	err = read_dir_name(dirfd, &state, dir, sizeof(dir), &uid);
 	if (err)
 		return err;
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_PATH: others may only pass through DIR (mode 0711), not list
+	 * it. */
+	dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
 		return errno == ENOENT ? ESTALE : errno;
 	/* Made by the daemon, and nobody else can add to it. */

@@ -398,7 +398,7 @@ EXPORT ssize_t kstate_read(struct kstate *s, void *buf, size_t size,
 				errno = err;
 				return -1;
 			}
-			if (n > size) {
+			if (buf && n > size) {
 				errno = ERANGE;
 				return -1;
 			}

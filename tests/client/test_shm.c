@@ -14,6 +14,8 @@
  *                             maps STATE and reads it, waits until FILE
  *                             exists, reads again through the same mapping
  *                             and through kstate_read, printing each
+ *   test_shm hold STATE FILE  the same through the mapping alone (no file
+ *                             of the state open: rmdir may go ahead)
  */
 #include <poll.h>
 #include <pthread.h>
@@ -272,6 +274,17 @@ int main(int argc, char **argv)
 		kshm_close(m);
 		return 0;
 	}
+	if (argc == 4 && strcmp(argv[1], "hold") == 0) {
+		struct kshm *m = probe(argv[2], &err);
+
+		CHECK(m);
+		print_read(m);
+		while (access(argv[3], F_OK) != 0)
+			sleep_ms(20);
+		print_read(m);
+		kshm_close(m);
+		return 0;
+	}
 	if (argc == 4 && strcmp(argv[1], "reread") == 0) {
 		struct kstate *s = kstate_subscribe(argv[2], KSTATE_READ);
 		struct kshm *m = probe(argv[2], &err);
@@ -298,7 +311,7 @@ int main(int argc, char **argv)
 	}
 	if (argc != 2) {
 		fprintf(stderr, "usage: test_shm MOUNT | probe STATE | read "
-				"STATE | reread STATE FILE\n");
+				"STATE | reread|hold STATE FILE\n");
 		return 2;
 	}
 	snprintf(path, sizeof(path), "%s/shm-readers", argv[1]);
