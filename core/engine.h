@@ -43,9 +43,12 @@
  *                          at once
  *   state->lock            the current page pointer, name, the transaction
  *                          list, counters; never held across a call out of
- *                          the engine, nor across the store, and nothing
- *                          is taken under it: so the daemon may read a
- *                          state under its own locks
+ *                          the engine (but the mirror's page, which copies
+ *                          memory and takes nothing, so that the mirror
+ *                          changes in the same step as the page), nor
+ *                          across the store, and nothing is taken under
+ *                          it: so the daemon may read a state under its
+ *                          own locks
  *   events->lock           the .events ring; likewise taken alone, by
  *                          commits (under commit locks) and by the
  *                          daemon's .events readers (under events_lock)
