@@ -18,6 +18,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "inode.h"
@@ -82,6 +83,12 @@ static void reap_one(int parentfd, const char *name, uid_t uid)
 	ifd = openat(dfd, "instance", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (ifd >= 0 && flock(ifd, LOCK_EX | LOCK_NB) != 0) {
 		close(ifd);   /* a live daemon's */
+		close(dfd);
+		return;
+	}
+	/* No instance file: a daemon between its mkdir and its flock, or
+	 * one that died there.  Only the second lasts. */
+	if (ifd < 0 && time(NULL) - stt.st_mtime < 60) {
 		close(dfd);
 		return;
 	}
