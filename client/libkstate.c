@@ -1,5 +1,6 @@
 /*
- * libkstate: kstatefs states from C, through the files of the mount alone.
+ * libkstate: kstatefs states from C, through the files of the mount and,
+ * for reads on the daemon's host, its shared mappings (kshm.c).
  *
  *   NAME/data     the committed page.  A read at offset 0 takes the latest
  *                 version and pins it for the later offsets of that read.
@@ -11,7 +12,16 @@
  *                 (the sysfs idiom: read, poll, read again from offset 0).
  *   .txn/T/NAME   T's copy of state NAME, for transactions over several
  *                 states; mv .txn/T .commit/ commits all of them (SPEC 5).
+ *   NAME/T        any other file is a transaction, starting as a copy of
+ *                 data; rename(T, data) commits it or fails with EAGAIN.
+ *   .shm          at the mount's root: where the shared mappings are.  A
+ *                 read of one is a copy under a sequence lock, with no
+ *                 request to the daemon; the files answer whenever there
+ *                 is no mapping, or it is no longer to be trusted.
  */
+/* kstate_get_ptr is defined here as the function the header's _Generic
+ * macro falls back to. */
+#define KSTATE_NO_GENERIC
 #include "kstate.h"
 
 #include <errno.h>
@@ -29,6 +39,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "kshm.h"
 
 /* The library is built with hidden visibility; only these are exported. */
 #define EXPORT __attribute__((visibility("default")))
@@ -83,6 +95,18 @@ struct kstate {
 	 * as daemons before that rule did?  -1 until the first conflict. */
 	int rebases;
 	char *name;     /* the state's name at the root of its mount */
+	/* The shared mapping, or NULL: set at subscribe, unmapped at
+	 * unsubscribe, so reads use it without the lock. */
+	struct kshm *shm;
+	/* kstate_fd was handed out, and the newest version a read of the
+	 * version file marked as seen: a read through the mapping that finds
+	 * a newer one must mark it too, or poll would report it forever. */
+	atomic_bool fd_used;
+	atomic_uint_fast64_t armed;
+	/* kstate_read_ptr's copy, zero past the page, under its own lock. */
+	pthread_mutex_t ptr_lock;
+	char *snap;
+	size_t snap_cap;
 };
 
 struct kstate_txn {
@@ -344,10 +368,20 @@ EXPORT struct kstate *kstate_subscribe(const char *path, unsigned flags)
 	if (errno)
 		goto fail;
 	errno = pthread_mutex_init(&s->txn_lock, NULL);
+	if (!errno) {
+		errno = pthread_mutex_init(&s->ptr_lock, NULL);
+		if (errno)
+			pthread_mutex_destroy(&s->txn_lock);
+	}
 	if (errno) {
 		pthread_mutex_destroy(&s->lock);
 		goto fail;
 	}
+	/* Any failure only means reads take the files: another host's
+	 * mount, an old daemon, a mode that shuts us out.  KSTATE_NO_SHM
+	 * asks for the files (to compare, or to test them). */
+	if (!getenv("KSTATE_NO_SHM") && kshm_open(s->dirfd, &s->shm) != 0)
+		s->shm = NULL;
 	return s;
 
 fail:
@@ -387,10 +421,13 @@ EXPORT void kstate_unsubscribe(struct kstate *s)
 	close(s->datafd);
 	close(s->versionfd);
 	close(s->dirfd);
+	kshm_close(s->shm);
 	pthread_mutex_destroy(&s->txn_lock);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->ptr_lock);
 	free(s->name);
 	free(s->page);
+	free(s->snap);
 	free(s);
 }
 
@@ -398,18 +435,73 @@ EXPORT int kstate_fd(const struct kstate *s)
 {
 	if (invalid(!s))
 		return -1;
+	/* The handle is never a const object (kstate_subscribe allocates
+	 * it): only the header's signature promises not to change it. */
+	atomic_store(&((struct kstate *)s)->fd_used, true);
 	return s->versionfd;
+}
+
+/* The version file marked V as seen (the newest it marked, by any
+ * thread). */
+static void note_armed(struct kstate *s, uint64_t v)
+{
+	uint_fast64_t cur = atomic_load(&s->armed);
+
+	while (cur < v && !atomic_compare_exchange_weak(&s->armed, &cur, v))
+		;
+}
+
+/* A read through the mapping: 0, or an errno after which the files must
+ * answer (ESTALE, EAGAIN) or that is the answer (from the version file).
+ * With kstate_fd in use, a version newer than the one the version file
+ * last marked is marked first (one request per new version seen), then
+ * read again: the page returned is at least as new as the mark, so a poll
+ * that follows cannot sleep through a commit the caller has not seen. */
+static int shm_read(struct kstate *s, void *buf, size_t cap, uint64_t *len,
+		    uint64_t *version)
+{
+	uint64_t marked;
+	int err, rc;
+
+	if (!s->shm)
+		return ESTALE;
+	err = kshm_read(s->shm, buf, cap, len, version);
+	if (err || !atomic_load(&s->fd_used) ||
+	    *version <= atomic_load(&s->armed))
+		return err;
+	pthread_mutex_lock(&s->lock);
+	rc = read_version(s->versionfd, &marked);
+	pthread_mutex_unlock(&s->lock);
+	if (rc < 0)
+		return errno;
+	note_armed(s, marked);
+	return kshm_read(s->shm, buf, cap, len, version);
+}
+
+/* Not an answer from the mapping: the files must give it. */
+static bool use_files(int err)
+{
+	return err == ESTALE || err == EAGAIN;
 }
 
 EXPORT int kstate_version(struct kstate *s, uint64_t *version)
 {
 	int rc;
 
+	uint64_t len;
+
 	if (invalid(!s || !version))
 		return -1;
+	rc = shm_read(s, NULL, 0, &len, version);
+	if (!use_files(rc)) {
+		errno = rc;
+		return rc ? -1 : 0;
+	}
 	pthread_mutex_lock(&s->lock);
 	rc = read_version(s->versionfd, version);
 	pthread_mutex_unlock(&s->lock);
+	if (rc == 0)
+		note_armed(s, *version);
 	return rc;
 }
 
@@ -424,6 +516,24 @@ EXPORT ssize_t kstate_read(struct kstate *s, void *buf, size_t size,
 	 * that the call changes nothing (not even kstate_fd's mark). */
 	if (invalid(!s || (!buf && size)))
 		return -1;
+	{
+		uint64_t n, v;
+		int err = shm_read(s, buf, size, &n, &v);
+
+		if (!use_files(err)) {
+			if (err) {
+				errno = err;
+				return -1;
+			}
+			if (buf && n > size) {
+				errno = ERANGE;
+				return -1;
+			}
+			if (version)
+				*version = v;
+			return (ssize_t)n;
+		}
+	}
 	pthread_mutex_lock(&s->lock);
 	for (attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
 		/* Version first: it re-arms kstate_fd, and the page read after
@@ -431,6 +541,7 @@ EXPORT ssize_t kstate_read(struct kstate *s, void *buf, size_t size,
 		 * a later commit. */
 		if (read_version(s->versionfd, &before) < 0)
 			break;
+		note_armed(s, before);
 		len = read_page(s->datafd, &s->page, &s->page_cap);
 		if (len < 0 || !version)
 			break;
@@ -458,6 +569,52 @@ EXPORT ssize_t kstate_read(struct kstate *s, void *buf, size_t size,
 	}
 	pthread_mutex_unlock(&s->lock);
 	return len;
+}
+
+EXPORT const void *kstate_read_ptr(struct kstate *s, size_t *length,
+				   uint64_t *version)
+{
+	size_t want = MIN_CAPACITY;
+	const void *ptr = NULL;
+	uint64_t v;
+	ssize_t n;
+
+	if (invalid(!s))
+		return NULL;
+	if (s->shm && s->shm->max_size > want)
+		want = s->shm->max_size;
+	pthread_mutex_lock(&s->ptr_lock);
+	for (;;) {
+		if (want > s->snap_cap) {
+			char *p = realloc(s->snap, want);
+
+			if (!p)
+				break;
+			s->snap = p;
+			s->snap_cap = want;
+		}
+		n = kstate_read(s, s->snap, s->snap_cap, &v);
+		if (n >= 0) {
+			/* All of the tail: an attempt a writer overtook
+			 * may have copied a longer page there. */
+			memset(s->snap + n, 0, s->snap_cap - (size_t)n);
+			if (length)
+				*length = (size_t)n;
+			if (version)
+				*version = v;
+			ptr = s->snap;
+			break;
+		}
+		if (errno != ERANGE)
+			break;
+		/* A longer page than the copy holds: make room. */
+		n = kstate_read(s, NULL, 0, NULL);
+		if (n < 0)
+			break;
+		want = (size_t)n + 1;
+	}
+	pthread_mutex_unlock(&s->ptr_lock);
+	return ptr;
 }
 
 EXPORT int kstate_wait(struct kstate *s, uint64_t after, int timeout_ms,

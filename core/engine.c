@@ -117,6 +117,7 @@ void ks_engine_free(struct ks_engine *eng)
 	ks_lock_destroy(&eng->multi_lock);
 	for (size_t i = 0; i < eng->nbuckets; i++) {
 		struct ks_state *st = eng->buckets[i], *next;
+		void *mirror;
 
 		for (; st; st = next) {
 			next = st->hnext;
@@ -124,7 +125,11 @@ void ks_engine_free(struct ks_engine *eng)
 			ks_lock(&st->lock);
 			drop_txns_locked(st);
 			st->deleted = true;
+			mirror = st->mirror;
+			st->mirror = NULL;
 			ks_unlock(&st->lock);
+			if (mirror)
+				eng->mirror->gone(mirror);
 			ks_state_unref(st);
 		}
 	}
@@ -162,6 +167,32 @@ void ks_engine_set_name_listener(struct ks_engine *eng, ks_name_listener fn,
 {
 	eng->name_listener = fn;
 	eng->name_listener_arg = arg;
+}
+
+/* Gives st (just in the table, table_lock held for writing) its mirror and
+ * the mirror its first page. */
+static void mirror_attach(struct ks_engine *eng, struct ks_state *st)
+{
+	void *mirror = eng->mirror->created(eng->mirror_arg, st);
+
+	if (!mirror)
+		return;
+	ks_lock(&st->lock);
+	st->mirror = mirror;
+	eng->mirror->page(mirror, st->current);
+	ks_unlock(&st->lock);
+}
+
+void ks_engine_set_mirror(struct ks_engine *eng,
+			  const struct ks_mirror_ops *ops, void *arg)
+{
+	ks_wrlock(&eng->table_lock);
+	eng->mirror = ops;
+	eng->mirror_arg = arg;
+	for (size_t i = 0; i < eng->nbuckets; i++)
+		for (struct ks_state *st = eng->buckets[i]; st; st = st->hnext)
+			mirror_attach(eng, st);
+	ks_rwunlock(&eng->table_lock);
 }
 
 const struct ks_engine_config *ks_engine_config(const struct ks_engine *eng)
@@ -351,6 +382,9 @@ int ks_table_create(struct ks_engine *eng, uint64_t id, const char *name,
 		eng->next_id = id + 1;
 	table_insert(eng, st);
 	eng->nstates++;
+	/* Before anyone can find the state, so before its first commit. */
+	if (eng->mirror)
+		mirror_attach(eng, st);
 	emit_named(eng, "create", name);
 	table_grow(eng);
 	if (out)
@@ -397,6 +431,7 @@ int ks_table_delete(struct ks_engine *eng, struct ks_state *st,
 {
 	char name[KS_NAME_MAX + 1];
 	struct ks_rec rec;
+	void *mirror;
 	int err = 0;
 
 	ks_wrlock(&eng->table_lock);
@@ -435,7 +470,13 @@ int ks_table_delete(struct ks_engine *eng, struct ks_state *st,
 	emit_named(eng, "delete", name);
 	ks_lock(&st->lock);
 	atomic_fetch_sub(&eng->bytes, st->current->len);
+	mirror = st->mirror;
+	st->mirror = NULL;
 	ks_unlock(&st->lock);
+	/* Before the delete returns: a reader who starts after it finds
+	 * the mirror gone, as it finds the state gone. */
+	if (mirror)
+		eng->mirror->gone(mirror);
 	ks_state_unref(st); /* the table's reference */
 out:
 	ks_rwunlock(&eng->table_lock);
@@ -590,6 +631,7 @@ int ks_attr_set(struct ks_state *st, const struct ks_state_attr *attr,
 			      .name = name, .uid = attr->uid,
 			      .gid = attr->gid, .mode = attr->mode & 07777,
 			      .time = attr->ctime };
+	void *mirror;
 	int err;
 
 	/* The commit lock orders this against commits in the store. */
@@ -602,7 +644,13 @@ int ks_attr_set(struct ks_state *st, const struct ks_state_attr *attr,
 			ks_lock(&st->lock);
 			st->attr = *attr;
 			st->attr.mode &= 07777;
+			mirror = st->mirror;
 			ks_unlock(&st->lock);
+			/* Under the commit lock, which a delete needs too:
+			 * the mirror is still there, and changes of one
+			 * state's owner reach it in order. */
+			if (mirror)
+				st->eng->mirror->attr(mirror, &st->attr);
 		}
 	}
 	ks_unlock(&st->commit_lock);
@@ -663,6 +711,8 @@ void ks_state_install(struct ks_state *st, struct ks_page *page)
 	ks_lock(&st->lock);
 	old = st->current;
 	st->current = page;
+	if (st->mirror)
+		eng->mirror->page(st->mirror, page);
 	if (!st->deleted) {
 		atomic_fetch_add(&eng->bytes, page->len);
 		atomic_fetch_sub(&eng->bytes, old->len);

@@ -43,9 +43,12 @@
  *                          at once
  *   state->lock            the current page pointer, name, the transaction
  *                          list, counters; never held across a call out of
- *                          the engine, nor across the store, and nothing
- *                          is taken under it: so the daemon may read a
- *                          state under its own locks
+ *                          the engine (but the mirror's page, which copies
+ *                          memory and takes nothing, so that the mirror
+ *                          changes in the same step as the page), nor
+ *                          across the store, and nothing is taken under
+ *                          it: so the daemon may read a state under its
+ *                          own locks
  *   events->lock           the .events ring; likewise taken alone, by
  *                          commits (under commit locks) and by the
  *                          daemon's .events readers (under events_lock)
@@ -78,6 +81,7 @@ struct ks_store;
 struct ks_engine;
 struct ks_state;
 struct ks_txn;
+struct ks_state_attr;
 
 #define KS_NAME_MAX 255
 
@@ -99,6 +103,32 @@ typedef void (*ks_commit_listener)(void *arg, struct ks_state *st,
  * these it learns only here, e.g. to make the kernel forget cached
  * directory entries. */
 typedef void (*ks_name_listener)(void *arg, const char *name);
+
+/* A mirror of states outside the engine, kept exactly in step with it:
+ * the daemon's shared mappings (fs/shm.c), which readers on the host read
+ * instead of asking the daemon.  Every call for one state is serialized
+ * by the engine.
+ *   created  a state joined the table (create, recovery, another host's
+ *            create, or every state already there at
+ *            ks_engine_set_mirror): returns its mirror, or NULL to leave
+ *            the state unmirrored.  Called with table_lock held for
+ *            writing; may read st's attributes, nothing more of the
+ *            engine.
+ *   page     the state's current page is now PAGE: called with the
+ *            state's lock held, in the same hold that installs the page,
+ *            so that a reader of the mirror and a reader of the engine
+ *            never disagree about which commit came first.  Must take no
+ *            lock and make no call (it copies memory).
+ *   attr     the state's owner or mode changed: with its commit lock held.
+ *   gone     the state was deleted for good, or the engine is being freed:
+ *            the mirror's last call, with table_lock held (a delete) or
+ *            none (ks_engine_free). */
+struct ks_mirror_ops {
+	void *(*created)(void *arg, struct ks_state *st);
+	void (*page)(void *mirror, const struct ks_page *page);
+	void (*attr)(void *mirror, const struct ks_state_attr *attr);
+	void (*gone)(void *mirror);
+};
 
 /* Counters for .stats; read without locks (relaxed atomics). */
 struct ks_engine_stats {
@@ -122,6 +152,10 @@ void ks_engine_set_listener(struct ks_engine *eng, ks_commit_listener fn,
 /* Optional; set before the store starts delivering changes. */
 void ks_engine_set_name_listener(struct ks_engine *eng, ks_name_listener fn,
 				 void *arg);
+/* Sets the mirror (once, before the store starts delivering changes) and
+ * mirrors every state already in the table.  ops must outlive the engine. */
+void ks_engine_set_mirror(struct ks_engine *eng,
+			  const struct ks_mirror_ops *ops, void *arg);
 const struct ks_engine_config *ks_engine_config(const struct ks_engine *eng);
 void ks_engine_stats(struct ks_engine *eng, struct ks_engine_stats *out);
 

@@ -22,6 +22,8 @@ struct ks_engine {
 	void *listener_arg;
 	ks_name_listener name_listener;
 	void *name_listener_arg;
+	const struct ks_mirror_ops *mirror;  /* NULL: none */
+	void *mirror_arg;
 
 	struct ks_rwlock table_lock;
 	struct ks_state **buckets;   /* chained by name hash */
@@ -56,6 +58,7 @@ struct ks_state {
 	struct ks_txn *txns;        /* named transactions */
 	uint32_t ntxns;
 	uint32_t open_files;
+	void *mirror;               /* eng->mirror's, or NULL */
 };
 
 struct ks_txn {

@@ -65,6 +65,7 @@
 #include "poll_table.h"
 
 struct ks_notifier;
+struct ks_shm;
 struct ks_views;
 
 struct ks_daemon {
@@ -87,6 +88,7 @@ struct ks_daemon {
 	struct ks_event_readers events;
 	struct ks_notifier *notifier;
 	struct ks_views *views;
+	struct ks_shm *shm;        /* shared mappings (shm.h), or NULL */
 };
 
 static inline struct ks_daemon *daemon_of(fuse_req_t req)

@@ -33,6 +33,7 @@
 #define INO_COMMIT_DIR 3
 #define INO_EVENTS 4
 #define INO_STATS 5
+#define INO_SHM 6
 #define INO_TXN_BASE (1ULL << 62)
 
 struct ks_daemon;

@@ -28,6 +28,7 @@ const struct ks_kind_ops *const ks_kinds[ROLE_COUNT] = {
 	[ROLE_VIEW] = &kind_view,
 	[ROLE_VIEW_DATA] = &kind_view_data,
 	[ROLE_VIEW_VERSION] = &kind_view_version,
+	[ROLE_SHM] = &kind_shm,
 };
 
 uint64_t kind_root_entry(const char *name)

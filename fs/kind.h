@@ -43,6 +43,7 @@ enum ks_role {
 	ROLE_VIEW,         /* kind_views.c: NAME/every/PERIOD */
 	ROLE_VIEW_DATA,    /* kind_views.c */
 	ROLE_VIEW_VERSION, /* kind_views.c */
+	ROLE_SHM,          /* kind_shm.c: .shm */
 	ROLE_COUNT
 };
 
@@ -233,5 +234,6 @@ extern const struct ks_kind_ops kind_multi;
 extern const struct ks_kind_ops kind_member;
 extern const struct ks_kind_ops kind_events;
 extern const struct ks_kind_ops kind_stats;
+extern const struct ks_kind_ops kind_shm;
 
 #endif

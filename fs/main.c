@@ -7,6 +7,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "notifier.h"
+#include "shm.h"
 #include "store.h"
 #include "views.h"
 
@@ -42,13 +43,16 @@ struct options {
 	char *max_states;
 	char *max_txns;
 	char *root_mode;
+	char *shm_dir;         /* where the shared mappings go */
+	int no_shm;
+	int allow_other;
 	int help;
 	int version;
 };
 
 /* Endpoints come from --etcd (a comma-separated list) and from -o etcd=
  * (one per option, since -o splits at commas), as often as given. */
-enum { KEY_ETCD = 1 };
+enum { KEY_ETCD = 1, KEY_ALLOW_OTHER };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 1 }
 /* Every option of kstatefs's own is also an -o option, as mount(8) and
@@ -72,6 +76,14 @@ static const struct fuse_opt option_spec[] = {
 	OPT("max_states=%s", max_states),
 	OPT("max_txns=%s", max_txns),
 	OPT("root_mode=%s", root_mode),
+	OPT("--shm-dir %s", shm_dir),
+	OPT("--shm-dir=%s", shm_dir),
+	OPT("shm_dir=%s", shm_dir),
+	OPT("--no-shm", no_shm),
+	OPT("noshm", no_shm),
+	/* Noted (who may read a shared mapping depends on it) and passed
+	 * on to libfuse. */
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -146,6 +158,8 @@ static int take_arguments(void *data, const char *arg, int key,
 			arg += 5;
 		return add_etcd_endpoints(o, arg);
 	}
+	if (key == KEY_ALLOW_OTHER)
+		o->allow_other = 1;
 	if (key == FUSE_OPT_KEY_OPT && mount_only_option(arg))
 		return 0;
 	if (key != FUSE_OPT_KEY_NONOPT)
@@ -187,6 +201,10 @@ static void usage(FILE *out, const char *prog)
 "    -o max_txns=N          most open transactions per state (default 1024)\n"
 "    -o root_mode=OCTAL     mode of the root (default 0755; 1777: every\n"
 "                           user may create states)\n"
+"    -o shm_dir=DIR         where the shared mappings that let readers on\n"
+"                           this host skip the daemon go (default\n"
+"                           /dev/shm)\n"
+"    -o noshm               no shared mappings: every read is a request\n"
 "    -f                     stay in the foreground\n"
 "    -d                     debug output (implies -f)\n"
 "    -o allow_other         let other users in (see fuse(8))\n"
@@ -430,7 +448,11 @@ static int serve(struct ks_daemon *d, struct fuse_cmdline_opts *cl)
 
 	if (fuse_daemonize(cl->foreground) != 0)
 		return EXIT_MOUNT;
-	err = ks_store_start(d->store);
+	/* In the process that serves (fuse_daemonize forks): its thread is
+	 * what readers of the mappings check the daemon lives by. */
+	err = ks_shm_start(d->shm);
+	if (!err)
+		err = ks_store_start(d->store);
 	if (!err)
 		err = notifier_start(d);
 	if (!err)
@@ -549,6 +571,20 @@ int main(int argc, char *argv[])
 	}
 	if (recover_store(&d) != 0)
 		goto out_engine;
+	if (!o.no_shm) {
+		struct ks_shm_config sc = {
+			.parent = o.shm_dir ? o.shm_dir : "/dev/shm",
+			.max_size = cfg.max_size,
+			.shared = o.allow_other != 0,
+			.uid = d.uid,
+			.gid = d.gid,
+		};
+
+		/* Without mappings the mount still works: readers use the
+		 * files. */
+		if (ks_shm_open(&sc, &d.shm) == 0)
+			ks_shm_attach(d.shm, d.eng);
+	}
 	ks_engine_set_listener(d.eng, on_commit, &d);
 	ks_engine_set_name_listener(d.eng, on_name, &d);
 
@@ -586,10 +622,13 @@ out_session:
 	fuse_session_destroy(d.se);
 	notifier_stop(&d);
 out_engine:
-	/* The store goes first: its compaction reads the engine. */
+	/* The store goes first: its compaction reads the engine.  Readers
+	 * stop trusting the mappings before the engine unlinks them. */
 	if (d.store)
 		ks_store_close(d.store);
+	ks_shm_stop(d.shm);
 	ks_engine_free(d.eng);
+	ks_shm_close(d.shm);
 out_tables:
 	inode_table_free(&d);
 	views_free(&d);
@@ -609,5 +648,6 @@ out_args:
 	free(o.max_states);
 	free(o.max_txns);
 	free(o.root_mode);
+	free(o.shm_dir);
 	return status;
 }

@@ -8,6 +8,10 @@
  * read-write open of `data` that the handle keeps (fsync commits, or fails
  * with EAGAIN); transactions over several states use the mount's .txn/.
  * Anything it does can be done from a shell, and the two interoperate.
+ * On the daemon's own host, kstate_read, kstate_version and
+ * kstate_read_ptr read the state's shared mapping instead, with no request
+ * to the daemon and the same guarantees (SPEC 8); where there is none they
+ * read the files.
  *
  * Errors: functions return -1 (or NULL) and set errno, as libc does.  A
  * NULL handle, to any function but kstate_unsubscribe, is EINVAL.
@@ -64,6 +68,20 @@ int kstate_version(struct kstate *state, uint64_t *version);
  * longer than SIZE; with BUF NULL and SIZE 0, returns the page's length. */
 ssize_t kstate_read(struct kstate *state, void *buf, size_t size,
 		    uint64_t *version);
+
+/* The current page, for reading in place: the seed API's
+ * kstate_get_ptr(state), which C11 callers may also write (see below).
+ * Returns a pointer to a copy of one whole committed version, owned by the
+ * handle and valid until the next kstate_read_ptr on it (or
+ * kstate_unsubscribe); LENGTH and VERSION, if not NULL, receive its length
+ * and version.  The copy holds at least 4096 bytes (max_size on a mount
+ * with larger pages, or the page's length if longer), zero past the page,
+ * so a fixed-size struct can be read from it before the first commit.
+ * Not a pointer into the shared mapping itself: the next commit but one
+ * rewrites that memory, and a reader must never see a page change under
+ * it.  NULL with errno on failure.  Calls on one handle are serialized. */
+const void *kstate_read_ptr(struct kstate *state, size_t *length,
+			    uint64_t *version);
 
 /* Waits until the version exceeds AFTER, stores it in *VERSION (which may be
  * NULL) and returns 0.  TIMEOUT_MS as for poll(): -1 waits forever.
@@ -156,6 +174,17 @@ int kstate_multi_using_fn(struct kstate *const states[], size_t n,
 
 #ifdef __cplusplus
 }
+#endif
+
+/* kstate_get_ptr on a state handle reads (kstate_read_ptr), on a
+ * transaction edits, as in the seed API.  KSTATE_NO_GENERIC leaves
+ * kstate_get_ptr a plain function. */
+#if !defined(__cplusplus) && defined(__STDC_VERSION__) &&                 \
+	__STDC_VERSION__ >= 201112L && !defined(KSTATE_NO_GENERIC)
+#define kstate_get_ptr(h)                                                  \
+	_Generic((h), struct kstate *: (void *)kstate_read_ptr(           \
+			      (struct kstate *)(h), NULL, NULL),          \
+		 default: (kstate_get_ptr)((struct kstate_txn *)(h)))
 #endif
 
 #endif /* KSTATE_H */
