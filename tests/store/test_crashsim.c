@@ -56,6 +56,29 @@
 static uint64_t seed;
 static int trials_per_point = 6;
 static int saved_stderr = -1;
+static int quiet_stderr = -1;   /* where recovery's messages go meanwhile */
+
+/* A crash while stderr is silenced (a sanitizer report, a lock-order
+ * abort) must still say why: the signal puts stderr back and shows what
+ * was written to it since it was silenced, then dies of the signal. */
+static void show_quiet_stderr(int sig)
+{
+	char buf[4096];
+	off_t size = quiet_stderr >= 0 ? lseek(quiet_stderr, 0, SEEK_END) : 0;
+	off_t from = size > 65536 ? size - 65536 : 0;
+	ssize_t n;
+
+	if (saved_stderr >= 0)
+		dup2(saved_stderr, 2);
+	if (quiet_stderr >= 0) {
+		lseek(quiet_stderr, from, SEEK_SET);
+		while ((n = read(quiet_stderr, buf, sizeof(buf))) > 0)
+			if (write(2, buf, (size_t)n) < 0)
+				break;
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
 
 /* ---- a seedable generator ------------------------------------------------ */
 
@@ -1155,9 +1178,17 @@ int main(void)
 	 * (KS_CRASHSIM_VERBOSE=1 to see it). */
 	saved_stderr = dup(2);
 	if (!getenv("KS_CRASHSIM_VERBOSE")) {
-		null = open("/dev/null", O_WRONLY);
+		char quiet[] = "/tmp/ks-crashsim-stderr-XXXXXX";
+
+		null = mkstemp(quiet);
+		CHECK(null >= 0);
+		unlink(quiet);
+		quiet_stderr = dup(null);
 		dup2(null, 2);
 		close(null);
+		signal(SIGABRT, show_quiet_stderr);
+		signal(SIGSEGV, show_quiet_stderr);
+		signal(SIGBUS, show_quiet_stderr);
 	}
 	{
 		char a[4300], b[4300];
@@ -1169,6 +1200,9 @@ int main(void)
 		simulate(KS_SYNC_NONE, b, 40, starts);
 	}
 	dup2(saved_stderr, 2);
+	if (quiet_stderr >= 0)
+		close(quiet_stderr);
+	quiet_stderr = -1;
 	st_rmrf(root);
 	rec_free();
 	printf("1 passed, 0 failed\n");
