@@ -260,6 +260,10 @@ void ks_txn_set_error(struct ks_txn *txn, int err);
  * transaction goes on as a fresh one based on the committed page. */
 int ks_txn_commit(struct ks_txn *txn, uint64_t *version);
 
+/* Drops what the transaction wrote and bases it on the latest version:
+ * what a handle on data does after a failed commit (SPEC 4.1). */
+void ks_txn_restart(struct ks_txn *txn);
+
 /* Commits the named transaction NAME onto ST's data: mv NAME data. */
 int ks_txn_commit_named(struct ks_state *st, const char *name,
 			uint64_t *version);

@@ -539,6 +539,26 @@ void ks_txn_rebase(struct ks_txn *txn, struct ks_page *page)
 	txn->written = false;
 }
 
+/* After a failed commit (SPEC 4.1: a failed fsync of data): the writes are
+ * dropped and the transaction starts over from the latest version, as it
+ * would after a successful commit, so that a long-lived handle stays a
+ * usable compare-and-swap loop instead of failing against its old base
+ * for ever. */
+void ks_txn_restart(struct ks_txn *txn)
+{
+	struct ks_state *st = txn->st;
+	struct ks_page *cur;
+
+	ks_lock(&txn->lock);
+	ks_lock(&st->lock);
+	cur = ks_page_ref(st->current);
+	txn->base_version = cur->version;
+	ks_unlock(&st->lock);
+	ks_txn_rebase(txn, cur);
+	ks_unlock(&txn->lock);
+	ks_page_unref(cur);
+}
+
 /* Under the commit lock, txn->lock held by ks_txn_commit. */
 static int prepare_txn(void *arg, struct ks_commit_member *m, size_t n,
 		       const struct timespec *now)

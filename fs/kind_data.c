@@ -155,6 +155,14 @@ static int commit_data(struct ks_fh *fh, bool releasing)
 	if (!err) {
 		fh->wrote = false;
 		fh->committed = true;
+	} else if (err == EAGAIN) {
+		/* SPEC 4.1: the writes are gone and the file goes on from
+		 * the latest version, so that pread, pwrite, fsync is a
+		 * compare-and-swap loop; on the old base every later fsync
+		 * and the close would fail too.  Nothing is left to commit
+		 * at close unless written again. */
+		ks_txn_restart(fh->txn);
+		fh->wrote = false;
 	}
 	ks_unlock(&fh->lock);
 	return err;
