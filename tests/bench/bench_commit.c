@@ -27,6 +27,11 @@
  *           bytes, pwrite, close, rename(txn, data); on EAGAIN unlink txn
  *           and start again.  Several threads may share one state through
  *           several mounts: give PATH<i> as symbolic links.
+ *   fcas    the same increment on one read-write data handle kept open
+ *           (SPEC 4.1): pread, pwrite, fsync; on EAGAIN (the failed fsync
+ *           moved the handle on to the latest version) read again.  Three
+ *           round trips per increment, the cheapest compare-and-swap the
+ *           files offer.
  *
  * Against etcd's JSON gateway directly (gateway.h; the endpoint in
  * $KSTATEFS_BENCH_ETCD, PATH a key "/PREFIX/NAME" whose keys are laid out
@@ -41,7 +46,7 @@
  *   gwput   the three puts without compare: one write round trip
  *
  * Prints "NAME OPS_PER_SECOND" per measurement, then "MODE_retries N" for
- * cas and gwcas: the increments tried again after a conflict, all rounds.
+ * cas, fcas and gwcas: the increments tried again after a conflict, all rounds.
  */
 #include "bench.h"
 #include "gateway.h"
@@ -240,7 +245,7 @@ static void txn_op(void *arg)
 
 /* ---- the safe increment ------------------------------------------------ */
 
-static atomic_ulong cas_retries, gwcas_retries;
+static atomic_ulong cas_retries, fcas_retries, gwcas_retries;
 
 /* The counter is the page's first 20 bytes, in decimal; the rest of the
  * page stays as bench_page made it. */
@@ -301,6 +306,36 @@ static void cas_op(void *arg)
 	}
 }
 
+static void *fcas_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = ctx_new(path, o, o->page);
+
+	CHECK(c->size >= COUNTER_BYTES, "pages of %zu bytes", c->size);
+	c->fd = openat(c->dirfd, "data", O_RDWR);
+	CHECK(c->fd >= 0, "open %s/data", path);
+	c->copy = malloc(c->size);
+	CHECK(c->copy, "malloc");
+	return c;
+}
+
+static void fcas_op(void *arg)
+{
+	struct ctx *c = arg;
+
+	for (;;) {
+		ssize_t n = pread(c->fd, c->copy, c->size, 0);
+
+		CHECK(n >= 0, "pread data");
+		set_counter(c->page, counter_of(c->copy, (size_t)n) + 1);
+		CHECK(pwrite(c->fd, c->page, c->size, 0) == (ssize_t)c->size,
+		      "pwrite data");
+		if (fsync(c->fd) == 0)
+			return;
+		CHECK(errno == EAGAIN, "fsync data");
+		atomic_fetch_add(&fcas_retries, 1);
+	}
+}
+
 static void *gw_setup(const char *path, const struct bench_opts *o)
 {
 	struct ctx *c = calloc(1, sizeof(*c));
@@ -355,6 +390,7 @@ static const struct bench_rate_mode modes[] = {
 	{ "txn1", txn1_setup, txn_op },
 	{ "txn2", txn2_setup, txn_op },
 	{ "cas", cas_setup, cas_op },
+	{ "fcas", fcas_setup, fcas_op },
 	{ "gwcas", gw_setup, gwcas_op },
 	{ "gwread", gw_setup, gwread_op },
 	{ "gwput", gw_setup, gwput_op },
@@ -366,9 +402,10 @@ int main(int argc, char **argv)
 	int r = bench_rates(argc, argv, modes,
 			    "[-t SECONDS] [-r ROUNDS] [-s PAGE] "
 			    "NAME=rename|fsync|stat|poll|raw|append|txn1|txn2|"
-			    "cas|gwcas|gwread|gwput:PATH[:THREADS]...");
+			    "cas|fcas|gwcas|gwread|gwput:PATH[:THREADS]...");
 
-	printf("cas_retries %lu\ngwcas_retries %lu\n",
-	       atomic_load(&cas_retries), atomic_load(&gwcas_retries));
+	printf("cas_retries %lu\nfcas_retries %lu\ngwcas_retries %lu\n",
+	       atomic_load(&cas_retries), atomic_load(&fcas_retries),
+	       atomic_load(&gwcas_retries));
 	return r;
 }
