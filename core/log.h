@@ -209,6 +209,11 @@ struct ks_log {
 	struct log_waiter *pend_head;
 	struct log_waiter **pend_tail;
 	bool busy;              /* a leader (or a segment switch) owns fd */
+	/* Group commit with --sync full (log_group.c, "The group"): */
+	bool gathering;         /* a leader waits for the rest of its group */
+	pthread_cond_t gather_cv; /* the group is complete */
+	size_t expect;          /* committers seen around the last batch */
+	int64_t sync_ns;        /* how long the last batch's write+sync took */
 	uint64_t seg;           /* the segment being written */
 	uint64_t log_end;       /* copy of end, for readers */
 	uint64_t old_bytes;     /* older segments not yet compacted away */
