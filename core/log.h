@@ -265,7 +265,9 @@ void log_set_fatal(struct ks_log *log, const char *what, int err);
 /* Taking the file for a segment switch or close: mu held. */
 void log_own_file_locked(struct ks_log *log);
 void log_release_file_locked(struct ks_log *log);
-bool log_over_threshold(struct ks_log *log);
+/* Has the log outgrown KS_LOG_COMPACT_RATIO times the live data plus
+ * slack bytes? */
+bool log_over_threshold(struct ks_log *log, uint64_t slack);
 /* mu held: asks the compaction thread for a run if the log outgrew the
  * data (log_snapshot.c runs it). */
 void log_maybe_compact_locked(struct ks_log *log);

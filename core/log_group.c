@@ -242,23 +242,28 @@ static uint64_t live_estimate(struct ks_log *log)
 	return ks_engine_live_bytes(log->eng) + log->nstates * 128;
 }
 
-/* Has the log outgrown the live data?  mu held. */
-static bool over_threshold_locked(struct ks_log *log)
+/* Has the log outgrown the live data, by more than slack?  mu held. */
+static bool over_slack_locked(struct ks_log *log, uint64_t slack)
 {
 	uint64_t logb;
 
 	ks_lock_assert_held(&log->mu);
 	logb = log->old_bytes + log->log_end;
-	return logb > KS_LOG_COMPACT_RATIO * live_estimate(log) +
-		      KS_LOG_COMPACT_SLACK && logb > log->compact_floor;
+	return logb > KS_LOG_COMPACT_RATIO * live_estimate(log) + slack &&
+	       logb > log->compact_floor;
 }
 
-bool log_over_threshold(struct ks_log *log)
+static bool over_threshold_locked(struct ks_log *log)
+{
+	return over_slack_locked(log, KS_LOG_COMPACT_SLACK);
+}
+
+bool log_over_threshold(struct ks_log *log, uint64_t slack)
 {
 	bool over;
 
 	ks_lock(&log->mu);
-	over = over_threshold_locked(log);
+	over = over_slack_locked(log, slack);
 	ks_unlock(&log->mu);
 	return over;
 }

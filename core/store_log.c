@@ -117,8 +117,11 @@ static void log_close(struct ks_store *store)
 	struct ks_log *log = (struct ks_log *)store;
 
 	log_stop_compaction(log);
-	/* Leave the store small: the next start reads less. */
-	if (log->eng && !atomic_load(&log->fatal) && log_over_threshold(log))
+	/* Leave the store small: the next start reads less.  Running, the
+	 * log may hold KS_LOG_COMPACT_SLACK more than the live data (fewer
+	 * compactions); at rest, KS_LOG_REST_SLACK. */
+	if (log->eng && !atomic_load(&log->fatal) &&
+	    log_over_threshold(log, KS_LOG_REST_SLACK))
 		log_compact_now(log);
 	ks_lock(&log->mu);
 	log_own_file_locked(log);

@@ -110,6 +110,9 @@ size_t ks_log_queued(struct ks_store *store);
  * ks_log_compact runs one now, in the calling thread (tests). */
 #define KS_LOG_COMPACT_RATIO 4
 #define KS_LOG_COMPACT_SLACK (1024 * 1024)
+/* A clean stop compacts a log past the ratio plus this, so that a store
+ * at rest stays small whatever the slack while running. */
+#define KS_LOG_REST_SLACK (64 * 1024)
 int ks_log_compact(struct ks_store *store);
 
 /* The power-loss test hook: with KSTATEFS_TEST_POWERLOSS=1 in the
