@@ -209,6 +209,11 @@ struct ks_log {
 	struct log_waiter *pend_head;
 	struct log_waiter **pend_tail;
 	bool busy;              /* a leader (or a segment switch) owns fd */
+	/* Group commit with --sync full (log_group.c, "The group"): */
+	bool gathering;         /* a leader waits for the rest of its group */
+	pthread_cond_t gather_cv; /* the group is complete */
+	size_t expect;          /* committers seen around the last batch */
+	int64_t sync_ns;        /* how long the last batch's write+sync took */
 	uint64_t seg;           /* the segment being written */
 	uint64_t log_end;       /* copy of end, for readers */
 	uint64_t old_bytes;     /* older segments not yet compacted away */
@@ -260,7 +265,9 @@ void log_set_fatal(struct ks_log *log, const char *what, int err);
 /* Taking the file for a segment switch or close: mu held. */
 void log_own_file_locked(struct ks_log *log);
 void log_release_file_locked(struct ks_log *log);
-bool log_over_threshold(struct ks_log *log);
+/* Has the log outgrown KS_LOG_COMPACT_RATIO times the live data plus
+ * slack bytes? */
+bool log_over_threshold(struct ks_log *log, uint64_t slack);
 /* mu held: asks the compaction thread for a run if the log outgrew the
  * data (log_snapshot.c runs it). */
 void log_maybe_compact_locked(struct ks_log *log);

@@ -10,6 +10,19 @@
  * up for the next leader.  Sequence numbers and the final checksums are
  * given by the leader, which alone touches the file.
  *
+ * The group.  With --sync full a committer waits for the sync of the
+ * batch after the one being synced when it arrives; it then needs a few
+ * FUSE round trips to come back with its next commit.  So after a batch of
+ * all N busy writers, the first writer back would lead a batch of one, the
+ * other N-1 arriving during its sync, and the batches alternate 1 and N-1:
+ * N commits per two syncs, half of what the disk allows.  A leader that
+ * has fewer units than committers were busy around the last batch (those
+ * in it and those that queued during its sync) therefore waits for the
+ * rest, but never longer than the last batch's write and sync took: a
+ * wait that costs at most the sync that the alternation would have cost.
+ * A lone writer never waits (the last batch held only it), and a writer
+ * that stops is no longer expected after one batch.
+ *
  * Each record carries how many records before it were not yet known to
  * be on disk when it was written (log.h, "in flight"): with --sync full
  * its place in its batch, since every batch is synced before the next is
@@ -127,16 +140,58 @@ static int write_batch(struct ks_log *log, struct log_buf *b, size_t frames)
 	return log_sync_point(log);
 }
 
+/* Never wait longer than this for a group, however slow the disk. */
+#define GATHER_MAX_NS 10000000LL       /* 10 ms */
+
+static int64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* "The group", above: waits, busy set and mu held, until as many units
+ * are queued as committers were busy around the last batch, or for as
+ * long as that batch's write and sync took. */
+static void gather(struct ks_log *log)
+{
+	int64_t wait = log->sync_ns < GATHER_MAX_NS ? log->sync_ns
+						    : GATHER_MAX_NS;
+	int64_t until;
+	struct timespec ts;
+
+	ks_lock_assert_held(&log->mu);
+	if (log->sync != KS_SYNC_FULL || wait <= 0 ||
+	    log->pend_frames >= log->expect)
+		return;
+	until = mono_ns() + wait;
+	ts.tv_sec = (time_t)(until / 1000000000LL);
+	ts.tv_nsec = (long)(until % 1000000000LL);
+	log->gathering = true;
+	while (log->pend_frames < log->expect && !log->closing &&
+	       !atomic_load(&log->fatal))
+		if (ks_cond_timedwait(&log->gather_cv, &log->mu, &ts) ==
+		    ETIMEDOUT)
+			break;
+	log->gathering = false;
+}
+
 /* Called with mu held and busy clear; returns with mu held. */
 static void lead(struct ks_log *log)
 {
-	struct log_buf b = log->pend;
-	struct log_waiter *w = log->pend_head, *next;
-	size_t frames = log->pend_frames;
+	struct log_buf b;
+	struct log_waiter *w, *next;
+	size_t frames;
+	int64_t t0;
 	int err;
 
 	ks_lock_assert_held(&log->mu);
 	log->busy = true;
+	gather(log);
+	b = log->pend;
+	w = log->pend_head;
+	frames = log->pend_frames;
 	log->pend = log->batch;
 	log->pend.len = 0;
 	log->pend_head = NULL;
@@ -144,11 +199,14 @@ static void lead(struct ks_log *log)
 	log->pend_frames = 0;
 	ks_unlock(&log->mu);
 
+	t0 = mono_ns();
 	err = atomic_load(&log->fatal);
 	if (!err)
 		err = write_batch(log, &b, frames);
 
 	ks_lock(&log->mu);
+	log->sync_ns = mono_ns() - t0;
+	log->expect = frames + log->pend_frames;
 	b.len = 0;
 	log->batch = b;
 	log->log_end = log->end;
@@ -184,23 +242,28 @@ static uint64_t live_estimate(struct ks_log *log)
 	return ks_engine_live_bytes(log->eng) + log->nstates * 128;
 }
 
-/* Has the log outgrown the live data?  mu held. */
-static bool over_threshold_locked(struct ks_log *log)
+/* Has the log outgrown the live data, by more than slack?  mu held. */
+static bool over_slack_locked(struct ks_log *log, uint64_t slack)
 {
 	uint64_t logb;
 
 	ks_lock_assert_held(&log->mu);
 	logb = log->old_bytes + log->log_end;
-	return logb > KS_LOG_COMPACT_RATIO * live_estimate(log) +
-		      KS_LOG_COMPACT_SLACK && logb > log->compact_floor;
+	return logb > KS_LOG_COMPACT_RATIO * live_estimate(log) + slack &&
+	       logb > log->compact_floor;
 }
 
-bool log_over_threshold(struct ks_log *log)
+static bool over_threshold_locked(struct ks_log *log)
+{
+	return over_slack_locked(log, KS_LOG_COMPACT_SLACK);
+}
+
+bool log_over_threshold(struct ks_log *log, uint64_t slack)
 {
 	bool over;
 
 	ks_lock(&log->mu);
-	over = over_threshold_locked(log);
+	over = over_slack_locked(log, slack);
 	ks_unlock(&log->mu);
 	return over;
 }
@@ -246,6 +309,8 @@ int log_append(struct ks_store *store, const struct ks_rec *recs, size_t n)
 		*log->pend_tail = &w;
 		log->pend_tail = &w.next;
 		log->pend_frames++;
+		if (log->gathering && log->pend_frames >= log->expect)
+			pthread_cond_signal(&log->gather_cv);
 		while (!w.done) {
 			if (!log->busy)
 				lead(log);

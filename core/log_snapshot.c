@@ -154,6 +154,13 @@ static int compact(struct ks_log *log)
 	err = log_create_segment(log, seg, &fd);
 	if (err)
 		return err;
+	/* With --sync none the old segment is synced below while commits
+	 * wait; sync most of it first, while they go on, so that the wait
+	 * is for the last few records only.  Only this thread ever changes
+	 * log->fd (compact_mu), so reading it without owning the file is
+	 * safe; an error here shows again in the sync that counts. */
+	if (log->sync == KS_SYNC_NONE)
+		(void)log_sync_fd(log, log->fd);
 
 	ks_lock(&log->mu);
 	log_own_file_locked(log);

@@ -88,6 +88,7 @@ static void log_free(struct ks_log *log)
 	ks_lock_destroy(&log->compact_mu);
 	pthread_cond_destroy(&log->cv);
 	pthread_cond_destroy(&log->compact_cv);
+	pthread_cond_destroy(&log->gather_cv);
 	log_io_destroy(log);
 	free(log->pend.p);
 	free(log->batch.p);
@@ -116,8 +117,11 @@ static void log_close(struct ks_store *store)
 	struct ks_log *log = (struct ks_log *)store;
 
 	log_stop_compaction(log);
-	/* Leave the store small: the next start reads less. */
-	if (log->eng && !atomic_load(&log->fatal) && log_over_threshold(log))
+	/* Leave the store small: the next start reads less.  Running, the
+	 * log may hold KS_LOG_COMPACT_SLACK more than the live data (fewer
+	 * compactions); at rest, KS_LOG_REST_SLACK. */
+	if (log->eng && !atomic_load(&log->fatal) &&
+	    log_over_threshold(log, KS_LOG_REST_SLACK))
 		log_compact_now(log);
 	ks_lock(&log->mu);
 	log_own_file_locked(log);
@@ -163,6 +167,16 @@ int ks_log_open(const char *dir, enum ks_sync sync, struct ks_store **out,
 		     KS_RANK_STORE_COMPACT);
 	pthread_cond_init(&log->cv, NULL);
 	pthread_cond_init(&log->compact_cv, NULL);
+	{
+		/* A leader's wait for its group is timed on the monotonic
+		 * clock: a change of the wall clock must not stretch it. */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&log->gather_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	log->pend_tail = &log->pend_head;
 
 	err = mkdir_p(log, dir);

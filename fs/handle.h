@@ -29,6 +29,8 @@ struct ks_fh {
 	/* data write */
 	bool wrote;                /* written since the last commit */
 	bool committed;            /* committed at least once */
+	int owed;                  /* a close's failed commit, for the next
+				    * fsync or close (kind_data.c) */
 	/* .events */
 	uint64_t cursor;
 	char *pending;             /* the rest of lines already taken */

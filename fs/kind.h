@@ -136,8 +136,10 @@ struct ks_file_ops {
 		      const char *buf, size_t size, off_t off);
 	void (*poll)(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
 		     struct fuse_pollhandle *ph);
-	/* At close (flush) and fsync; the kernel asks only if set. */
+	/* At close (flush) and fsync; the kernel asks only if set.  fsync:
+	 * NULL to use flush for both. */
 	int (*flush)(struct ks_daemon *d, struct ks_fh *fh);
+	int (*fsync)(struct ks_daemon *d, struct ks_fh *fh);
 	/* At release, the last close, before the handle goes. */
 	void (*release)(struct ks_daemon *d, struct ks_fh *fh);
 	/* Whenever the handle goes, also when the open's reply failed:

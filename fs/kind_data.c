@@ -139,14 +139,31 @@ static void data_write(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
  * is written.  So a flush commits only what was written; the emptiness of
  * an O_TRUNC open alone (`: > data`) is committed at release, when the
  * last descriptor is gone. */
-static int commit_data(struct ks_fh *fh, bool releasing)
+/* Where a commit of an open data file comes from. */
+enum commit_at { AT_FSYNC, AT_FLUSH, AT_RELEASE };
+
+static int commit_data(struct ks_fh *fh, enum commit_at at)
 {
 	int err = ks_txn_error(fh->txn);
 
 	if (err)
 		return err;
 	ks_lock(&fh->lock);
-	if (!fh->wrote && (!releasing || fh->committed ||
+	/* A close that failed to commit owes its error to the next fsync or
+	 * close of this open file: the close may have been another
+	 * process's, holding an inherited copy, while this one's writes went
+	 * with it; committing what it writes next over the latest version
+	 * would be half an update, and answering 0 a lost one. */
+	if (fh->owed && at != AT_RELEASE) {
+		err = fh->owed;
+		fh->owed = 0;
+		if (fh->wrote)
+			ks_txn_discard(fh->txn);
+		fh->wrote = false;
+		ks_unlock(&fh->lock);
+		return err;
+	}
+	if (!fh->wrote && (at != AT_RELEASE || fh->committed ||
 			   !ks_txn_written(fh->txn))) {
 		ks_unlock(&fh->lock);
 		return 0;
@@ -156,12 +173,15 @@ static int commit_data(struct ks_fh *fh, bool releasing)
 		fh->committed = true;
 	} else {
 		/* A failed commit's writes are discarded and the file goes
-		 * on based on the latest version (SPEC 4.1).  Never commit
+		 * on based on the latest version (SPEC 4.1), so that pread,
+		 * pwrite, fsync is a compare-and-swap loop.  Never commit
 		 * them again at the next flush or at release: with --etcd a
 		 * commit that failed with ETIMEDOUT or EIO may have been
 		 * applied, and a blind write sent again then lands twice,
 		 * after its close has returned the error. */
 		ks_txn_discard(fh->txn);
+		if (at == AT_FLUSH)
+			fh->owed = err;
 	}
 	fh->wrote = false;
 	ks_unlock(&fh->lock);
@@ -170,18 +190,24 @@ static int commit_data(struct ks_fh *fh, bool releasing)
 
 static int data_flush(struct ks_daemon *d, struct ks_fh *fh)
 {
-	return commit_data(fh, false);
+	return commit_data(fh, AT_FLUSH);
+}
+
+static int data_fsync(struct ks_daemon *d, struct ks_fh *fh)
+{
+	return commit_data(fh, AT_FSYNC);
 }
 
 static void data_release(struct ks_daemon *d, struct ks_fh *fh)
 {
-	commit_data(fh, true);
+	commit_data(fh, AT_RELEASE);
 }
 
 static const struct ks_file_ops data_write_fops = {
 	.read = data_read_txn,
 	.write = data_write,
 	.flush = data_flush,
+	.fsync = data_fsync,
 	.release = data_release,
 };
 

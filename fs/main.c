@@ -441,6 +441,8 @@ static int recover_store(struct ks_daemon *d)
 	return 0;
 }
 
+#define MAX_THREADS 16
+
 static int serve(struct ks_daemon *d, struct fuse_cmdline_opts *cl)
 {
 	struct fuse_loop_config *lc;
@@ -469,10 +471,15 @@ static int serve(struct ks_daemon *d, struct fuse_cmdline_opts *cl)
 		if (!lc)
 			return EXIT_MOUNT;
 		/* Requests never wait on each other except for the
-		 * notifier's own, which needs a free thread: keep a few
-		 * spare. */
-		fuse_loop_cfg_set_max_threads(lc, 16);
-		fuse_loop_cfg_set_idle_threads(lc, 4);
+		 * notifier's own, which needs a free thread.  No thread
+		 * is ever destroyed for being idle: libfuse starts one
+		 * whenever none is free, so with a low idle limit every
+		 * burst of requests (a commit's RELEASE, FORGET and the
+		 * notifier's three arrive together) created threads that
+		 * the next lull destroyed, a clone and an exit every few
+		 * commits.  Sixteen idle threads cost only their stacks. */
+		fuse_loop_cfg_set_max_threads(lc, MAX_THREADS);
+		fuse_loop_cfg_set_idle_threads(lc, MAX_THREADS);
 		fuse_loop_cfg_set_clone_fd(lc, 0);
 		err = fuse_session_loop_mt(d->se, lc);
 		fuse_loop_cfg_destroy(lc);

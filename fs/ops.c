@@ -411,8 +411,13 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino,
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		     struct fuse_file_info *fi)
 {
+	struct ks_fh *fh = fh_of(fi);
+
 	/* Transactions are never persisted: fsync of one is a no-op. */
-	fuse_reply_err(req, flush_fh(req, fh_of(fi)));
+	if (fh->fops->fsync)
+		fuse_reply_err(req, fh->fops->fsync(daemon_of(req), fh));
+	else
+		fuse_reply_err(req, flush_fh(req, fh));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
@@ -442,26 +447,31 @@ static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	fuse_reply_poll(req, POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM);
 }
 
+/* Extended attributes are not supported (SPEC 4: ENOTSUP).  Answering
+ * ENOSYS says so once for the whole connection: the kernel then fails
+ * every xattr call with EOPNOTSUPP (ENOTSUP's value) by itself.  Above
+ * all it stops asking for security.capability before every truncating
+ * open (`echo x > T`, an O_TRUNC member of .txn/T): a round trip each. */
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
-	fuse_reply_err(req, ENOTSUP);
+	fuse_reply_err(req, ENOSYS);
 }
 
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
-	fuse_reply_err(req, ENOTSUP);
+	fuse_reply_err(req, ENOSYS);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	fuse_reply_err(req, ENOTSUP);
+	fuse_reply_err(req, ENOSYS);
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	fuse_reply_err(req, ENOTSUP);
+	fuse_reply_err(req, ENOSYS);
 }
 
 const struct fuse_lowlevel_ops ks_ops = {

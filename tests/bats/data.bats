@@ -211,11 +211,116 @@ setup() {
 		expect_oserror(errno.EAGAIN, os.fsync, fd)
 		check(data(s) == b"other", "page is %r" % data(s))
 		check(version(s) == 2, "version %d, expected 2" % version(s))
-		try:
-		    os.close(fd)
-		except OSError:
-		    pass
+		os.close(fd)    # the failed fsync discarded the writes
 		check(data(s) == b"other", "page after close is %r" % data(s))
+		check(version(s) == 2, "version after close %d" % version(s))
+	EOF
+}
+
+@test "O_RDWR: after a failed fsync the file goes on from the latest version" {
+	ks_py "$S" <<-'EOF'
+		s = sys.argv[1]
+		commit(s, "base")
+		fd = os.open(s + "/data", os.O_RDWR)
+		os.pwrite(fd, b"mine", 0)
+		commit(s, "newer")
+		expect_oserror(errno.EAGAIN, os.fsync, fd)
+		# The writes are gone and the next pread sees the newer page.
+		check(os.pread(fd, 100, 0) == b"newer",
+		      "pread after EAGAIN: %r" % os.pread(fd, 100, 0))
+		os.fsync(fd)    # nothing written since: commits nothing
+		check(version(s) == 2, "version %d, expected 2" % version(s))
+		# Now based on version 2: the next compare-and-swap succeeds.
+		os.pwrite(fd, b"N", 0)
+		os.fsync(fd)
+		check(data(s) == b"Newer" and version(s) == 3,
+		      "after the retry: %r, version %d" % (data(s), version(s)))
+		# Another conflict, then close: nothing more is committed.
+		os.pwrite(fd, b"X", 0)
+		commit(s, "third")
+		expect_oserror(errno.EAGAIN, os.fsync, fd)
+		os.close(fd)
+		check(data(s) == b"third" and version(s) == 4,
+		      "after close: %r, version %d" % (data(s), version(s)))
+	EOF
+}
+
+@test "O_RDWR: after a failed fsync, a write then close commits on the newer version" {
+	ks_py "$S" <<-'EOF'
+		s = sys.argv[1]
+		commit(s, "0000")
+		fd = os.open(s + "/data", os.O_RDWR)
+		os.pwrite(fd, b"1", 0)
+		commit(s, "2222")
+		expect_oserror(errno.EAGAIN, os.fsync, fd)
+		os.pwrite(fd, b"3", 3)
+		os.close(fd)
+		check(data(s) == b"2223" and version(s) == 3,
+		      "page %r, version %d" % (data(s), version(s)))
+	EOF
+}
+
+@test "O_RDWR: a child's close that fails to commit the parent's writes fails the parent's next fsync, never answers 0" {
+	ks_py "$S" <<-'EOF'
+		s = sys.argv[1]
+		commit(s, "base")
+		fd = os.open(s + "/data", os.O_RDWR)
+		os.pwrite(fd, b"mine", 0)
+		commit(s, "newer")
+		pid = os.fork()
+		if pid == 0:
+		    os._exit(0)    # its copy of fd closes: a commit, which conflicts
+		os.waitpid(pid, 0)
+		# The writes went with the child's close; the parent must hear of
+		# it, not get 0 for an update that never happened.
+		expect_oserror(errno.EAGAIN, os.fsync, fd)
+		check(data(s) == b"newer" and version(s) == 2,
+		      "page %r, version %d" % (data(s), version(s)))
+		# Owed once: the loop goes on from the latest version.
+		os.pwrite(fd, b"N", 0)
+		os.fsync(fd)
+		check(data(s) == b"Newer" and version(s) == 3,
+		      "after the retry: %r, version %d" % (data(s), version(s)))
+		os.close(fd)
+	EOF
+}
+
+@test "O_RDWR: two processes in a pread, pwrite, fsync loop on one handle each both finish, every increment lands" {
+	KS_PY_TIMEOUT=600 ks_py "$S" <<-'EOF'
+		s, n, procs = sys.argv[1], 300, 2
+		commit(s, "0")
+		pids = []
+		for _ in range(procs):
+		    pid = os.fork()
+		    if pid == 0:
+		        code = 0
+		        try:
+		            fd = os.open(s + "/data", os.O_RDWR)
+		            done = tries = 0
+		            while done < n:
+		                tries += 1
+		                if tries > 100 * n:
+		                    raise RuntimeError("no progress: %d of %d" % (done, n))
+		                v = int(os.pread(fd, 64, 0) or b"0")
+		                os.ftruncate(fd, 0)
+		                os.pwrite(fd, b"%d" % (v + 1), 0)
+		                try:
+		                    os.fsync(fd)
+		                    done += 1
+		                except OSError as e:
+		                    if e.errno != errno.EAGAIN:
+		                        raise
+		            os.close(fd)
+		        except BaseException as e:
+		            sys.stderr.write("child: %r\n" % e)
+		            code = 1
+		        os._exit(code)
+		    pids.append(pid)
+		for pid in pids:
+		    _, st = os.waitpid(pid, 0)
+		    check(st == 0, "a child failed")
+		check(data(s) == b"%d" % (n * procs), "counter is %r" % data(s))
+		check(version(s) == 1 + n * procs, "version %d" % version(s))
 	EOF
 }
 

@@ -27,6 +27,11 @@
  *           bytes, pwrite, close, rename(txn, data); on EAGAIN unlink txn
  *           and start again.  Several threads may share one state through
  *           several mounts: give PATH<i> as symbolic links.
+ *   fcas    the same increment on one read-write data handle kept open
+ *           (SPEC 4.1): pread, pwrite, fsync; on EAGAIN (the failed fsync
+ *           moved the handle on to the latest version) read again.  Three
+ *           round trips per increment, the cheapest compare-and-swap the
+ *           files offer.
  *
  * Against etcd's JSON gateway directly (gateway.h; the endpoint in
  * $KSTATEFS_BENCH_ETCD, PATH a key "/PREFIX/NAME" whose keys are laid out
@@ -40,11 +45,22 @@
  *   gwread  a range of the version key: one read round trip
  *   gwput   the three puts without compare: one write round trip
  *
+ * Against Redis (redis.h; the server in $KSTATEFS_BENCH_REDIS, PATH a key):
+ *
+ *   rcas    the same increment as Redis documents its optimistic
+ *           transactions: WATCH key, GET key, MULTI, SET key page, EXEC,
+ *           each command awaited (5 round trips); again if EXEC answers
+ *           nil (the key changed since WATCH)
+ *   rcas3   the same with MULTI, SET and EXEC sent at once, as client
+ *           libraries' pipelines do (3 round trips)
+ *   rping   PING: one round trip
+ *
  * Prints "NAME OPS_PER_SECOND" per measurement, then "MODE_retries N" for
- * cas and gwcas: the increments tried again after a conflict, all rounds.
+ * cas, fcas, gwcas and rcas (rcas3 too): the increments tried again after a conflict, all rounds.
  */
 #include "bench.h"
 #include "gateway.h"
+#include "redis.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,9 +82,10 @@ struct ctx {
 	off_t off;
 	off_t ring;          /* raw: the size of the ring, 0 to append */
 	int members;
-	char txn[32];        /* cas: this thread's transaction file */
+	char txn[32];        /* cas: this thread's transaction file; rcas: the key */
 	unsigned char *copy; /* cas, gwcas: the page read */
 	struct gw_state *gw;
+	struct redis *redis;
 };
 
 static struct ctx *ctx_new(const char *path, const struct bench_opts *o,
@@ -240,7 +257,7 @@ static void txn_op(void *arg)
 
 /* ---- the safe increment ------------------------------------------------ */
 
-static atomic_ulong cas_retries, gwcas_retries;
+static atomic_ulong cas_retries, fcas_retries, gwcas_retries, rcas_retries;
 
 /* The counter is the page's first 20 bytes, in decimal; the rest of the
  * page stays as bench_page made it. */
@@ -301,6 +318,36 @@ static void cas_op(void *arg)
 	}
 }
 
+static void *fcas_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = ctx_new(path, o, o->page);
+
+	CHECK(c->size >= COUNTER_BYTES, "pages of %zu bytes", c->size);
+	c->fd = openat(c->dirfd, "data", O_RDWR);
+	CHECK(c->fd >= 0, "open %s/data", path);
+	c->copy = malloc(c->size);
+	CHECK(c->copy, "malloc");
+	return c;
+}
+
+static void fcas_op(void *arg)
+{
+	struct ctx *c = arg;
+
+	for (;;) {
+		ssize_t n = pread(c->fd, c->copy, c->size, 0);
+
+		CHECK(n >= 0, "pread data");
+		set_counter(c->page, counter_of(c->copy, (size_t)n) + 1);
+		CHECK(pwrite(c->fd, c->page, c->size, 0) == (ssize_t)c->size,
+		      "pwrite data");
+		if (fsync(c->fd) == 0)
+			return;
+		CHECK(errno == EAGAIN, "fsync data");
+		atomic_fetch_add(&fcas_retries, 1);
+	}
+}
+
 static void *gw_setup(const char *path, const struct bench_opts *o)
 {
 	struct ctx *c = calloc(1, sizeof(*c));
@@ -345,6 +392,88 @@ static void gwput_op(void *arg)
 	gw_state_put(c->gw, c->n, c->page, c->size);
 }
 
+/* ---- Redis --------------------------------------------------------------- */
+
+static void *redis_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+
+	CHECK(c, "calloc");
+	c->size = o->page;
+	CHECK(c->size >= COUNTER_BYTES, "pages of %zu bytes", c->size);
+	c->page = bench_page(c->size, 0);
+	c->copy = malloc(c->size);
+	CHECK(c->copy, "malloc");
+	c->redis = redis_open();
+	snprintf(c->txn, sizeof(c->txn), "%s", path);
+	return c;
+}
+
+/* One command, its reply awaited. */
+static enum redis_kind redis_cmd(struct ctx *c, int argc,
+				 const char *const *argv, const size_t *len,
+				 size_t *n)
+{
+	redis_put(c->redis, argc, argv, len);
+	redis_flush(c->redis);
+	return redis_reply(c->redis, c->copy, c->size, n);
+}
+
+static void rcas_run(struct ctx *c, bool pipelined)
+{
+	const char *key = c->txn;
+	size_t klen = strlen(key), n;
+
+	for (;;) {
+		const char *watch[] = { "WATCH", key }, *get[] = { "GET", key };
+		const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
+		const char *set[] = { "SET", key, (const char *)c->page };
+		size_t wl[] = { 5, klen }, gl[] = { 3, klen }, ml[] = { 5 };
+		size_t el[] = { 4 }, sl[] = { 3, klen, c->size };
+		enum redis_kind k;
+
+		redis_cmd(c, 2, watch, wl, &n);
+		k = redis_cmd(c, 2, get, gl, &n);
+		set_counter(c->page, counter_of(c->copy,
+						k == REDIS_BULK ? n : 0) + 1);
+		if (pipelined) {
+			redis_put(c->redis, 1, multi, ml);
+			redis_put(c->redis, 3, set, sl);
+			redis_put(c->redis, 1, exec, el);
+			redis_flush(c->redis);
+			redis_reply(c->redis, NULL, 0, &n);
+			redis_reply(c->redis, NULL, 0, &n);
+		} else {
+			redis_cmd(c, 1, multi, ml, &n);
+			redis_cmd(c, 3, set, sl, &n);
+		}
+		k = pipelined ? redis_reply(c->redis, NULL, 0, &n)
+			      : redis_cmd(c, 1, exec, el, &n);
+		if (k == REDIS_ARRAY)
+			return;
+		atomic_fetch_add(&rcas_retries, 1);
+	}
+}
+
+static void rcas_op(void *arg)
+{
+	rcas_run(arg, false);
+}
+
+static void rcas3_op(void *arg)
+{
+	rcas_run(arg, true);
+}
+
+static void rping_op(void *arg)
+{
+	struct ctx *c = arg;
+	const char *ping[] = { "PING" };
+	size_t pl[] = { 4 }, n;
+
+	redis_cmd(c, 1, ping, pl, &n);
+}
+
 static const struct bench_rate_mode modes[] = {
 	{ "rename", rename_setup, rename_op },
 	{ "fsync", fsync_setup, fsync_op },
@@ -355,9 +484,13 @@ static const struct bench_rate_mode modes[] = {
 	{ "txn1", txn1_setup, txn_op },
 	{ "txn2", txn2_setup, txn_op },
 	{ "cas", cas_setup, cas_op },
+	{ "fcas", fcas_setup, fcas_op },
 	{ "gwcas", gw_setup, gwcas_op },
 	{ "gwread", gw_setup, gwread_op },
 	{ "gwput", gw_setup, gwput_op },
+	{ "rcas", redis_setup, rcas_op },
+	{ "rcas3", redis_setup, rcas3_op },
+	{ "rping", redis_setup, rping_op },
 	{ NULL, NULL, NULL },
 };
 
@@ -366,9 +499,11 @@ int main(int argc, char **argv)
 	int r = bench_rates(argc, argv, modes,
 			    "[-t SECONDS] [-r ROUNDS] [-s PAGE] "
 			    "NAME=rename|fsync|stat|poll|raw|append|txn1|txn2|"
-			    "cas|gwcas|gwread|gwput:PATH[:THREADS]...");
+			    "cas|fcas|gwcas|gwread|gwput|rcas|rcas3|rping:PATH[:THREADS]...");
 
-	printf("cas_retries %lu\ngwcas_retries %lu\n",
-	       atomic_load(&cas_retries), atomic_load(&gwcas_retries));
+	printf("cas_retries %lu\nfcas_retries %lu\ngwcas_retries %lu\n"
+	       "rcas_retries %lu\n",
+	       atomic_load(&cas_retries), atomic_load(&fcas_retries),
+	       atomic_load(&gwcas_retries), atomic_load(&rcas_retries));
 	return r;
 }

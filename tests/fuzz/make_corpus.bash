@@ -54,8 +54,9 @@ small() {
 compacted() {
 	local i
 	mkdir "$MNT/s" "$MNT/t"
-	for i in $(seq 1 268); do
-		printf '%0200d' "$i" >"$MNT/s/data"
+	# More than the compaction slack (1 MiB, core/store_log.h).
+	for i in $(seq 1 300); do
+		printf '%04000d' "$i" >"$MNT/s/data"
 	done
 	sleep 0.5
 	echo tail >"$MNT/t/data"

@@ -7,9 +7,10 @@
 #include "harness.h"
 
 #define OVERWRITES 100000
-/* The log is compacted when it passes 4x the live data plus 64 KiB; at
+/* The log is compacted when it passes 4x the live data plus the slack; at
  * rest the store is at most that plus a snapshot. */
-#define SMALL (4 * 4300 + 64 * 1024 + 2 * 4300 + 1024)
+#define SMALL (KS_LOG_COMPACT_RATIO * 4300 + KS_LOG_COMPACT_SLACK + \
+	       2 * 4300 + 1024)
 
 static void page_for(unsigned char *buf, size_t len, uint64_t v)
 {

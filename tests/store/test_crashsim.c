@@ -808,7 +808,8 @@ static void build_file(int ino, size_t c, struct rng *g, int mode,
 	}
 	out = calloc(maxlen + 1, 1);
 	CHECK(out);
-	memcpy(out, R.init[ino].p, R.init[ino].len);
+	if (R.init[ino].len)
+		memcpy(out, R.init[ino].p, R.init[ino].len);
 	/* the durable image */
 	{
 		size_t cur = R.init[ino].len;
