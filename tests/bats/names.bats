@@ -57,7 +57,7 @@ only_entries() {
 
 @test "mkdir NAME: control bytes EINVAL, past 255 bytes ENAMETOOLONG; 255 bytes is a name" {
 	each_bad mkdir "$MNT/@"
-	only_entries "$MNT" .commit .events .stats .txn s
+	only_entries "$MNT" .commit .events .shm .stats .txn s
 	mkdir "$MNT/$L255"
 	assert_version "$MNT/$L255" 0
 	run mkdir "$MNT/"$'x\ncommit other 99'
@@ -69,7 +69,7 @@ only_entries() {
 	each_bad rename "$S" "$MNT/@"
 	each_bad noreplace "$S" "$MNT/@"
 	assert_errno EINVAL rename "$S" "$MNT/.s"
-	only_entries "$MNT" .commit .events .stats .txn s
+	only_entries "$MNT" .commit .events .shm .stats .txn s
 	assert_file "$S/data" '5\n'
 	assert_errno OK rename "$S" "$MNT/$L255"
 	assert_file "$MNT/$L255/data" '5\n'
@@ -198,7 +198,7 @@ only_entries() {
 		assert_eq "$status" 3 "kstate $cmd with 256 bytes: status; output: $output"
 		assert_contains "$output" "longer than 255 bytes"
 	done
-	only_entries "$MNT" .commit .events .stats .txn s
+	only_entries "$MNT" .commit .events .shm .stats .txn s
 	run "$KSTATE" set "$MNT/$L255" v
 	assert_eq "$status" 0 "kstate set of a 255-byte name; output: $output"
 }
