@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -36,7 +37,8 @@ enum { EXIT_TIMEOUT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
 
 /* ---- options -------------------------------------------------------------- */
 
-enum { OPT_AFTER = 256, OPT_TIMEOUT, OPT_TRIES, OPT_MAX_RATE };
+enum { OPT_AFTER = 256, OPT_TIMEOUT, OPT_TRIES, OPT_MAX_RATE, OPT_RECHECK,
+       OPT_UNTIL };
 
 /* Which options a command takes. */
 #define O_AFTER    (1u << 0)
@@ -44,6 +46,11 @@ enum { OPT_AFTER = 256, OPT_TIMEOUT, OPT_TRIES, OPT_MAX_RATE };
 #define O_TRIES    (1u << 2)
 #define O_MAX_RATE (1u << 3)
 #define O_NO_NL    (1u << 4)
+#define O_NULL     (1u << 5)
+#define O_RECHECK  (1u << 6)
+#define O_UNTIL    (1u << 7)
+/* NAME... -- CMD [ARG...]: the states end at "--" (parsed in main). */
+#define O_CMD      (1u << 8)
 
 struct opts {
 	bool have_after;
@@ -52,6 +59,11 @@ struct opts {
 	long tries;        /* 0: no limit */
 	double max_rate;   /* runs per second; 0: no limit */
 	bool no_newline;
+	bool null;         /* several pages: NUL after each, no headers */
+	double recheck;    /* seconds; 0: only on changes */
+	bool have_until;
+	struct timespec until;  /* CLOCK_REALTIME */
+	char **cmd;        /* O_CMD: the command, NULL-terminated */
 };
 
 struct command {
@@ -352,16 +364,314 @@ out:
 	return rc;
 }
 
+/* ---- several states: one snapshot, one waiter ----------------------------- */
+
+/* States read together.  Their pages come from one snapshot, a read-only
+ * .txn/T of the mount (kstatefs(1)): mkdir .txn/T fixes the instant, each
+ * .txn/T/NAME read shows NAME as it was then, and the commit that ends it
+ * never fails.  Changes are waited for with one poll() over every state's
+ * version file. */
+struct readset {
+	size_t n;
+	char **paths;          /* as given */
+	struct kstate *one;    /* n == 1: read through libkstate */
+	int rootfd;            /* n > 1: the mount's root */
+	char **names;          /* n > 1: the states' names in it */
+	int *vfd;              /* each state's version file */
+	bool null;
+};
+
+static void readset_close(struct readset *rs)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		if (rs->vfd && rs->vfd[i] >= 0)
+			close(rs->vfd[i]);
+		if (rs->names)
+			free(rs->names[i]);
+	}
+	free(rs->vfd);
+	free(rs->names);
+	if (rs->rootfd >= 0)
+		close(rs->rootfd);
+	kstate_unsubscribe(rs->one);
+}
+
+/* Opens PATHS; a message and -1 on failure.  Several states must be on
+ * one mount: a snapshot is one mount's instant. */
+static int readset_open(struct readset *rs, char **paths, size_t n, bool null)
+{
+	char *mount = NULL;
+
+	*rs = (struct readset){ .n = n, .paths = paths, .rootfd = -1,
+				.null = null };
+	rs->vfd = malloc(n * sizeof(*rs->vfd));
+	rs->names = calloc(n, sizeof(*rs->names));
+	if (!rs->vfd || !rs->names) {
+		error_at(paths[0], NULL, errno);
+		free(rs->vfd);
+		free(rs->names);
+		rs->vfd = NULL;
+		rs->names = NULL;
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		rs->vfd[i] = -1;
+	for (size_t i = 0; i < n; i++) {
+		char vpath[PATH_MAX], *real, *slash;
+		struct kstate *s = open_state(paths[i], KSTATE_READ);
+
+		/* open_state says what is wrong with a path that is no
+		 * state; a state needs nothing more. */
+		if (!s)
+			goto fail;
+		if (n == 1)
+			rs->one = s;
+		else
+			kstate_unsubscribe(s);
+		snprintf(vpath, sizeof vpath, "%s/version", paths[i]);
+		rs->vfd[i] = open(vpath, O_RDONLY | O_CLOEXEC);
+		if (rs->vfd[i] < 0) {
+			error_at(paths[i], NULL, errno);
+			goto fail;
+		}
+		if (n == 1)
+			break;
+		real = realpath(paths[i], NULL);
+		if (!real) {
+			error_at(paths[i], NULL, errno);
+			goto fail;
+		}
+		slash = strrchr(real, '/');
+		*slash = '\0';
+		rs->names[i] = strdup(slash + 1);
+		if (!rs->names[i]) {
+			error_at(paths[i], NULL, errno);
+			free(real);
+			goto fail;
+		}
+		if (!mount) {
+			mount = real;
+			rs->rootfd = open(*mount ? mount : "/",
+					  O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (rs->rootfd < 0) {
+				error_at(*mount ? mount : "/", NULL, errno);
+				goto fail;
+			}
+		} else {
+			bool same = strcmp(mount, real) == 0;
+
+			free(real);
+			if (!same) {
+				fprintf(stderr, "kstate: %s: not on the mount of "
+					"%s: one snapshot is of one mount\n",
+					paths[i], paths[0]);
+				goto fail;
+			}
+		}
+	}
+	free(mount);
+	return 0;
+fail:
+	free(mount);
+	readset_close(rs);
+	return -1;
+}
+
+static int append_bytes(struct output *o, const void *p, size_t len)
+{
+	if (o->len + len > o->cap) {
+		size_t cap = o->cap ? o->cap : 4096;
+		char *b;
+
+		while (cap < o->len + len)
+			cap *= 2;
+		b = realloc(o->buf, cap);
+		if (!b)
+			return -1;
+		o->buf = b;
+		o->cap = cap;
+	}
+	memcpy(o->buf + o->len, p, len);
+	o->len += len;
+	return 0;
+}
+
+/* Appends the whole of FD to OUT.  -1 with errno. */
+static int append_file(struct output *out, int fd)
+{
+	off_t off = 0;
+
+	for (;;) {
+		ssize_t n;
+
+		if (out->cap - out->len < 4096) {
+			size_t cap = out->cap ? out->cap * 2 : 8192;
+			char *b = realloc(out->buf, cap);
+
+			if (!b)
+				return -1;
+			out->buf = b;
+			out->cap = cap;
+		}
+		n = pread(fd, out->buf + out->len, out->cap - out->len, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			return 0;
+		out->len += (size_t)n;
+		off += n;
+	}
+}
+
+/* A name for our .txn/T: new on this mount (pid, counter, time). */
+static void snapshot_name(char *buf, size_t cap)
+{
+	static unsigned long counter;
+
+	snprintf(buf, cap, "kstate.%ld.%lu.%llx", (long)getpid(), ++counter,
+		 (unsigned long long)now_ns());
+}
+
+/* Ends our snapshot T: the commit of a T that only read always succeeds
+ * and removes it; if that fails anyway, rm -r. */
+static void snapshot_end(struct readset *rs, const char *t, int tfd,
+			 size_t joined)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+
+	snprintf(from, sizeof from, ".txn/%s", t);
+	snprintf(to, sizeof to, ".commit/%s", t);
+	if (renameat(rs->rootfd, from, rs->rootfd, to) == 0)
+		return;
+	for (size_t i = 0; i < joined; i++)
+		unlinkat(tfd, rs->names[i], 0);
+	unlinkat(rs->rootfd, from, AT_REMOVEDIR);
+}
+
+/* The pages of every state as one text in *OUT: for one state, the page
+ * itself; for several, from one snapshot, each page preceded by the line
+ * "NAME LENGTH" (NAME as given) and followed by a newline, or with --null
+ * followed by a NUL byte alone.  A message and -1 on failure. */
+static int readset_read(struct readset *rs, struct output *out)
+{
+	char t[96], tpath[PATH_MAX];
+	int tfd = -1, rc = -1;
+	size_t i;
+
+	out->len = 0;
+	if (rs->n == 1) {
+		size_t len;
+		char *page = read_state(rs->one, &len, NULL);
+
+		if (!page) {
+			error_at(rs->paths[0], "cannot read", errno);
+			return -1;
+		}
+		free(out->buf);
+		out->buf = page;
+		out->len = out->cap = len;
+		return 0;
+	}
+	for (int tries = 0;; tries++) {
+		snapshot_name(t, sizeof t);
+		snprintf(tpath, sizeof tpath, ".txn/%s", t);
+		if (mkdirat(rs->rootfd, tpath, 0700) == 0)
+			break;
+		if (errno != EEXIST || tries > 100) {
+			error_at(rs->paths[0], "cannot take a snapshot", errno);
+			return -1;
+		}
+	}
+	tfd = openat(rs->rootfd, tpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (tfd < 0) {
+		error_at(rs->paths[0], "cannot take a snapshot", errno);
+		unlinkat(rs->rootfd, tpath, AT_REMOVEDIR);
+		return -1;
+	}
+	for (i = 0; i < rs->n; i++) {
+		int fd = openat(tfd, rs->names[i], O_RDONLY | O_CLOEXEC);
+		size_t at;
+		int err;
+
+		if (fd < 0) {
+			error_at(rs->paths[i], "cannot read", errno);
+			goto out;
+		}
+		if (!rs->null) {
+			/* The header goes in after the page, once its length
+			 * is known: make room for it by moving the page. */
+			char head[PATH_MAX + 32];
+			size_t hl, plen;
+
+			at = out->len;
+			err = append_file(out, fd) < 0 ? errno : 0;
+			close(fd);
+			if (err) {
+				error_at(rs->paths[i], "cannot read", err);
+				goto out;
+			}
+			plen = out->len - at;
+			hl = (size_t)snprintf(head, sizeof head, "%s %zu\n",
+					      rs->paths[i], plen);
+			if (append_bytes(out, head, hl + 1) < 0) {
+				error_at(rs->paths[i], NULL, errno);
+				goto out;
+			}
+			memmove(out->buf + at + hl, out->buf + at, plen);
+			memcpy(out->buf + at, head, hl);
+			out->buf[at + hl + plen] = '\n';
+		} else {
+			err = append_file(out, fd) < 0 ? errno : 0;
+			close(fd);
+			if (err || append_bytes(out, "", 1) < 0) {
+				error_at(rs->paths[i], "cannot read",
+					 err ? err : errno);
+				goto out;
+			}
+		}
+	}
+	rc = 0;
+out:
+	snapshot_end(rs, t, tfd, i);
+	close(tfd);
+	return rc;
+}
+
 /* ---- get ------------------------------------------------------------------ */
+
+/* Several states: their pages from one snapshot (readset_read). */
+static int get_several(const struct opts *o, int argc, char **argv)
+{
+	struct readset rs;
+	struct output out = { 0 };
+	int rc = 0;
+
+	if (readset_open(&rs, argv, (size_t)argc, o->null) < 0)
+		return EXIT_ERROR;
+	if (readset_read(&rs, &out) < 0) {
+		rc = EXIT_ERROR;
+	} else if (write_all(STDOUT_FILENO, out.buf, out.len) < 0) {
+		error_at("standard output", NULL, errno);
+		rc = EXIT_ERROR;
+	}
+	free(out.buf);
+	readset_close(&rs);
+	return rc;
+}
 
 static int cmd_get(const struct opts *o, int argc, char **argv)
 {
-	struct kstate *s = open_state(argv[0], KSTATE_READ);
+	struct kstate *s;
 	char *page;
 	size_t len;
 	int rc = 0;
 
-	(void)o;
+	if (argc > 1)
+		return get_several(o, argc, argv);
+	s = open_state(argv[0], KSTATE_READ);
 	if (!s)
 		return EXIT_ERROR;
 	page = read_state(s, &len, NULL);
@@ -769,9 +1079,15 @@ static int cmd_ls(const struct opts *o, int argc, char **argv)
 /* ---- the command table and main ----------------------------------------- */
 
 static const struct command commands[] = {
-	{ "get", cmd_get, 1, 1, 0,
-	  "get NAME",
-	  "Print the page of state NAME (a whole committed version).\n" },
+	{ "get", cmd_get, 1, -1, O_NULL,
+	  "get [-0] NAME [NAME...]",
+	  "Print the page of state NAME (a whole committed version).  Given several\n"
+	  "states (of one mount), print their pages as they all were at one instant\n"
+	  "(a snapshot, which never fails): each page preceded by a line\n"
+	  "\"NAME LENGTH\" (NAME as given, LENGTH in bytes) and followed by a newline.\n"
+	  "\n"
+	  "  -0, --null   several states: each page followed by a NUL byte, no\n"
+	  "               header lines\n" },
 	{ "set", cmd_set, 1, 2, O_TRIES | O_NO_NL,
 	  "set [-n] [--tries N] NAME [VALUE]",
 	  "Commit VALUE, followed by a newline, as the new page of NAME; without\n"
@@ -878,10 +1194,12 @@ static int parse_options(const struct command *cmd, int argc, char **argv,
 		{ "tries", required_argument, NULL, OPT_TRIES },
 		{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
 		{ "no-newline", no_argument, NULL, 'n' },
+		{ "null", no_argument, NULL, '0' },
 	};
 	static const unsigned needs[] = {
-		0, O_AFTER, O_TIMEOUT, O_TRIES, O_MAX_RATE, O_NO_NL
+		0, O_AFTER, O_TIMEOUT, O_TRIES, O_MAX_RATE, O_NO_NL, O_NULL
 	};
+	char shortopts[8] = "h";
 	struct option longopts[sizeof all / sizeof all[0] + 1];
 	size_t k = 0;
 	int c;
@@ -893,10 +1211,12 @@ static int parse_options(const struct command *cmd, int argc, char **argv,
 			longopts[k++] = all[i];
 	memset(&longopts[k], 0, sizeof longopts[k]);
 
+	if (cmd->options & O_NO_NL)
+		strcat(shortopts, "n");
+	if (cmd->options & O_NULL)
+		strcat(shortopts, "0");
 	argv[0] = (char *)prog;
-	while ((c = getopt_long(argc, argv,
-				cmd->options & O_NO_NL ? "hn" : "h",
-				longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		uint64_t n;
 
 		switch (c) {
@@ -905,6 +1225,9 @@ static int parse_options(const struct command *cmd, int argc, char **argv,
 			exit(fflush(stdout) ? EXIT_ERROR : 0);
 		case 'n':
 			o->no_newline = true;
+			break;
+		case '0':
+			o->null = true;
 			break;
 		case OPT_AFTER:
 			o->have_after = true;

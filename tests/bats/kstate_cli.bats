@@ -77,6 +77,27 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 	[ ! -e "$BATS_TEST_TMPDIR/x" ]
 }
 
+@test "get A B: one snapshot, each page after a NAME LENGTH line; -0 NUL-separated" {
+	kstate set "$MNT/a" 10
+	printf 'x\0y' | kstate set "$MNT/b"
+	kstate get "$MNT/a" "$MNT/b" >"$BATS_TEST_TMPDIR/out"
+	printf '%s 3\n10\n\n%s 3\nx\0y\n' "$MNT/a" "$MNT/b" >"$BATS_TEST_TMPDIR/want"
+	cmp "$BATS_TEST_TMPDIR/out" "$BATS_TEST_TMPDIR/want"
+	kstate set "$MNT/c" 30
+	kstate get -0 "$MNT/c" "$MNT/a" >"$BATS_TEST_TMPDIR/out"
+	printf '30\n\00010\n\000' >"$BATS_TEST_TMPDIR/want"
+	cmp "$BATS_TEST_TMPDIR/out" "$BATS_TEST_TMPDIR/want"
+	# Nothing is left behind, also when a state is missing.
+	run kstate get "$MNT/a" "$MNT/missing"
+	[ "$status" -eq 3 ]
+	assert_contains "$output" "$MNT/missing"
+	run ls "$MNT/.txn"
+	assert_eq "$output" "" "snapshots left in .txn"
+	# States of two mounts are not one snapshot.
+	run kstate get "$MNT/a" "$BATS_TEST_TMPDIR"
+	[ "$status" -eq 3 ]
+}
+
 # --- update -------------------------------------------------------------
 
 @test "update commits the command's output" {
