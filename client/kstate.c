@@ -477,6 +477,27 @@ fail:
 	return -1;
 }
 
+/* Reads each version file from offset 0: from now on poll() reports any
+ * later commit.  Done before the pages are read, so that a commit between
+ * the two is seen by the next wait, never lost. */
+static int readset_arm(struct readset *rs)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		char text[32];
+
+		if (rs->vfd[i] < 0)
+			continue;
+		while (pread(rs->vfd[i], text, sizeof text, 0) < 0) {
+			if (errno != EINTR) {
+				error_at(rs->paths[i], "cannot read the version",
+					 errno);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
 static int append_bytes(struct output *o, const void *p, size_t len)
 {
 	if (o->len + len > o->cap) {
@@ -637,6 +658,58 @@ static int readset_read(struct readset *rs, struct output *out)
 out:
 	snapshot_end(rs, t, tfd, i);
 	close(tfd);
+	return rc;
+}
+
+/* Waits with one poll() over every version file until a commit to any
+ * of them (0), or until WAKE (monotonic ns; 0: never) passes (1); -1 and
+ * a message on error. */
+static int readset_wait(struct readset *rs, uint64_t wake)
+{
+	struct pollfd *p = calloc(rs->n, sizeof(*p));
+	int rc = -1;
+
+	if (!p) {
+		error_at(rs->paths[0], "cannot wait", errno);
+		return -1;
+	}
+	for (size_t i = 0; i < rs->n; i++)
+		p[i] = (struct pollfd){ .fd = rs->vfd[i], .events = POLLPRI };
+	for (;;) {
+		int ms = -1, n;
+
+		if (wake) {
+			uint64_t t = now_ns();
+			uint64_t left = t < wake ? wake - t : 0;
+
+			if (!left) {
+				rc = 1;
+				break;
+			}
+			/* Round up: waking early would only poll again. */
+			left = (left + 999999) / 1000000;
+			ms = left > INT_MAX ? INT_MAX : (int)left;
+		}
+		n = poll(p, (nfds_t)rs->n, ms);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			error_at(rs->paths[0], "cannot wait", errno);
+			break;
+		}
+		if (n == 0)
+			continue;  /* the top decides whether WAKE passed */
+		for (size_t i = 0; i < rs->n; i++)
+			if (p[i].revents & (POLLERR | POLLNVAL | POLLHUP)) {
+				/* A poll that fails would wake us forever. */
+				error_at(rs->paths[i], "cannot wait", EIO);
+				goto out;
+			}
+		rc = 0;
+		break;
+	}
+out:
+	free(p);
 	return rc;
 }
 
@@ -871,64 +944,98 @@ static int cmd_wait(const struct opts *o, int argc, char **argv)
 	return rc;
 }
 
+/* The wall-clock time T as a CLOCK_MONOTONIC deadline in ns: what poll()
+ * waits by.  A clock step after this is not followed. */
+static uint64_t monotonic_at(const struct timespec *t)
+{
+	struct timespec now;
+	double left;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	left = (double)(t->tv_sec - now.tv_sec) +
+	       (double)(t->tv_nsec - now.tv_nsec) / 1e9;
+	if (left < 0)
+		left = 0;
+	return deadline_after(left);
+}
+
+static uint64_t earliest(uint64_t a, uint64_t b)
+{
+	if (!a)
+		return b;
+	if (!b)
+		return a;
+	return a < b ? a : b;
+}
+
+/* PRED runs on a snapshot of every state; again after a change of any of
+ * them, after --recheck S, and once more at --until TIME; all of that is
+ * one poll() (readset_wait). */
 static int cmd_when(const struct opts *o, int argc, char **argv)
 {
-	struct kstate *s = open_state(argv[0], KSTATE_READ);
-	uint64_t deadline = deadline_after(o->timeout);
+	struct readset rs;
+	struct output page = { 0 };
+	uint64_t timeout_at = deadline_after(o->timeout);
+	uint64_t until_at = o->have_until ? monotonic_at(&o->until) : 0;
+	bool last = false;
 	int rc;
 
-	if (!s)
+	if (readset_open(&rs, argv, (size_t)argc, o->null) < 0)
 		return EXIT_ERROR;
 	for (;;) {
-		uint64_t v;
-		size_t len;
-		char *page = read_state(s, &len, &v);
+		uint64_t wake, recheck_at = 0;
+		int w;
 
-		if (!page) {
-			error_at(argv[0], "cannot read", errno);
+		if (readset_arm(&rs) < 0 || readset_read(&rs, &page) < 0) {
 			rc = EXIT_ERROR;
 			break;
 		}
-		rc = run(argv + 1, page, len, NULL);
-		free(page);
+		rc = run(o->cmd, page.buf, page.len, NULL);
 		if (rc < 0) {
-			error_at(argv[1], "cannot run", errno);
+			error_at(o->cmd[0], "cannot run", errno);
 			rc = EXIT_ERROR;
 			break;
 		}
 		if (rc == 0 || exec_failed)
 			break;
-		/* PRED said no: it sees the same page until a commit, so
-		 * sleep until one (or the deadline). */
-		rc = wait_change(s, v, deadline, &v);
-		if (rc < 0) {
-			error_at(argv[0], "cannot wait", errno);
-			rc = EXIT_ERROR;
-			break;
-		}
-		if (rc == 1) {
+		if (last) {
 			rc = EXIT_TIMEOUT;
 			break;
 		}
+		/* PRED said no: it sees the same pages until a commit, so
+		 * sleep until one, unless it depends on time too. */
+		if (o->recheck > 0)
+			recheck_at = deadline_after(o->recheck);
+		wake = earliest(earliest(timeout_at, until_at), recheck_at);
+		w = readset_wait(&rs, wake);
+		if (w < 0) {
+			rc = EXIT_ERROR;
+			break;
+		}
+		if (w == 1 && timeout_at && now_ns() >= timeout_at) {
+			rc = EXIT_TIMEOUT;
+			break;
+		}
+		/* --until: at TIME, one last run decides. */
+		if (until_at && now_ns() >= until_at)
+			last = true;
 	}
-	kstate_unsubscribe(s);
+	free(page.buf);
+	readset_close(&rs);
 	return rc;
 }
 
 static int cmd_watch(const struct opts *o, int argc, char **argv)
 {
-	struct kstate *s = open_state(argv[0], KSTATE_READ);
+	struct readset rs;
+	struct output page = { 0 };
 	uint64_t period = o->max_rate > 0 ? (uint64_t)(1e9 / o->max_rate) : 0;
 	uint64_t last_run = 0;
 	int rc;
 
-	if (!s)
+	if (readset_open(&rs, argv, (size_t)argc, o->null) < 0)
 		return EXIT_ERROR;
 	for (;;) {
-		uint64_t v;
-		size_t len;
-		char *page;
-
 		/* Too soon after the last run: sleep out the rest of the
 		 * period, then take whatever is newest.  The changes in
 		 * between are coalesced into it, and the last one is
@@ -945,30 +1052,27 @@ static int cmd_watch(const struct opts *o, int argc, char **argv)
 					       &ts, NULL) == EINTR)
 				;
 		}
-		page = read_state(s, &len, &v);
-		if (!page) {
-			error_at(argv[0], "cannot read", errno);
+		if (readset_arm(&rs) < 0 || readset_read(&rs, &page) < 0) {
 			rc = EXIT_ERROR;
 			break;
 		}
 		last_run = now_ns();
-		rc = run(argv + 1, page, len, NULL);
-		free(page);
+		rc = run(o->cmd, page.buf, page.len, NULL);
 		if (rc < 0) {
-			error_at(argv[1], "cannot run", errno);
+			error_at(o->cmd[0], "cannot run", errno);
 			rc = EXIT_ERROR;
 			break;
 		}
 		if (exec_failed)
 			break;
 		/* CMD's own failures do not stop the watch. */
-		if (wait_change(s, v, 0, &v) < 0) {
-			error_at(argv[0], "cannot wait", errno);
+		if (readset_wait(&rs, 0) < 0) {
 			rc = EXIT_ERROR;
 			break;
 		}
 	}
-	kstate_unsubscribe(s);
+	free(page.buf);
+	readset_close(&rs);
 	return rc;
 }
 
@@ -1111,21 +1215,33 @@ static const struct command commands[] = {
 	  "\n"
 	  "  --after V     the version to wait past\n"
 	  "  --timeout S   give up after S seconds (decimals allowed)\n" },
-	{ "when", cmd_when, 2, -1, O_TIMEOUT,
-	  "when NAME [--timeout S] -- PRED [ARG...]",
+	{ "when", cmd_when, 1, -1,
+	  O_TIMEOUT | O_RECHECK | O_UNTIL | O_NULL | O_CMD,
+	  "when NAME... [--timeout S] [--recheck S] [--until TIME] [-0] -- PRED [ARG...]",
 	  "Wait until PRED, run with the page on standard input, succeeds.  PRED is\n"
-	  "run now, and again only when NAME changes.  Exit status 1 if S seconds\n"
-	  "pass first.\n"
+	  "run now, and again only when a NAME changes.  Given several states (of one\n"
+	  "mount), PRED gets their pages as they all were at one instant, in the\n"
+	  "format of 'kstate get NAME...', and runs again when any of them changes.\n"
+	  "Exit status 1 if S seconds pass first.\n"
 	  "\n"
-	  "  --timeout S   give up after S seconds (decimals allowed)\n" },
-	{ "watch", cmd_watch, 2, -1, O_MAX_RATE,
-	  "watch NAME [--max-rate HZ] -- CMD [ARG...]",
+	  "  --timeout S    give up after S seconds (decimals allowed)\n"
+	  "  --recheck S    also run PRED again when S seconds passed without a\n"
+	  "                 change (for a PRED that depends on the time)\n"
+	  "  --until TIME   run PRED a last time at TIME, then give up (status 1);\n"
+	  "                 TIME is @SECONDS since the epoch or a local\n"
+	  "                 YYYY-MM-DD[THH:MM[:SS]] or HH:MM[:SS] (today)\n"
+	  "  -0, --null     several states: pages separated by NUL bytes\n" },
+	{ "watch", cmd_watch, 1, -1, O_MAX_RATE | O_NULL | O_CMD,
+	  "watch NAME... [--max-rate HZ] [-0] -- CMD [ARG...]",
 	  "Run CMD with the page on standard input now and after every change of\n"
 	  "NAME, until interrupted.  Changes that come faster than CMD runs are\n"
 	  "coalesced, but the last one is never skipped.  CMD failing does not\n"
-	  "stop the watch.\n"
+	  "stop the watch.  Given several states (of one mount), CMD gets their\n"
+	  "pages as they all were at one instant, in the format of\n"
+	  "'kstate get NAME...', after a change of any of them.\n"
 	  "\n"
-	  "  --max-rate HZ   run CMD at most HZ times a second (decimals allowed)\n" },
+	  "  --max-rate HZ   run CMD at most HZ times a second (decimals allowed)\n"
+	  "  -0, --null      several states: pages separated by NUL bytes\n" },
 	{ "ls", cmd_ls, 0, 1, 0,
 	  "ls [MOUNT]",
 	  "List the states of the kstatefs mounted at MOUNT (default: the current\n"
@@ -1158,6 +1274,43 @@ static bool parse_seconds(const char *s, double *out)
 		return false;
 	*out = d;
 	return true;
+}
+
+/* TIME for --until: @SECONDS since the epoch (decimals allowed), or a
+ * local date and time, or a time of today. */
+static bool parse_time(const char *s, struct timespec *out)
+{
+	static const char *const formats[] = {
+		"%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S",
+		"%Y-%m-%d %H:%M", "%Y-%m-%d", "%H:%M:%S", "%H:%M",
+	};
+	double d;
+
+	if (*s == '@') {
+		if (!parse_seconds(s + 1, &d) || d > 1e15)
+			return false;
+		out->tv_sec = (time_t)d;
+		out->tv_nsec = (long)((d - (double)out->tv_sec) * 1e9);
+		return true;
+	}
+	for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+		time_t now = time(NULL);
+		struct tm tm;
+		const char *end;
+
+		/* A time alone is today's: start from today's date. */
+		if (!localtime_r(&now, &tm))
+			return false;
+		tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+		end = strptime(s, formats[i], &tm);
+		if (!end || *end)
+			continue;
+		tm.tm_isdst = -1;
+		out->tv_sec = mktime(&tm);
+		out->tv_nsec = 0;
+		return out->tv_sec != (time_t)-1;
+	}
+	return false;
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -1195,9 +1348,12 @@ static int parse_options(const struct command *cmd, int argc, char **argv,
 		{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
 		{ "no-newline", no_argument, NULL, 'n' },
 		{ "null", no_argument, NULL, '0' },
+		{ "recheck", required_argument, NULL, OPT_RECHECK },
+		{ "until", required_argument, NULL, OPT_UNTIL },
 	};
 	static const unsigned needs[] = {
-		0, O_AFTER, O_TIMEOUT, O_TRIES, O_MAX_RATE, O_NO_NL, O_NULL
+		0, O_AFTER, O_TIMEOUT, O_TRIES, O_MAX_RATE, O_NO_NL, O_NULL,
+		O_RECHECK, O_UNTIL
 	};
 	char shortopts[8] = "h";
 	struct option longopts[sizeof all / sizeof all[0] + 1];
@@ -1243,6 +1399,16 @@ static int parse_options(const struct command *cmd, int argc, char **argv,
 				return bad_value(prog, "--tries", optarg);
 			o->tries = (long)n;
 			break;
+		case OPT_RECHECK:
+			if (!parse_seconds(optarg, &o->recheck) ||
+			    o->recheck <= 0)
+				return bad_value(prog, "--recheck", optarg);
+			break;
+		case OPT_UNTIL:
+			if (!parse_time(optarg, &o->until))
+				return bad_value(prog, "--until", optarg);
+			o->have_until = true;
+			break;
 		case OPT_MAX_RATE:
 			if (!parse_seconds(optarg, &o->max_rate) ||
 			    o->max_rate <= 0)
@@ -1261,7 +1427,7 @@ int main(int argc, char **argv)
 	const struct command *cmd = NULL;
 	struct opts o = { .timeout = -1 };
 	char prog[64];
-	int first, nargs;
+	int first, nargs, end;
 
 	if (argc < 2) {
 		usage(stderr);
@@ -1285,10 +1451,28 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	snprintf(prog, sizeof prog, "kstate %s", cmd->name);
-	first = parse_options(cmd, argc - 1, argv + 1, &o, prog);
+	/* NAME... -- CMD: the states and options end at the first "--";
+	 * what follows is CMD's, options included. */
+	end = argc;
+	if (cmd->options & O_CMD) {
+		for (int i = 2; i < argc; i++)
+			if (!strcmp(argv[i], "--")) {
+				end = i;
+				o.cmd = argv + i + 1;
+				break;
+			}
+	}
+	first = parse_options(cmd, end - 1, argv + 1, &o, prog);
 	if (first < 0)
 		return EXIT_USAGE;
-	nargs = argc - 1 - first;
+	nargs = end - 1 - first;
+	if ((cmd->options & O_CMD) && !o.cmd && nargs >= 2) {
+		/* No "--": NAME CMD [ARG...], one state. */
+		o.cmd = argv + 1 + first + 1;
+		nargs = 1;
+	}
+	if ((cmd->options & O_CMD) && (!o.cmd || !o.cmd[0]))
+		nargs = -1;  /* no command: a usage error */
 	if (nargs < cmd->min_args ||
 	    (cmd->max_args >= 0 && nargs > cmd->max_args)) {
 		fprintf(stderr, "Usage: kstate %s\nTry '%s --help'.\n",
