@@ -529,7 +529,8 @@ void ks_engine_snapshot_stats(struct ks_engine *eng,
 	}
 	ks_unlock(&eng->multi_lock);
 	/* Several snapshots may hold one old version: count it once. */
-	qsort(kept, nkept, sizeof(*kept), by_pointer);
+	if (nkept)  /* qsort wants an array, even of nothing */
+		qsort(kept, nkept, sizeof(*kept), by_pointer);
 	for (size_t i = 0; i < nkept; i++) {
 		if (i && kept[i] == kept[i - 1])
 			continue;
