@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -36,7 +37,8 @@ enum { EXIT_TIMEOUT = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
 
 /* ---- options -------------------------------------------------------------- */
 
-enum { OPT_AFTER = 256, OPT_TIMEOUT, OPT_TRIES, OPT_MAX_RATE };
+enum { OPT_AFTER = 256, OPT_TIMEOUT, OPT_TRIES, OPT_MAX_RATE, OPT_RECHECK,
+       OPT_UNTIL };
 
 /* Which options a command takes. */
 #define O_AFTER    (1u << 0)
@@ -44,6 +46,11 @@ enum { OPT_AFTER = 256, OPT_TIMEOUT, OPT_TRIES, OPT_MAX_RATE };
 #define O_TRIES    (1u << 2)
 #define O_MAX_RATE (1u << 3)
 #define O_NO_NL    (1u << 4)
+#define O_NULL     (1u << 5)
+#define O_RECHECK  (1u << 6)
+#define O_UNTIL    (1u << 7)
+/* NAME... -- CMD [ARG...]: the states end at "--" (parsed in main). */
+#define O_CMD      (1u << 8)
 
 struct opts {
 	bool have_after;
@@ -53,6 +60,11 @@ struct opts {
 	double max_rate;   /* runs per second; 0: no limit */
 	bool no_newline;
 	int cmd_args;      /* update: arguments after "--"; -1: no "--" */
+	bool null;         /* several pages: NUL after each, no headers */
+	double recheck;    /* seconds; 0: only on changes */
+	bool have_until;
+	struct timespec until;  /* CLOCK_REALTIME */
+	char **cmd;        /* O_CMD: the command, NULL-terminated */
 };
 
 struct command {
@@ -397,16 +409,387 @@ out:
 	return rc;
 }
 
+/* ---- several states: one snapshot, one waiter ----------------------------- */
+
+/* States read together.  Their pages come from one snapshot, a read-only
+ * .txn/T of the mount (kstatefs(1)): mkdir .txn/T fixes the instant, each
+ * .txn/T/NAME read shows NAME as it was then, and the commit that ends it
+ * never fails.  Changes are waited for with one poll() over every state's
+ * version file. */
+struct readset {
+	size_t n;
+	char **paths;          /* as given */
+	struct kstate *one;    /* n == 1: read through libkstate */
+	int rootfd;            /* n > 1: the mount's root */
+	char **names;          /* n > 1: the states' names in it */
+	int *vfd;              /* each state's version file */
+	bool null;
+};
+
+static void readset_close(struct readset *rs)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		if (rs->vfd && rs->vfd[i] >= 0)
+			close(rs->vfd[i]);
+		if (rs->names)
+			free(rs->names[i]);
+	}
+	free(rs->vfd);
+	free(rs->names);
+	if (rs->rootfd >= 0)
+		close(rs->rootfd);
+	kstate_unsubscribe(rs->one);
+}
+
+/* Opens PATHS; a message and -1 on failure.  Several states must be on
+ * one mount: a snapshot is one mount's instant. */
+static int readset_open(struct readset *rs, char **paths, size_t n, bool null)
+{
+	char *mount = NULL;
+
+	*rs = (struct readset){ .n = n, .paths = paths, .rootfd = -1,
+				.null = null };
+	rs->vfd = malloc(n * sizeof(*rs->vfd));
+	rs->names = calloc(n, sizeof(*rs->names));
+	if (!rs->vfd || !rs->names) {
+		error_at(paths[0], NULL, errno);
+		free(rs->vfd);
+		free(rs->names);
+		rs->vfd = NULL;
+		rs->names = NULL;
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		rs->vfd[i] = -1;
+	for (size_t i = 0; i < n; i++) {
+		char vpath[PATH_MAX], *real, *slash;
+		struct kstate *s = open_state(paths[i], KSTATE_READ);
+
+		/* open_state says what is wrong with a path that is no
+		 * state; a state needs nothing more. */
+		if (!s)
+			goto fail;
+		if (n == 1)
+			rs->one = s;
+		else
+			kstate_unsubscribe(s);
+		snprintf(vpath, sizeof vpath, "%s/version", paths[i]);
+		rs->vfd[i] = open(vpath, O_RDONLY | O_CLOEXEC);
+		if (rs->vfd[i] < 0) {
+			error_at(paths[i], NULL, errno);
+			goto fail;
+		}
+		if (n == 1)
+			break;
+		real = realpath(paths[i], NULL);
+		if (!real) {
+			error_at(paths[i], NULL, errno);
+			goto fail;
+		}
+		slash = strrchr(real, '/');
+		*slash = '\0';
+		rs->names[i] = strdup(slash + 1);
+		if (!rs->names[i]) {
+			error_at(paths[i], NULL, errno);
+			free(real);
+			goto fail;
+		}
+		if (!mount) {
+			mount = real;
+			rs->rootfd = open(*mount ? mount : "/",
+					  O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (rs->rootfd < 0) {
+				error_at(*mount ? mount : "/", NULL, errno);
+				goto fail;
+			}
+		} else {
+			bool same = strcmp(mount, real) == 0;
+
+			free(real);
+			if (!same) {
+				fprintf(stderr, "kstate: %s: not on the mount of "
+					"%s: one snapshot is of one mount\n",
+					paths[i], paths[0]);
+				goto fail;
+			}
+		}
+	}
+	free(mount);
+	return 0;
+fail:
+	free(mount);
+	readset_close(rs);
+	return -1;
+}
+
+/* Reads each version file from offset 0: from now on poll() reports any
+ * later commit.  Done before the pages are read, so that a commit between
+ * the two is seen by the next wait, never lost. */
+static int readset_arm(struct readset *rs)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		char text[32];
+
+		if (rs->vfd[i] < 0)
+			continue;
+		while (pread(rs->vfd[i], text, sizeof text, 0) < 0) {
+			if (errno != EINTR) {
+				error_at(rs->paths[i], "cannot read the version",
+					 errno);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int append_bytes(struct output *o, const void *p, size_t len)
+{
+	if (o->len + len > o->cap) {
+		size_t cap = o->cap ? o->cap : 4096;
+		char *b;
+
+		while (cap < o->len + len)
+			cap *= 2;
+		b = realloc(o->buf, cap);
+		if (!b)
+			return -1;
+		o->buf = b;
+		o->cap = cap;
+	}
+	memcpy(o->buf + o->len, p, len);
+	o->len += len;
+	return 0;
+}
+
+/* Appends the whole of FD to OUT.  -1 with errno. */
+static int append_file(struct output *out, int fd)
+{
+	off_t off = 0;
+
+	for (;;) {
+		ssize_t n;
+
+		if (out->cap - out->len < 4096) {
+			size_t cap = out->cap ? out->cap * 2 : 8192;
+			char *b = realloc(out->buf, cap);
+
+			if (!b)
+				return -1;
+			out->buf = b;
+			out->cap = cap;
+		}
+		n = pread(fd, out->buf + out->len, out->cap - out->len, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			return 0;
+		out->len += (size_t)n;
+		off += n;
+	}
+}
+
+/* A name for our .txn/T: new on this mount (pid, counter, time). */
+static void snapshot_name(char *buf, size_t cap)
+{
+	static unsigned long counter;
+
+	snprintf(buf, cap, "kstate.%ld.%lu.%llx", (long)getpid(), ++counter,
+		 (unsigned long long)now_ns());
+}
+
+/* Ends our snapshot T: the commit of a T that only read always succeeds
+ * and removes it; if that fails anyway, rm -r. */
+static void snapshot_end(struct readset *rs, const char *t, int tfd,
+			 size_t joined)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+
+	snprintf(from, sizeof from, ".txn/%s", t);
+	snprintf(to, sizeof to, ".commit/%s", t);
+	if (renameat(rs->rootfd, from, rs->rootfd, to) == 0)
+		return;
+	for (size_t i = 0; i < joined; i++)
+		unlinkat(tfd, rs->names[i], 0);
+	unlinkat(rs->rootfd, from, AT_REMOVEDIR);
+}
+
+/* The pages of every state as one text in *OUT: for one state, the page
+ * itself; for several, from one snapshot, each page preceded by the line
+ * "NAME LENGTH" (NAME as given) and followed by a newline, or with --null
+ * followed by a NUL byte alone.  A message and -1 on failure. */
+static int readset_read(struct readset *rs, struct output *out)
+{
+	char t[96], tpath[PATH_MAX];
+	int tfd = -1, rc = -1;
+	size_t i;
+
+	out->len = 0;
+	if (rs->n == 1) {
+		size_t len;
+		char *page = read_state(rs->one, &len, NULL);
+
+		if (!page) {
+			error_at(rs->paths[0], "cannot read", errno);
+			return -1;
+		}
+		free(out->buf);
+		out->buf = page;
+		out->len = out->cap = len;
+		return 0;
+	}
+	for (int tries = 0;; tries++) {
+		snapshot_name(t, sizeof t);
+		snprintf(tpath, sizeof tpath, ".txn/%s", t);
+		if (mkdirat(rs->rootfd, tpath, 0700) == 0)
+			break;
+		if (errno != EEXIST || tries > 100) {
+			error_at(rs->paths[0], "cannot take a snapshot", errno);
+			return -1;
+		}
+	}
+	tfd = openat(rs->rootfd, tpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (tfd < 0) {
+		error_at(rs->paths[0], "cannot take a snapshot", errno);
+		unlinkat(rs->rootfd, tpath, AT_REMOVEDIR);
+		return -1;
+	}
+	for (i = 0; i < rs->n; i++) {
+		int fd = openat(tfd, rs->names[i], O_RDONLY | O_CLOEXEC);
+		size_t at;
+		int err;
+
+		if (fd < 0) {
+			error_at(rs->paths[i], "cannot read", errno);
+			goto out;
+		}
+		if (!rs->null) {
+			/* The header goes in after the page, once its length
+			 * is known: make room for it by moving the page. */
+			char head[PATH_MAX + 32];
+			size_t hl, plen;
+
+			at = out->len;
+			err = append_file(out, fd) < 0 ? errno : 0;
+			close(fd);
+			if (err) {
+				error_at(rs->paths[i], "cannot read", err);
+				goto out;
+			}
+			plen = out->len - at;
+			hl = (size_t)snprintf(head, sizeof head, "%s %zu\n",
+					      rs->paths[i], plen);
+			if (append_bytes(out, head, hl + 1) < 0) {
+				error_at(rs->paths[i], NULL, errno);
+				goto out;
+			}
+			memmove(out->buf + at + hl, out->buf + at, plen);
+			memcpy(out->buf + at, head, hl);
+			out->buf[at + hl + plen] = '\n';
+		} else {
+			err = append_file(out, fd) < 0 ? errno : 0;
+			close(fd);
+			if (err || append_bytes(out, "", 1) < 0) {
+				error_at(rs->paths[i], "cannot read",
+					 err ? err : errno);
+				goto out;
+			}
+		}
+	}
+	rc = 0;
+out:
+	snapshot_end(rs, t, tfd, i);
+	close(tfd);
+	return rc;
+}
+
+/* Waits with one poll() over every version file until a commit to any
+ * of them (0), or until WAKE (monotonic ns; 0: never) passes (1); -1 and
+ * a message on error. */
+static int readset_wait(struct readset *rs, uint64_t wake)
+{
+	struct pollfd *p = calloc(rs->n, sizeof(*p));
+	int rc = -1;
+
+	if (!p) {
+		error_at(rs->paths[0], "cannot wait", errno);
+		return -1;
+	}
+	for (size_t i = 0; i < rs->n; i++)
+		p[i] = (struct pollfd){ .fd = rs->vfd[i], .events = POLLPRI };
+	for (;;) {
+		int ms = -1, n;
+
+		if (wake) {
+			uint64_t t = now_ns();
+			uint64_t left = t < wake ? wake - t : 0;
+
+			if (!left) {
+				rc = 1;
+				break;
+			}
+			/* Round up: waking early would only poll again. */
+			left = (left + 999999) / 1000000;
+			ms = left > INT_MAX ? INT_MAX : (int)left;
+		}
+		n = poll(p, (nfds_t)rs->n, ms);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			error_at(rs->paths[0], "cannot wait", errno);
+			break;
+		}
+		if (n == 0)
+			continue;  /* the top decides whether WAKE passed */
+		for (size_t i = 0; i < rs->n; i++)
+			if (p[i].revents & (POLLERR | POLLNVAL | POLLHUP)) {
+				/* A poll that fails would wake us forever. */
+				error_at(rs->paths[i], "cannot wait", EIO);
+				goto out;
+			}
+		rc = 0;
+		break;
+	}
+out:
+	free(p);
+	return rc;
+}
+
 /* ---- get ------------------------------------------------------------------ */
+
+/* Several states: their pages from one snapshot (readset_read). */
+static int get_several(const struct opts *o, int argc, char **argv)
+{
+	struct readset rs;
+	struct output out = { 0 };
+	int rc = 0;
+
+	if (readset_open(&rs, argv, (size_t)argc, o->null) < 0)
+		return EXIT_ERROR;
+	if (readset_read(&rs, &out) < 0) {
+		rc = EXIT_ERROR;
+	} else if (write_all(STDOUT_FILENO, out.buf, out.len) < 0) {
+		error_at("standard output", NULL, errno);
+		rc = EXIT_ERROR;
+	}
+	free(out.buf);
+	readset_close(&rs);
+	return rc;
+}
 
 static int cmd_get(const struct opts *o, int argc, char **argv)
 {
-	struct kstate *s = open_state(argv[0], KSTATE_READ);
+	struct kstate *s;
 	char *page;
 	size_t len;
 	int rc = 0;
 
-	(void)o;
+	if (argc > 1)
+		return get_several(o, argc, argv);
+	s = open_state(argv[0], KSTATE_READ);
 	if (!s)
 		return EXIT_ERROR;
 	page = read_state(s, &len, NULL);
@@ -843,64 +1226,98 @@ static int cmd_wait(const struct opts *o, int argc, char **argv)
 	return rc;
 }
 
+/* The wall-clock time T as a CLOCK_MONOTONIC deadline in ns: what poll()
+ * waits by.  A clock step after this is not followed. */
+static uint64_t monotonic_at(const struct timespec *t)
+{
+	struct timespec now;
+	double left;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	left = (double)(t->tv_sec - now.tv_sec) +
+	       (double)(t->tv_nsec - now.tv_nsec) / 1e9;
+	if (left < 0)
+		left = 0;
+	return deadline_after(left);
+}
+
+static uint64_t earliest(uint64_t a, uint64_t b)
+{
+	if (!a)
+		return b;
+	if (!b)
+		return a;
+	return a < b ? a : b;
+}
+
+/* PRED runs on a snapshot of every state; again after a change of any of
+ * them, after --recheck S, and once more at --until TIME; all of that is
+ * one poll() (readset_wait). */
 static int cmd_when(const struct opts *o, int argc, char **argv)
 {
-	struct kstate *s = open_state(argv[0], KSTATE_READ);
-	uint64_t deadline = deadline_after(o->timeout);
+	struct readset rs;
+	struct output page = { 0 };
+	uint64_t timeout_at = deadline_after(o->timeout);
+	uint64_t until_at = o->have_until ? monotonic_at(&o->until) : 0;
+	bool last = false;
 	int rc;
 
-	if (!s)
+	if (readset_open(&rs, argv, (size_t)argc, o->null) < 0)
 		return EXIT_ERROR;
 	for (;;) {
-		uint64_t v;
-		size_t len;
-		char *page = read_state(s, &len, &v);
+		uint64_t wake, recheck_at = 0;
+		int w;
 
-		if (!page) {
-			error_at(argv[0], "cannot read", errno);
+		if (readset_arm(&rs) < 0 || readset_read(&rs, &page) < 0) {
 			rc = EXIT_ERROR;
 			break;
 		}
-		rc = run(argv + 1, page, len, NULL);
-		free(page);
+		rc = run(o->cmd, page.buf, page.len, NULL);
 		if (rc < 0) {
-			error_at(argv[1], "cannot run", errno);
+			error_at(o->cmd[0], "cannot run", errno);
 			rc = EXIT_ERROR;
 			break;
 		}
 		if (rc == 0 || exec_failed)
 			break;
-		/* PRED said no: it sees the same page until a commit, so
-		 * sleep until one (or the deadline). */
-		rc = wait_change(s, v, deadline, &v);
-		if (rc < 0) {
-			error_at(argv[0], "cannot wait", errno);
-			rc = EXIT_ERROR;
-			break;
-		}
-		if (rc == 1) {
+		if (last) {
 			rc = EXIT_TIMEOUT;
 			break;
 		}
+		/* PRED said no: it sees the same pages until a commit, so
+		 * sleep until one, unless it depends on time too. */
+		if (o->recheck > 0)
+			recheck_at = deadline_after(o->recheck);
+		wake = earliest(earliest(timeout_at, until_at), recheck_at);
+		w = readset_wait(&rs, wake);
+		if (w < 0) {
+			rc = EXIT_ERROR;
+			break;
+		}
+		if (w == 1 && timeout_at && now_ns() >= timeout_at) {
+			rc = EXIT_TIMEOUT;
+			break;
+		}
+		/* --until: at TIME, one last run decides. */
+		if (until_at && now_ns() >= until_at)
+			last = true;
 	}
-	kstate_unsubscribe(s);
+	free(page.buf);
+	readset_close(&rs);
 	return rc;
 }
 
 static int cmd_watch(const struct opts *o, int argc, char **argv)
 {
-	struct kstate *s = open_state(argv[0], KSTATE_READ);
+	struct readset rs;
+	struct output page = { 0 };
 	uint64_t period = o->max_rate > 0 ? (uint64_t)(1e9 / o->max_rate) : 0;
 	uint64_t last_run = 0;
 	int rc;
 
-	if (!s)
+	if (readset_open(&rs, argv, (size_t)argc, o->null) < 0)
 		return EXIT_ERROR;
 	for (;;) {
-		uint64_t v;
-		size_t len;
-		char *page;
-
 		/* Too soon after the last run: sleep out the rest of the
 		 * period, then take whatever is newest.  The changes in
 		 * between are coalesced into it, and the last one is
@@ -917,30 +1334,27 @@ static int cmd_watch(const struct opts *o, int argc, char **argv)
 					       &ts, NULL) == EINTR)
 				;
 		}
-		page = read_state(s, &len, &v);
-		if (!page) {
-			error_at(argv[0], "cannot read", errno);
+		if (readset_arm(&rs) < 0 || readset_read(&rs, &page) < 0) {
 			rc = EXIT_ERROR;
 			break;
 		}
 		last_run = now_ns();
-		rc = run(argv + 1, page, len, NULL);
-		free(page);
+		rc = run(o->cmd, page.buf, page.len, NULL);
 		if (rc < 0) {
-			error_at(argv[1], "cannot run", errno);
+			error_at(o->cmd[0], "cannot run", errno);
 			rc = EXIT_ERROR;
 			break;
 		}
 		if (exec_failed)
 			break;
 		/* CMD's own failures do not stop the watch. */
-		if (wait_change(s, v, 0, &v) < 0) {
-			error_at(argv[0], "cannot wait", errno);
+		if (readset_wait(&rs, 0) < 0) {
 			rc = EXIT_ERROR;
 			break;
 		}
 	}
-	kstate_unsubscribe(s);
+	free(page.buf);
+	readset_close(&rs);
 	return rc;
 }
 
@@ -1051,9 +1465,15 @@ static int cmd_ls(const struct opts *o, int argc, char **argv)
 /* ---- the command table and main ----------------------------------------- */
 
 static const struct command commands[] = {
-	{ "get", cmd_get, 1, 1, 0,
-	  "get NAME",
-	  "Print the page of state NAME (a whole committed version).\n" },
+	{ "get", cmd_get, 1, -1, O_NULL,
+	  "get [-0] NAME [NAME...]",
+	  "Print the page of state NAME (a whole committed version).  Given several\n"
+	  "states (of one mount), print their pages as they all were at one instant\n"
+	  "(a snapshot, which never fails): each page preceded by a line\n"
+	  "\"NAME LENGTH\" (NAME as given, LENGTH in bytes) and followed by a newline.\n"
+	  "\n"
+	  "  -0, --null   several states: each page followed by a NUL byte, no\n"
+	  "               header lines\n" },
 	{ "set", cmd_set, 1, 2, O_TRIES | O_NO_NL,
 	  "set [-n] [--tries N] NAME [VALUE]",
 	  "Commit VALUE, followed by a newline, as the new page of NAME; without\n"
@@ -1082,21 +1502,33 @@ static const struct command commands[] = {
 	  "\n"
 	  "  --after V     the version to wait past\n"
 	  "  --timeout S   give up after S seconds (decimals allowed)\n" },
-	{ "when", cmd_when, 2, -1, O_TIMEOUT,
-	  "when NAME [--timeout S] -- PRED [ARG...]",
+	{ "when", cmd_when, 1, -1,
+	  O_TIMEOUT | O_RECHECK | O_UNTIL | O_NULL | O_CMD,
+	  "when NAME... [--timeout S] [--recheck S] [--until TIME] [-0] -- PRED [ARG...]",
 	  "Wait until PRED, run with the page on standard input, succeeds.  PRED is\n"
-	  "run now, and again only when NAME changes.  Exit status 1 if S seconds\n"
-	  "pass first.\n"
+	  "run now, and again only when a NAME changes.  Given several states (of one\n"
+	  "mount), PRED gets their pages as they all were at one instant, in the\n"
+	  "format of 'kstate get NAME...', and runs again when any of them changes.\n"
+	  "Exit status 1 if S seconds pass first.\n"
 	  "\n"
-	  "  --timeout S   give up after S seconds (decimals allowed)\n" },
-	{ "watch", cmd_watch, 2, -1, O_MAX_RATE,
-	  "watch NAME [--max-rate HZ] -- CMD [ARG...]",
+	  "  --timeout S    give up after S seconds (decimals allowed)\n"
+	  "  --recheck S    also run PRED again when S seconds passed without a\n"
+	  "                 change (for a PRED that depends on the time)\n"
+	  "  --until TIME   run PRED a last time at TIME, then give up (status 1);\n"
+	  "                 TIME is @SECONDS since the epoch or a local\n"
+	  "                 YYYY-MM-DD[THH:MM[:SS]] or HH:MM[:SS] (today)\n"
+	  "  -0, --null     several states: pages separated by NUL bytes\n" },
+	{ "watch", cmd_watch, 1, -1, O_MAX_RATE | O_NULL | O_CMD,
+	  "watch NAME... [--max-rate HZ] [-0] -- CMD [ARG...]",
 	  "Run CMD with the page on standard input now and after every change of\n"
 	  "NAME, until interrupted.  Changes that come faster than CMD runs are\n"
 	  "coalesced, but the last one is never skipped.  CMD failing does not\n"
-	  "stop the watch.\n"
+	  "stop the watch.  Given several states (of one mount), CMD gets their\n"
+	  "pages as they all were at one instant, in the format of\n"
+	  "'kstate get NAME...', after a change of any of them.\n"
 	  "\n"
-	  "  --max-rate HZ   run CMD at most HZ times a second (decimals allowed)\n" },
+	  "  --max-rate HZ   run CMD at most HZ times a second (decimals allowed)\n"
+	  "  -0, --null      several states: pages separated by NUL bytes\n" },
 	{ "ls", cmd_ls, 0, 1, 0,
 	  "ls [MOUNT]",
 	  "List the states of the kstatefs mounted at MOUNT (default: the current\n"
@@ -1129,6 +1561,43 @@ static bool parse_seconds(const char *s, double *out)
 		return false;
 	*out = d;
 	return true;
+}
+
+/* TIME for --until: @SECONDS since the epoch (decimals allowed), or a
+ * local date and time, or a time of today. */
+static bool parse_time(const char *s, struct timespec *out)
+{
+	static const char *const formats[] = {
+		"%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S",
+		"%Y-%m-%d %H:%M", "%Y-%m-%d", "%H:%M:%S", "%H:%M",
+	};
+	double d;
+
+	if (*s == '@') {
+		if (!parse_seconds(s + 1, &d) || d > 1e15)
+			return false;
+		out->tv_sec = (time_t)d;
+		out->tv_nsec = (long)((d - (double)out->tv_sec) * 1e9);
+		return true;
+	}
+	for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+		time_t now = time(NULL);
+		struct tm tm;
+		const char *end;
+
+		/* A time alone is today's: start from today's date. */
+		if (!localtime_r(&now, &tm))
+			return false;
+		tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+		end = strptime(s, formats[i], &tm);
+		if (!end || *end)
+			continue;
+		tm.tm_isdst = -1;
+		out->tv_sec = mktime(&tm);
+		out->tv_nsec = 0;
+		return out->tv_sec != (time_t)-1;
+	}
+	return false;
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -1165,10 +1634,15 @@ static int parse_options(const struct command *cmd, int argc, char **argv,
 		{ "tries", required_argument, NULL, OPT_TRIES },
 		{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
 		{ "no-newline", no_argument, NULL, 'n' },
+		{ "null", no_argument, NULL, '0' },
+		{ "recheck", required_argument, NULL, OPT_RECHECK },
+		{ "until", required_argument, NULL, OPT_UNTIL },
 	};
 	static const unsigned needs[] = {
-		0, O_AFTER, O_TIMEOUT, O_TRIES, O_MAX_RATE, O_NO_NL
+		0, O_AFTER, O_TIMEOUT, O_TRIES, O_MAX_RATE, O_NO_NL, O_NULL,
+		O_RECHECK, O_UNTIL
 	};
+	char shortopts[8] = "h";
 	struct option longopts[sizeof all / sizeof all[0] + 1];
 	size_t k = 0;
 	int c;
@@ -1180,10 +1654,12 @@ static int parse_options(const struct command *cmd, int argc, char **argv,
 			longopts[k++] = all[i];
 	memset(&longopts[k], 0, sizeof longopts[k]);
 
+	if (cmd->options & O_NO_NL)
+		strcat(shortopts, "n");
+	if (cmd->options & O_NULL)
+		strcat(shortopts, "0");
 	argv[0] = (char *)prog;
-	while ((c = getopt_long(argc, argv,
-				cmd->options & O_NO_NL ? "hn" : "h",
-				longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		uint64_t n;
 
 		switch (c) {
@@ -1192,6 +1668,9 @@ static int parse_options(const struct command *cmd, int argc, char **argv,
 			exit(fflush(stdout) ? EXIT_ERROR : 0);
 		case 'n':
 			o->no_newline = true;
+			break;
+		case '0':
+			o->null = true;
 			break;
 		case OPT_AFTER:
 			o->have_after = true;
@@ -1206,6 +1685,16 @@ static int parse_options(const struct command *cmd, int argc, char **argv,
 			if (!parse_u64(optarg, &n) || n < 1 || n > INT_MAX)
 				return bad_value(prog, "--tries", optarg);
 			o->tries = (long)n;
+			break;
+		case OPT_RECHECK:
+			if (!parse_seconds(optarg, &o->recheck) ||
+			    o->recheck <= 0)
+				return bad_value(prog, "--recheck", optarg);
+			break;
+		case OPT_UNTIL:
+			if (!parse_time(optarg, &o->until))
+				return bad_value(prog, "--until", optarg);
+			o->have_until = true;
 			break;
 		case OPT_MAX_RATE:
 			if (!parse_seconds(optarg, &o->max_rate) ||
@@ -1225,7 +1714,7 @@ int main(int argc, char **argv)
 	const struct command *cmd = NULL;
 	struct opts o = { .timeout = -1 };
 	char prog[64];
-	int first, nargs;
+	int first, nargs, end;
 
 	if (argc < 2) {
 		usage(stderr);
@@ -1262,10 +1751,28 @@ int main(int argc, char **argv)
 		    !strcmp(argv[i], "--max-rate"))
 			i++;
 	}
-	first = parse_options(cmd, argc - 1, argv + 1, &o, prog);
+	/* NAME... -- CMD: the states and options end at the first "--";
+	 * what follows is CMD's, options included. */
+	end = argc;
+	if (cmd->options & O_CMD) {
+		for (int i = 2; i < argc; i++)
+			if (!strcmp(argv[i], "--")) {
+				end = i;
+				o.cmd = argv + i + 1;
+				break;
+			}
+	}
+	first = parse_options(cmd, end - 1, argv + 1, &o, prog);
 	if (first < 0)
 		return EXIT_USAGE;
-	nargs = argc - 1 - first;
+	nargs = end - 1 - first;
+	if ((cmd->options & O_CMD) && !o.cmd && nargs >= 2) {
+		/* No "--": NAME CMD [ARG...], one state. */
+		o.cmd = argv + 1 + first + 1;
+		nargs = 1;
+	}
+	if ((cmd->options & O_CMD) && (!o.cmd || !o.cmd[0]))
+		nargs = -1;  /* no command: a usage error */
 	if (nargs < cmd->min_args ||
 	    (cmd->max_args >= 0 && nargs > cmd->max_args)) {
 		fprintf(stderr, "Usage: kstate %s\nTry '%s --help'.\n",

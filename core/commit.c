@@ -120,12 +120,18 @@ static void install_all(struct ks_engine *eng, struct ks_commit *c,
 		lines = malloc(c->n * sizeof(*lines));
 		ptrs = malloc(c->n * sizeof(*ptrs));
 	}
+	/* Every page of the commit at once for snapshots (.txn/T pins all
+	 * current pages under the same lock): none sees half of it. */
+	ks_lock(&eng->snap_lock);
+	for (size_t i = 0; i < c->n; i++)
+		if (c->m[i].page)
+			ks_state_install(c->m[i].st, ks_page_ref(c->m[i].page));
+	ks_unlock(&eng->snap_lock);
 	for (size_t i = 0; i < c->n; i++) {
 		struct ks_commit_member *m = &c->m[i];
 
 		if (!m->page)
 			continue;
-		ks_state_install(m->st, ks_page_ref(m->page));
 		/* Without memory for the lines the commit still stands; its
 		 * readers lose the lines, as on a ring overflow. */
 		if (lines && ptrs) {

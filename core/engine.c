@@ -82,6 +82,7 @@ int ks_engine_new(const struct ks_engine_config *cfg, struct ks_store *store,
 		       KS_RANK_TABLE);
 	ks_lock_init(&eng->multi_lock, "engine->multi_lock",
 		     KS_RANK_MULTI_LIST);
+	ks_lock_init(&eng->snap_lock, "engine->snap_lock", KS_RANK_SNAP);
 	*out = eng;
 	return 0;
 }
@@ -115,6 +116,7 @@ void ks_engine_free(struct ks_engine *eng)
 		return;
 	ks_multi_free_all(eng);
 	ks_lock_destroy(&eng->multi_lock);
+	ks_lock_destroy(&eng->snap_lock);
 	for (size_t i = 0; i < eng->nbuckets; i++) {
 		struct ks_state *st = eng->buckets[i], *next;
 		void *mirror;
@@ -229,6 +231,47 @@ size_t ks_engine_foreach(struct ks_engine *eng,
 		}
 	ks_rwunlock(&eng->table_lock);
 	return n;
+}
+
+static int by_pin_id(const void *a, const void *b)
+{
+	uint64_t x = ((const struct ks_pin *)a)->st->id;
+	uint64_t y = ((const struct ks_pin *)b)->st->id;
+
+	return x < y ? -1 : x > y;
+}
+
+int ks_engine_pin_all(struct ks_engine *eng, struct ks_pin **out, size_t *n)
+{
+	struct ks_pin *pins;
+	size_t k = 0;
+
+	ks_rdlock(&eng->table_lock);
+	pins = malloc((eng->nstates ? eng->nstates : 1) * sizeof(*pins));
+	if (!pins) {
+		ks_rwunlock(&eng->table_lock);
+		return ENOMEM;
+	}
+	/* Commits install their pages under snap_lock (commit.c): holding
+	 * it, every current page below belongs to one instant, with each
+	 * commit over several states wholly in it or wholly after it.
+	 * Only references are taken here, no copies, so commits wait at
+	 * most for a walk over the table. */
+	ks_lock(&eng->snap_lock);
+	for (size_t i = 0; i < eng->nbuckets; i++)
+		for (struct ks_state *st = eng->buckets[i]; st; st = st->hnext) {
+			ks_lock(&st->lock);
+			pins[k].st = ks_state_ref(st);
+			pins[k].page = ks_page_ref(st->current);
+			ks_unlock(&st->lock);
+			k++;
+		}
+	ks_unlock(&eng->snap_lock);
+	ks_rwunlock(&eng->table_lock);
+	qsort(pins, k, sizeof(*pins), by_pin_id);
+	*out = pins;
+	*n = k;
+	return 0;
 }
 
 /* ---- the hash table, under table_lock ----------------------------------- */

@@ -34,6 +34,12 @@
  *                          store makes the change durable, so that readers
  *                          never wait on the disk; several are taken in
  *                          ascending state id order (commit.c)
+ *   engine->snap_lock      a commit installing its pages (all of them),
+ *                          or a .txn/T pinning every state's current page
+ *                          at its mkdir (under table_lock, read): so a
+ *                          snapshot holds each commit whole or not at
+ *                          all; held for pointer swaps only, never across
+ *                          the store
  *   log->mu                inside append (group commit), reached with only
  *   powerloss->mu          table_lock and commit locks held; then the I/O
  *                          shim's under it
@@ -313,7 +319,9 @@ int ks_txn_commit_named(struct ks_state *st, const char *name,
 struct ks_multi;
 
 /* Begins transaction NAME (EEXIST, ENOSPC past max_txns; EINVAL or
- * ENAMETOOLONG if NAME fails ks_name_check); *out gets a reference. */
+ * ENAMETOOLONG if NAME fails ks_name_check); *out gets a reference.  Its
+ * instant is now: every member it reads later is read as it was at this
+ * moment (a snapshot of every state). */
 int ks_multi_create(struct ks_engine *eng, const char *name,
 		    struct ks_multi **out);
 int ks_multi_find(struct ks_engine *eng, const char *name,
@@ -338,7 +346,8 @@ void ks_multi_foreach(struct ks_engine *eng,
 		      void (*fn)(void *arg, struct ks_multi *m,
 				 const char *name),
 		      void *arg);
-/* ST joins M with its current version as base (if not joined yet); *out
+/* ST joins M (if not joined yet), based on its version at M's instant
+ * (ks_multi_create pinned it): ENOENT if ST did not exist then.  *out
  * gets a reference to the member's private transaction. */
 int ks_multi_join(struct ks_multi *m, struct ks_state *st,
 		  struct ks_txn **out);
@@ -351,8 +360,25 @@ void ks_multi_foreach_member(struct ks_multi *m,
 			     void (*fn)(void *arg, struct ks_state *st,
 					struct ks_txn *txn),
 			     void *arg);
-/* Commits every member at once: 0, or EAGAIN (nothing applied) if any
- * member's state was committed since it joined.  On success M is removed. */
+/* ST's page at M's instant (a reference), or NULL if ST did not exist
+ * then or M is over. */
+struct ks_page *ks_multi_snapshot_page(struct ks_multi *m,
+				       struct ks_state *st);
+/* Commits every member at once.  A T that wrote nothing is a snapshot:
+ * always 0, nothing validated.  Otherwise 0, or EAGAIN (nothing applied)
+ * if any member's state was committed since T's instant.  On success M
+ * is removed. */
 int ks_multi_commit(struct ks_multi *m);
+
+/* What open snapshots (.txn/T) cost, for .stats: a walk over every open
+ * T's pins, so not for hot paths. */
+struct ks_snapshot_stats {
+	uint64_t open;       /* open .txn/T, each a snapshot */
+	uint64_t versions;   /* replaced versions kept only for them */
+	uint64_t bytes;      /* their pages' bytes */
+	uint64_t commits;    /* read-only T committed (never fails) */
+};
+void ks_engine_snapshot_stats(struct ks_engine *eng,
+			      struct ks_snapshot_stats *out);
 
 #endif

@@ -32,6 +32,10 @@ struct ks_engine {
 	uint64_t next_id;
 
 	struct ks_events events;
+	/* Held while a commit installs its pages and while a snapshot pins
+	 * every state's current page, so that a snapshot sees each commit
+	 * whole or not at all (multi.c).  Never held across the store. */
+	struct ks_lock snap_lock;
 	struct ks_lock multi_lock;
 	struct ks_multi *multis;     /* transactions over several states */
 	uint32_t nmultis;
@@ -40,6 +44,7 @@ struct ks_engine {
 	atomic_uint_fast64_t commits;
 	atomic_uint_fast64_t conflicts;
 	atomic_uint_fast64_t bytes;
+	atomic_uint_fast64_t snapshots;  /* read-only .txn/T committed */
 };
 
 struct ks_state {
@@ -91,6 +96,20 @@ struct ks_txn {
 
 void ks_now(struct timespec *ts);
 void ks_multi_free_all(struct ks_engine *eng);
+
+/* One state's page at a snapshot's instant. */
+struct ks_pin {
+	struct ks_state *st;    /* a reference */
+	struct ks_page *page;   /* a reference */
+};
+/* Pins every state's current page at one instant, sorted by state id:
+ * no commit is half in it.  Takes table_lock (read), then snap_lock. */
+int ks_engine_pin_all(struct ks_engine *eng, struct ks_pin **out, size_t *n);
+/* A transaction on st based on page (a version pinned earlier) rather
+ * than the current one: KS_TXN_CHECKED, anonymous.  ENOENT if st has
+ * been deleted. */
+int ks_txn_begin_at(struct ks_state *st, struct ks_page *page,
+		    struct ks_txn **out);
 /* Swaps in a new current page; called with commit_lock held. */
 void ks_state_install(struct ks_state *st, struct ks_page *page);
 /* Drops txn's name; called with txn->st->lock held. */

@@ -49,6 +49,9 @@ enum ks_lock_rank {
 	KS_RANK_TABLE = 50,        /* engine->table_lock (rwlock) */
 	KS_RANK_COMMIT = 60,       /* state->commit_lock; several in state-id
 				    * order */
+	KS_RANK_SNAP = 65,         /* engine->snap_lock: a commit installs
+				    * its pages, a .txn/T pins every state's,
+				    * each whole under it */
 	/* core/stores: taken inside append, under commit locks */
 	KS_RANK_STORE = 90,        /* log->mu: a store's own state (group
 				    * commit) */

@@ -1,6 +1,20 @@
 /*
  * Transactions over several states (.txn/T).  Each member is an ordinary
  * conflict-checked transaction on one state, begun when the state joins.
+ *
+ * Every T is a snapshot: mkdir pins every state's current page at one
+ * instant (ks_engine_pin_all, under the engine's snap_lock, which every
+ * commit holds while it installs its pages), and a state that joins later
+ * starts from its pinned page, not from its page at the time of joining.
+ * Pages are immutable and reference-counted, so pinning copies nothing:
+ * a snapshot costs a reference per state, and keeps alive only the
+ * versions that were current at its instant and have been replaced since
+ * (at most one per state), for as long as T exists.  A T that writes
+ * nothing commits without validation and without taking a commit lock:
+ * its reads were one instant's, so it never fails and never waits for a
+ * writer.  A T that writes is validated as before, against the pinned
+ * versions.
+ *
  * The commit (through commit.c) locks every member in ascending state id
  * order, so that two commits over overlapping sets can never wait on each
  * other in a circle, validates every member (written or only read), and
@@ -29,10 +43,23 @@ struct ks_multi {
 	struct member *members;
 	size_t n, cap;
 	struct timespec ctime;
+	/* The snapshot: every state's page at mkdir, by state id.  Fixed
+	 * once made; dropped (under lock) when T is committed or removed. */
+	struct ks_pin *pins;
+	size_t npins;
 	/* Its creator, for the daemon: root's and closed (0700) until it
 	 * says otherwise, so a T is never briefly open to everyone. */
 	atomic_uint uid, gid, perm;
 };
+
+static void unpin(struct ks_pin *pins, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		ks_page_unref(pins[i].page);
+		ks_state_unref(pins[i].st);
+	}
+	free(pins);
+}
 
 struct ks_multi *ks_multi_ref(struct ks_multi *m)
 {
@@ -50,6 +77,7 @@ void ks_multi_unref(struct ks_multi *m)
 		ks_state_unref(m->members[i].st);
 	}
 	free(m->members);
+	unpin(m->pins, m->npins);
 	free(m->name);
 	ks_lock_destroy(&m->lock);
 	free(m);
@@ -83,6 +111,13 @@ int ks_multi_create(struct ks_engine *eng, const char *name,
 	m->eng = eng;
 	ks_lock_init(&m->lock, "multi->lock", KS_RANK_MULTI);
 	ks_now(&m->ctime);
+	/* The instant of mkdir is the instant every member is read at. */
+	err = ks_engine_pin_all(eng, &m->pins, &m->npins);
+	if (err) {
+		atomic_store(&m->refs, 1);
+		ks_multi_unref(m);
+		return err;
+	}
 	ks_lock(&eng->multi_lock);
 	if (find_locked(eng, name))
 		err = EEXIST;
@@ -120,6 +155,8 @@ int ks_multi_find(struct ks_engine *eng, const char *name,
 static void unlist_locked(struct ks_engine *eng, struct ks_multi *m)
 {
 	struct ks_multi **pp = &eng->multis;
+	struct ks_pin *pins;
+	size_t npins;
 
 	ks_lock_assert_held(&eng->multi_lock);
 	while (*pp && *pp != m)
@@ -128,7 +165,16 @@ static void unlist_locked(struct ks_engine *eng, struct ks_multi *m)
 		return;
 	*pp = m->next;
 	m->next = NULL;
+	/* A finished T lets go of its versions now, not when the daemon
+	 * forgets its inode. */
+	ks_lock(&m->lock);
 	atomic_store(&m->gone, true);
+	pins = m->pins;
+	npins = m->npins;
+	m->pins = NULL;
+	m->npins = 0;
+	ks_unlock(&m->lock);
+	unpin(pins, npins);
 	eng->nmultis--;
 	ks_multi_unref(m); /* the table's reference */
 }
@@ -233,6 +279,40 @@ static struct member *member_of(struct ks_multi *m, struct ks_state *st)
 	return NULL;
 }
 
+/* ST's pinned page in M's snapshot (m->lock held), or NULL: ST did not
+ * exist at M's instant, or M is over. */
+static struct ks_pin *pin_of(struct ks_multi *m, struct ks_state *st)
+{
+	size_t lo = 0, hi = m->npins;
+
+	ks_lock_assert_held(&m->lock);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint64_t id = m->pins[mid].st->id;
+
+		if (id == st->id)
+			return m->pins[mid].st == st ? &m->pins[mid] : NULL;
+		if (id < st->id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+struct ks_page *ks_multi_snapshot_page(struct ks_multi *m, struct ks_state *st)
+{
+	struct ks_pin *pin;
+	struct ks_page *page = NULL;
+
+	ks_lock(&m->lock);
+	pin = pin_of(m, st);
+	if (pin)
+		page = ks_page_ref(pin->page);
+	ks_unlock(&m->lock);
+	return page;
+}
+
 int ks_multi_member(struct ks_multi *m, struct ks_state *st,
 		    struct ks_txn **out)
 {
@@ -251,6 +331,7 @@ int ks_multi_join(struct ks_multi *m, struct ks_state *st,
 {
 	struct member *mb;
 	struct ks_txn *txn;
+	struct ks_pin *pin;
 	int err = 0;
 
 	ks_lock(&m->lock);
@@ -274,8 +355,13 @@ int ks_multi_join(struct ks_multi *m, struct ks_state *st,
 		m->members = nm;
 		m->cap = cap;
 	}
-	/* The base is the version now: joining is the moment it reads. */
-	err = ks_txn_begin(st, KS_TXN_CHECKED, false, NULL, &txn);
+	/* The base is the version at T's instant, whenever T reads it. */
+	pin = pin_of(m, st);
+	if (!pin) {
+		err = ENOENT;
+		goto out;
+	}
+	err = ks_txn_begin_at(st, pin->page, &txn);
 	if (err)
 		goto out;
 	m->members[m->n].st = ks_state_ref(st);
@@ -314,6 +400,14 @@ void ks_multi_foreach_member(struct ks_multi *m,
 	for (size_t i = 0; i < m->n; i++)
 		fn(arg, m->members[i].st, m->members[i].txn);
 	ks_unlock(&m->lock);
+}
+
+static int by_pointer(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(struct ks_page *const *)a;
+	uintptr_t y = (uintptr_t)*(struct ks_page *const *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 static int by_state_id(const void *a, const void *b)
@@ -387,6 +481,66 @@ static void multi_release(void *arg, int err)
 	}
 }
 
+/* Transaction locks held. */
+static bool any_written(struct ks_commit_member *mb, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		ks_lock_assert_held(&mb[i].txn->lock);
+		if (mb[i].txn->written)
+			return true;
+	}
+	return false;
+}
+
+void ks_engine_snapshot_stats(struct ks_engine *eng,
+			      struct ks_snapshot_stats *out)
+{
+	struct ks_page **kept = NULL;
+	size_t nkept = 0, cap = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->commits = atomic_load_explicit(&eng->snapshots,
+					    memory_order_relaxed);
+	ks_lock(&eng->multi_lock);
+	out->open = eng->nmultis;
+	for (struct ks_multi *m = eng->multis; m; m = m->next) {
+		ks_lock(&m->lock);
+		for (size_t i = 0; i < m->npins; i++) {
+			struct ks_pin *p = &m->pins[i];
+			bool current;
+
+			ks_lock(&p->st->lock);
+			current = p->st->current == p->page && !p->st->deleted;
+			ks_unlock(&p->st->lock);
+			if (current)
+				continue;
+			if (nkept == cap) {
+				size_t c = cap ? cap * 2 : 64;
+				struct ks_page **k = realloc(kept,
+							     c * sizeof(*k));
+
+				if (!k)
+					break;
+				kept = k;
+				cap = c;
+			}
+			kept[nkept++] = p->page;
+		}
+		ks_unlock(&m->lock);
+	}
+	ks_unlock(&eng->multi_lock);
+	/* Several snapshots may hold one old version: count it once. */
+	if (nkept)  /* qsort wants an array, even of nothing */
+		qsort(kept, nkept, sizeof(*kept), by_pointer);
+	for (size_t i = 0; i < nkept; i++) {
+		if (i && kept[i] == kept[i - 1])
+			continue;
+		out->versions++;
+		out->bytes += kept[i]->len;
+	}
+	free(kept);
+}
+
 int ks_multi_commit(struct ks_multi *m)
 {
 	struct ks_commit_member *mb;
@@ -416,6 +570,18 @@ int ks_multi_commit(struct ks_multi *m)
 	qsort(mb, n, sizeof(*mb), by_state_id);
 	for (size_t i = 0; i < n; i++)
 		ks_lock_nested(&mb[i].txn->lock, mb[i].st->id);
+	if (!any_written(mb, n)) {
+		/* A snapshot: every member was read at T's instant, which
+		 * is all a read-only T asks for.  Nothing to validate, and
+		 * no commit lock to wait for behind a writer's store. */
+		mc.mb = mb;
+		mc.n = n;
+		multi_release(&mc, 0);
+		free(mb);
+		atomic_fetch_add_explicit(&m->eng->snapshots, 1,
+					  memory_order_relaxed);
+		return 0;
+	}
 	mc.mb = mb;
 	mc.n = n;
 	c.m = mb;

@@ -109,6 +109,27 @@ int ks_txn_begin(struct ks_state *st, enum ks_txn_mode mode, bool empty,
 	return 0;
 }
 
+int ks_txn_begin_at(struct ks_state *st, struct ks_page *page,
+		    struct ks_txn **out)
+{
+	struct ks_page *was;
+	struct ks_txn *txn;
+	int err = ks_txn_begin(st, KS_TXN_CHECKED, false, NULL, &txn);
+
+	if (err)
+		return err;
+	/* Nobody else has txn yet: move its base back to the pinned page,
+	 * so that it reads that version and its commit checks against it. */
+	ks_lock(&st->lock);
+	was = txn->base;
+	txn->base = ks_page_ref(page);
+	txn->base_version = page->version;
+	ks_unlock(&st->lock);
+	ks_page_unref(was);
+	*out = txn;
+	return 0;
+}
+
 struct ks_txn *ks_txn_ref(struct ks_txn *txn)
 {
 	atomic_fetch_add_explicit(&txn->refs, 1, memory_order_relaxed);

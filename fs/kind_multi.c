@@ -2,6 +2,11 @@
  * Transactions over several states: .txn/T directories, their member
  * files .txn/T/NAME, and the commit `mv .txn/T .commit/`.
  *
+ * Every T is a snapshot taken at its mkdir (core/multi.c): a member shows
+ * its state as it was then, whenever it is first looked up or opened, and
+ * a T that writes nothing always commits.  States made after the mkdir
+ * are not in it (ENOENT).
+ *
  * Member files and transaction directories get no entry or attribute
  * caching: a committed T's entry lands in .commit/ in the kernel's cache,
  * and must be looked up again (and found gone) on its next use.  Nor are
@@ -204,9 +209,17 @@ static int multi_lookup(struct ks_daemon *d, struct ks_inode *dir,
 {
 	struct ks_inode tmpl = { .role = ROLE_MEMBER, .multi = dir->multi };
 	struct ks_state *st;
+	struct ks_page *page;
 
 	if (ks_multi_gone(dir->multi) || ks_state_lookup(d->eng, name, &st))
 		return ENOENT;
+	/* Only the states of T's instant are members. */
+	page = ks_multi_snapshot_page(dir->multi, st);
+	if (!page) {
+		ks_state_unref(st);
+		return ENOENT;
+	}
+	ks_page_unref(page);
 	tmpl.st = st;
 	*out = inode_new(d, inode_alloc_ino(d, 1), &tmpl);
 	ks_state_unref(st);
@@ -289,10 +302,13 @@ static void member_getattr(struct ks_daemon *d, struct ks_inode *in,
 			   struct stat *stbuf)
 {
 	struct ks_state_attr sa;
-	struct ks_page *page = ks_state_current(in->st);
+	struct ks_page *page = ks_multi_snapshot_page(in->multi, in->st);
 	struct ks_txn *txn;
 	mode_t mode;
 
+	/* The page of T's instant; T over, the state's own. */
+	if (!page)
+		page = ks_state_current(in->st);
 	attr_of_state(in, stbuf, &sa);
 	attr_of_page(page, stbuf);
 	ks_multi_owner(in->multi, &stbuf->st_uid, &stbuf->st_gid, &mode);

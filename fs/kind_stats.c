@@ -38,6 +38,7 @@ static int stats_text(struct ks_daemon *d, char **text, size_t *len)
 {
 	enum { STATS_MAX = 4096 };
 	struct ks_engine_stats s;
+	struct ks_snapshot_stats snap;
 	struct store_lines store = { .used = 0 };
 	unsigned readers, waiting;
 	struct timespec now;
@@ -48,6 +49,7 @@ static int stats_text(struct ks_daemon *d, char **text, size_t *len)
 		return ENOMEM;
 	store.text[0] = '\0';
 	ks_engine_stats(d->eng, &s);
+	ks_engine_snapshot_stats(d->eng, &snap);
 	ks_store_stats(d->store, store_line, &store);
 	events_counts(d, &readers, &waiting);
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -57,6 +59,10 @@ static int stats_text(struct ks_daemon *d, char **text, size_t *len)
 		"commits %" PRIu64 "\n"
 		"conflicts %" PRIu64 "\n"
 		"bytes %" PRIu64 "\n"
+		"snapshots_open %" PRIu64 "\n"
+		"snapshot_versions %" PRIu64 "\n"
+		"snapshot_bytes %" PRIu64 "\n"
+		"snapshot_commits %" PRIu64 "\n"
 		"%s"
 		"views %u\n"
 		"event_readers %u\n"
@@ -65,6 +71,7 @@ static int stats_text(struct ks_daemon *d, char **text, size_t *len)
 		"notifier_restarts %" PRIu64 "\n"
 		"uptime %lld\n",
 		s.states, s.txns, s.commits, s.conflicts, s.bytes,
+		snap.open, snap.versions, snap.bytes, snap.commits,
 		store.text, views_count(d), readers,
 		waiting + poll_waiting(d),
 		ks_events_dropped(ks_engine_events(d->eng)),

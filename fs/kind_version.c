@@ -104,6 +104,9 @@ static void version_poll(struct ks_daemon *d, fuse_req_t req,
 static void version_destroy(struct ks_daemon *d, struct ks_fh *fh)
 {
 	poll_remove(d, poll_key(fh), fh);
+	/* A reader of a view's version is what keeps the view listed. */
+	if (fh->inode->role == ROLE_VIEW_VERSION)
+		view_closed(fh->inode->view);
 }
 
 void write_denied(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,

@@ -120,18 +120,27 @@ static void view_data_getattr(struct ks_daemon *d, struct ks_inode *in,
 	ks_page_unref(view_file_attr(in, stbuf));
 }
 
+static void view_data_destroy(struct ks_daemon *d, struct ks_fh *fh)
+{
+	view_closed(fh->inode->view);
+}
+
 static const struct ks_file_ops view_data_fops = {
 	.read = data_read_pinned,
 	.write = write_denied,
+	.destroy = view_data_destroy,
 };
 
 static int view_data_open(struct ks_daemon *d, fuse_req_t req,
 			  struct ks_inode *in, struct fuse_file_info *fi,
 			  struct ks_fh *fh)
 {
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		return EACCES;
 	fh->fops = &view_data_fops;
 	fh->readable = true;
-	return (fi->flags & O_ACCMODE) == O_RDONLY ? 0 : EACCES;
+	view_opened(in->view);
+	return 0;
 }
 
 const struct ks_kind_ops kind_view_data = {
@@ -162,6 +171,7 @@ static int view_version_open(struct ks_daemon *d, fuse_req_t req,
 		fh->readable = true;
 		atomic_store(&fh->seen, page->version);
 		ks_page_unref(page);
+		view_opened(in->view);
 		return 0;
 	}
 	if (notifier_is_self(d, fuse_req_ctx(req)->pid)) {

@@ -487,6 +487,25 @@ static int serve(struct ks_daemon *d, struct fuse_cmdline_opts *cl)
 	return err < 0 ? EXIT_MOUNT : 0;
 }
 
+/* Why the mountpoint cannot be used.  ENOTCONN is a FUSE mount whose
+ * daemon died (kill -9, a crash): the kernel keeps the dead mount until
+ * it is unmounted, and says only "Transport endpoint is not connected";
+ * tell the user what to do. */
+static void mount_error(const char *mountpoint, int err)
+{
+	if (err == ENOTCONN) {
+		fprintf(stderr,
+			"kstatefs: cannot mount on %s: %s: the daemon of the "
+			"mount there died; unmount it first with "
+			"'fusermount3 -u %s' (or 'umount %s' as root), then "
+			"mount again\n",
+			mountpoint, strerror(err), mountpoint, mountpoint);
+		return;
+	}
+	fprintf(stderr, "kstatefs: cannot mount on %s: %s\n", mountpoint,
+		err ? strerror(err) : "not a directory");
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -528,8 +547,7 @@ int main(int argc, char *argv[])
 	}
 	cl.mountpoint = realpath(o.mountpoint, NULL);
 	if (!cl.mountpoint) {
-		fprintf(stderr, "kstatefs: cannot mount on %s: %s\n",
-			o.mountpoint, strerror(errno));
+		mount_error(o.mountpoint, errno);
 		goto out_args;
 	}
 	if (engine_config(&o, &cfg) != 0 ||
@@ -552,10 +570,9 @@ int main(int argc, char *argv[])
 		status = EXIT_USAGE;
 		goto out_args;
 	}
+	errno = 0;
 	if (stat(cl.mountpoint, &mst) != 0 || !S_ISDIR(mst.st_mode)) {
-		fprintf(stderr, "kstatefs: cannot mount on %s: %s\n",
-			cl.mountpoint,
-			errno ? strerror(errno) : "not a directory");
+		mount_error(cl.mountpoint, errno);
 		goto out_args;
 	}
 

@@ -1,6 +1,7 @@
 /*
  * The PERIOD of a view, NAME/every/PERIOD: "<n>ms", "<n>s" or "<n>hz",
- * with n a decimal number without leading zeros, from 1 ms to one day.
+ * with n a decimal number (0.5, 2.25; at most 9 digits after the point)
+ * without leading zeros, from 1 ms to one day.
  */
 #ifndef KSTATEFS_FS_PERIOD_H
 #define KSTATEFS_FS_PERIOD_H

@@ -9,6 +9,13 @@
  * scheduled view, waiting for the earliest due time.  A move wakes the
  * view's pollers and makes its inotify event, like a commit does for the
  * state's own version.
+ *
+ * The kernel keeps a looked-up entry (and so the view) for as long as it
+ * likes, so `ls every` would list views nobody reads any more.  A view
+ * with no open file is forgotten VIEW_IDLE_NS after its last lookup or
+ * close: left out of listings, and its entry dropped from the kernel's
+ * cache (the views thread, which serves no request, does that), so the
+ * kernel's forget frees it.  Looking it up again brings it back.
  */
 #include "views.h"
 
@@ -27,6 +34,9 @@
 
 #define NSEC PERIOD_NSEC
 
+/* How long a view with no open file stays listed after its last use. */
+#define VIEW_IDLE_NS (2 * NSEC)
+
 struct ks_view {
 	atomic_uint refs;           /* dropped to 0 under views->lock */
 	struct ks_views *vs;
@@ -38,6 +48,12 @@ struct ks_view {
 	uint64_t last_move;         /* CLOCK_MONOTONIC ns */
 	bool scheduled;
 	uint64_t due;
+	/* Under views->lock: */
+	unsigned open;              /* open files of data and version; a
+				     * failed open after ours (the state gone)
+				     * may leave it counted, harmlessly */
+	uint64_t last_used;         /* last lookup or close, monotonic ns */
+	bool forgotten;             /* idle: not listed, entry dropped */
 	struct ks_view *next;       /* the state's views */
 };
 
@@ -46,6 +62,7 @@ struct ks_views {
 	pthread_cond_t cond;        /* on CLOCK_MONOTONIC */
 	pthread_t thread;
 	bool started, stop;
+	bool idle_pending;          /* some views wait to be forgotten */
 	struct u64map by_state;     /* state id -> first view */
 	unsigned count;
 };
@@ -125,6 +142,30 @@ struct ks_page *view_shown(struct ks_view *v)
 	return page;
 }
 
+void view_opened(struct ks_view *v)
+{
+	ks_lock(&v->vs->lock);
+	v->open++;
+	v->forgotten = false;
+	ks_unlock(&v->vs->lock);
+}
+
+void view_closed(struct ks_view *v)
+{
+	struct ks_views *vs = v->vs;
+
+	ks_lock(&vs->lock);
+	if (v->open)
+		v->open--;
+	v->last_used = now_ns();
+	if (!v->open) {
+		/* The thread now has an idle view to time out. */
+		vs->idle_pending = true;
+		pthread_cond_signal(&vs->cond);
+	}
+	ks_unlock(&vs->lock);
+}
+
 unsigned views_count(struct ks_daemon *d)
 {
 	unsigned n;
@@ -159,6 +200,7 @@ static struct ks_view *find_or_make(struct ks_daemon *d, struct ks_state *st,
 	v->ino = ino;
 	v->shown = ks_state_current(st);
 	v->last_move = now_ns();
+	v->last_used = v->last_move;
 	v->next = u64map_get(&vs->by_state, id);
 	if (u64map_put(&vs->by_state, id, v)) {
 		ks_page_unref(v->shown);
@@ -184,8 +226,14 @@ int views_get(struct ks_daemon *d, struct ks_state *st, const char *name,
 	ino = inode_alloc_ino(d, 3);
 	ks_lock(&vs->lock);
 	v = find_or_make(d, st, name, period, ino);
-	if (v)
+	if (v) {
 		atomic_fetch_add(&v->refs, 1);
+		/* Looked up: in use again, for VIEW_IDLE_NS at least. */
+		v->last_used = now_ns();
+		v->forgotten = false;
+		vs->idle_pending = true;
+		pthread_cond_signal(&vs->cond);
+	}
 	ks_unlock(&vs->lock);
 	*out = v;
 	return v ? 0 : ENOMEM;
@@ -200,7 +248,8 @@ void views_foreach(struct ks_daemon *d, struct ks_state *st,
 	ks_lock(&vs->lock);
 	for (struct ks_view *v = u64map_get(&vs->by_state, ks_state_id(st)); v;
 	     v = v->next)
-		fn(arg, v->name, v->ino);
+		if (!v->forgotten)
+			fn(arg, v->name, v->ino);
 	ks_unlock(&vs->lock);
 }
 
@@ -242,6 +291,48 @@ static struct ks_view *earliest(struct ks_views *vs)
 	return first;
 }
 
+/* The idle view to forget first (due soonest), or NULL; views->lock
+ * held.  Clears idle_pending once none is left to time out. */
+static struct ks_view *earliest_idle(struct ks_views *vs)
+{
+	struct ks_view *first = NULL;
+	struct u64map_iter it;
+	void *head;
+
+	ks_lock_assert_held(&vs->lock);
+	if (!vs->idle_pending)
+		return NULL;
+	u64map_iter_init(&it, &vs->by_state);
+	while (u64map_next(&it, NULL, &head))
+		for (struct ks_view *v = head; v; v = v->next)
+			if (!v->open && !v->forgotten &&
+			    (!first || v->last_used < first->last_used))
+				first = v;
+	if (!first)
+		vs->idle_pending = false;
+	return first;
+}
+
+/* Forgets the idle view v (views->lock held, and released meanwhile):
+ * unlisted, and its entry dropped from the kernel's cache, outside the
+ * lock, for a lookup of the same name may be waiting for it. */
+static void forget_view(struct ks_daemon *d, struct ks_view *v)
+{
+	struct ks_views *vs = d->views;
+	char name[sizeof(v->name)];
+	uint64_t every;
+
+	ks_lock_assert_held(&vs->lock);
+	v->forgotten = true;
+	if (!d->se)
+		return;
+	memcpy(name, v->name, sizeof(name));
+	every = inode_state_ino(v->st, ROLE_EVERY);
+	ks_unlock(&vs->lock);
+	fuse_lowlevel_notify_inval_entry(d->se, every, name, strlen(name));
+	ks_lock(&vs->lock);
+}
+
 static void *views_main(void *arg)
 {
 	struct ks_daemon *d = arg;
@@ -250,17 +341,26 @@ static void *views_main(void *arg)
 	ks_lock(&vs->lock);
 	while (!vs->stop) {
 		struct ks_view *v = earliest(vs);
+		struct ks_view *idle = earliest_idle(vs);
 		struct ks_page *old;
-		uint64_t now = now_ns(), version;
+		uint64_t now = now_ns(), version, wake = 0;
 		struct timespec until;
 
-		if (!v) {
+		if (idle && idle->last_used + VIEW_IDLE_NS <= now) {
+			forget_view(d, idle);
+			continue;
+		}
+		if (idle)
+			wake = idle->last_used + VIEW_IDLE_NS;
+		if (v && (!wake || v->due < wake))
+			wake = v->due;
+		if (!wake) {
 			ks_cond_wait(&vs->cond, &vs->lock);
 			continue;
 		}
-		if (v->due > now) {
-			until.tv_sec = (time_t)(v->due / NSEC);
-			until.tv_nsec = (long)(v->due % NSEC);
+		if (!v || v->due > now) {
+			until.tv_sec = (time_t)(wake / NSEC);
+			until.tv_nsec = (long)(wake % NSEC);
 			ks_cond_timedwait(&vs->cond, &vs->lock, &until);
 			continue;
 		}

@@ -23,7 +23,13 @@ void views_free(struct ks_daemon *d);
  * (view_unref); ENOENT if name is not a period. */
 int views_get(struct ks_daemon *d, struct ks_state *st, const char *name,
 	      struct ks_view **out);
-/* Calls fn for each view of st, under the views lock. */
+/* A view file opened (readers and pollers keep a view listed), and
+ * closed. */
+void view_opened(struct ks_view *v);
+void view_closed(struct ks_view *v);
+/* Calls fn for each view of st in use, under the views lock: one with an
+ * open file, or looked up in the last VIEW_IDLE_NS.  The others are
+ * forgotten: left out, and dropped from the kernel's cache (views.c). */
 void views_foreach(struct ks_daemon *d, struct ks_state *st,
 		   void (*fn)(void *arg, const char *name, uint64_t ino),
 		   void *arg);

@@ -103,10 +103,12 @@ detach() {
 	assert_eq "$(total)" $TOTAL "total after"
 	bank check "$MNT" $NACC $BAL "$BATS_TEST_TMPDIR"/r1.transfer.[0-9]
 	# Each audit process took at least its final snapshot.
-	local f n
+	# Snapshots never fail: every audit committed the first time.
+	local f n c
 	for f in "$BATS_TEST_TMPDIR"/r1.audit.[0-9]; do
-		read -r _ n _ <"$f"
+		read -r _ n c <"$f"
 		[ "$n" -ge 1 ] || { echo "$f: no successful snapshot"; return 1; }
+		assert_eq "$c" 0 "$f: snapshots that conflicted"
 	done
 	run ls "$MNT/.txn"
 	assert_eq "$output" "" "transactions left in .txn"
@@ -153,4 +155,54 @@ bank_crash() {
 
 @test "bank: the same with --sync none" {
 	bank_crash --sync none
+}
+
+@test "bank: kstate get of every account under transfers: each snapshot sums to 500, none fails" {
+	: "${KSTATE:=$KS_ROOT/build/client/kstate}"
+	bank setup "$MNT" $NACC $BAL
+	local i p pids=() accts=()
+	for ((i = 0; i < NACC; i++)); do
+		accts+=("$MNT/acct$i")
+	done
+	for i in 1 2 3; do
+		bank transfer "$MNT" $NACC 300 "$BATS_TEST_TMPDIR/t.transfer.$i" \
+			>"$BATS_TEST_TMPDIR/t.$i.out" 2>&1 &
+		pids+=($!)
+	done
+	# Snapshots for as long as any transfer runs.
+	local n=0 pages s v running=1
+	while [ $running -eq 1 ]; do
+		running=0
+		for p in "${pids[@]}"; do
+			kill -0 "$p" 2>/dev/null && running=1
+		done
+		n=$((n + 1))
+		mapfile -d '' pages < <(timeout 30 "$KSTATE" get -0 "${accts[@]}"; echo "status $?")
+		[ "${pages[-1]}" = $'status 0\n' ] || {
+			echo "snapshot $n failed: ${pages[-1]}"
+			return 1
+		}
+		[ "${#pages[@]}" -eq $((NACC + 1)) ] || {
+			echo "snapshot $n: ${#pages[@]} fields: ${pages[*]}"
+			return 1
+		}
+		s=0
+		for v in "${pages[@]:0:NACC}"; do
+			s=$((s + v))
+		done
+		[ "$s" -eq $TOTAL ] || {
+			echo "snapshot $n sums to $s: ${pages[*]}"
+			return 1
+		}
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" || { cat "$BATS_TEST_TMPDIR"/t.*.out; return 1; }
+	done
+	echo "$n snapshots during $(acked t) transfers"
+	[ "$n" -ge 10 ] || { echo "too few snapshots to tell"; return 1; }
+	assert_eq "$(acked t)" 900 "acknowledged transfers"
+	assert_eq "$(total)" $TOTAL "total after"
+	bank check "$MNT" $NACC $BAL "$BATS_TEST_TMPDIR"/t.transfer.[0-9]
+	run ls "$MNT/.txn"
+	assert_eq "$output" "" "transactions left in .txn"
 }

@@ -77,6 +77,27 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 	[ ! -e "$BATS_TEST_TMPDIR/x" ]
 }
 
+@test "get A B: one snapshot, each page after a NAME LENGTH line; -0 NUL-separated" {
+	kstate set "$MNT/a" 10
+	printf 'x\0y' | kstate set "$MNT/b"
+	kstate get "$MNT/a" "$MNT/b" >"$BATS_TEST_TMPDIR/out"
+	printf '%s 3\n10\n\n%s 3\nx\0y\n' "$MNT/a" "$MNT/b" >"$BATS_TEST_TMPDIR/want"
+	cmp "$BATS_TEST_TMPDIR/out" "$BATS_TEST_TMPDIR/want"
+	kstate set "$MNT/c" 30
+	kstate get -0 "$MNT/c" "$MNT/a" >"$BATS_TEST_TMPDIR/out"
+	printf '30\n\00010\n\000' >"$BATS_TEST_TMPDIR/want"
+	cmp "$BATS_TEST_TMPDIR/out" "$BATS_TEST_TMPDIR/want"
+	# Nothing is left behind, also when a state is missing.
+	run kstate get "$MNT/a" "$MNT/missing"
+	[ "$status" -eq 3 ]
+	assert_contains "$output" "$MNT/missing"
+	run ls "$MNT/.txn"
+	assert_eq "$output" "" "snapshots left in .txn"
+	# States of two mounts are not one snapshot.
+	run kstate get "$MNT/a" "$BATS_TEST_TMPDIR"
+	[ "$status" -eq 3 ]
+}
+
 # --- update -------------------------------------------------------------
 
 @test "update commits the command's output" {
@@ -214,6 +235,84 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 	run kstate when "$S" --timeout 0.5 -- sh -c "echo run >>$runs; false"
 	assert_eq "$status" 1
 	assert_eq "$(wc -l <"$runs")" 1 "predicate runs"
+}
+
+@test "when A B: wakes on a change of either, each run sees one snapshot of both" {
+	kstate set -n "$MNT/a" 0
+	kstate set -n "$MNT/b" 0
+	local runs=$BATS_TEST_TMPDIR/runs pid
+	ks_bg "$KSTATE" when "$MNT/a" "$MNT/b" --timeout 20 -0 -- \
+		sh -c "tr '\\0' ' ' >>$runs; echo >>$runs; exit 1"
+	wait_for 10 grep -qx '0 0 ' "$runs"
+	kstate set -n "$MNT/b" 1
+	wait_for 10 grep -qx '0 1 ' "$runs"
+	kstate set -n "$MNT/a" 1
+	wait_for 10 grep -qx '1 1 ' "$runs"
+	# No run while nothing changes.
+	local n
+	n=$(wc -l <"$runs")
+	sleep 0.5
+	assert_eq "$(wc -l <"$runs")" "$n" "runs while nothing changed"
+	(
+		sleep 0.5
+		"$KSTATE" set "$MNT/b" 7
+	) &
+	pid=$!
+	run kstate when "$MNT/a" "$MNT/b" --timeout 20 -- \
+		sh -c 'read -r h1; read -r a; read -r h2; read -r b; [ "$b" = 7 ]'
+	wait "$pid"
+	assert_eq "$status" 0 "when woken by b: $output"
+	run ls "$MNT/.txn"
+	assert_eq "$output" "" "snapshots left in .txn"
+}
+
+@test "when --recheck S re-runs a false predicate without changes; --until runs it a last time, then status 1" {
+	kstate set "$S" 0
+	local runs=$BATS_TEST_TMPDIR/runs
+	run kstate when "$S" --recheck 0.2 --timeout 1.1 -- sh -c "echo run >>$runs; false"
+	assert_eq "$status" 1
+	local n
+	n=$(wc -l <"$runs")
+	echo "$n runs in 1.1 s"
+	[ "$n" -ge 4 ] && [ "$n" -le 7 ]
+	# A predicate of the time: true once the deadline it reads passed.
+	local at t0=$SECONDS
+	at=$(($(date +%s) + 2))
+	run kstate when "$S" --recheck 0.25 -- sh -c "[ \$(date +%s) -ge $at ]"
+	assert_eq "$status" 0
+	[ $((SECONDS - t0)) -le 4 ]
+	# --until: once now, once at TIME, then status 1.
+	: >"$runs"
+	at=$(($(date +%s) + 1))
+	run kstate when "$S" --until "@$at" -- sh -c "date +%s >>$runs; false"
+	assert_eq "$status" 1
+	assert_eq "$(wc -l <"$runs")" 2 "predicate runs"
+	[ "$(tail -n 1 "$runs")" -ge "$at" ]
+	# ... and a change before TIME still wakes it.
+	(
+		sleep 0.5
+		"$KSTATE" set "$S" 5
+	) &
+	local pid=$!
+	run kstate when "$S" --until "@$(($(date +%s) + 30))" -- sh -c 'read -r n; [ "$n" = 5 ]'
+	wait "$pid"
+	assert_eq "$status" 0
+	run kstate when "$S" --until yesterday -- true
+	assert_eq "$status" 2
+}
+
+@test "watch A B: one run per change of either, each with both pages" {
+	kstate set -n "$MNT/a" 0
+	kstate set -n "$MNT/b" 0
+	local out=$BATS_TEST_TMPDIR/seen
+	: >"$out"
+	ks_bg "$KSTATE" watch -0 "$MNT/a" "$MNT/b" -- sh -c "tr '\\0' ' ' >>$out; echo >>$out"
+	wait_for 10 grep -qx '0 0 ' "$out"
+	kstate set -n "$MNT/a" 1
+	wait_for 10 grep -qx '1 0 ' "$out"
+	kstate set -n "$MNT/b" 2
+	wait_for 10 grep -qx '1 2 ' "$out"
+	assert_eq "$(wc -l <"$out")" 3 "runs"
 }
 
 # --- watch --------------------------------------------------------------

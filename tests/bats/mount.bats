@@ -337,3 +337,20 @@ store_log() {
 	assert_contains "$output" "max_size"
 	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
 }
+
+@test "after kill -9 the dead mount must be unmounted first: the remount says so; after fusermount3 -u it mounts" {
+	local store=$BATS_TEST_TMPDIR/store
+	ks_mount --store "$store"
+	mkdir "$MNT/s"
+	echo kept >"$MNT/s/data"
+	kill -KILL "$KS_PID"
+	wait "$KS_PID" 2>/dev/null || true
+	KS_PID=
+	run timeout 20 "$KSTATEFS" --store "$store" "$MNT"
+	assert_eq "$status" 2 "status; output: $output"
+	assert_contains "$output" "Transport endpoint is not connected"
+	assert_contains "$output" "fusermount3 -u $MNT"
+	fusermount3 -u "$MNT"
+	ks_mount --store "$store"
+	assert_file "$MNT/s/data" 'kept\n'
+}

@@ -168,3 +168,30 @@ stats_py() {
 		      % ({k: s0[k] for k in keys}, {k: s1[k] for k in keys}))
 	EOF
 }
+
+@test ".stats: a two-state commit adds 2 commits; snapshots are counted and what they keep is reported" {
+	ks_mount
+	stats_py <<-'EOF'
+		sh('mkdir "$1/a" "$1/b" && echo 1234567 > "$1/a/data" && echo 1 > "$1/b/data"')
+		b = st()
+		sh('mkdir "$1/.txn/T" && echo 2 > "$1/.txn/T/a" && echo 2 > "$1/.txn/T/b"'
+		   ' && mv "$1/.txn/T" "$1/.commit/"')
+		a = st()
+		moved(b, a, commits=2, conflicts=0, snapshot_commits=0)
+		# A snapshot: it keeps a's version of its instant once a moves.
+		sh('mkdir "$1/.txn/S" "$1/.txn/S2"')
+		s = st()
+		check(s["snapshots_open"] == 2, "snapshots_open %d" % s["snapshots_open"])
+		check(s["snapshot_versions"] == 0 and s["snapshot_bytes"] == 0,
+		      "nothing replaced yet, but %r" % s)
+		sh('echo 123456789 > "$1/a/data"')
+		s = st()
+		check(s["snapshot_versions"] == 1 and s["snapshot_bytes"] == 2,
+		      "a's old version (2 bytes) held by both: %r" % s)
+		sh('test "$(cat "$1/.txn/S/a")" = 2 && mv "$1/.txn/S" "$1/.commit/" && rm -r "$1/.txn/S2"')
+		e = st()
+		moved(s, e, commits=0, conflicts=0, snapshot_commits=1)
+		check(e["snapshots_open"] == 0 and e["snapshot_versions"] == 0 and
+		      e["snapshot_bytes"] == 0, "after the snapshots ended: %r" % e)
+	EOF
+}

@@ -39,10 +39,47 @@ view_is() {
 	done
 }
 
+@test "views: decimal periods: every/0.5s, every/2.5hz, every/0.25s, every/1.5ms look up" {
+	echo x >"$S/data"
+	local p
+	for p in 0.5s 2.5hz 0.25s 1.5ms 0.5hz; do
+		[ -d "$S/every/$p" ] || { echo "every/$p is not a directory"; return 1; }
+		wait_for 10 view_is "$p" x
+		assert_version "$S/every/$p" 1
+	done
+	# It moves at most twice a second, and catches up.
+	local i
+	for i in 1 2 3 4 5; do
+		echo "$i" >"$S/data"
+	done
+	wait_for 5 view_is 0.5s 5
+}
+
+@test "views: a view is forgotten a few seconds after its last reader leaves" {
+	echo x >"$S/data"
+	cat "$S/every/300ms/data" >/dev/null
+	ks_bg bash -c 'exec 5<"$1" && sleep 120' _ "$S/every/700ms/version"
+	wait_for 10 eval 'ls "$S/every" | grep -qx 700ms'
+	run ls "$S/every"
+	assert_contains "$output" 300ms
+	# The reader of 300ms is gone: within a few seconds it is not listed,
+	# while the open 700ms stays.
+	wait_for 10 eval '! ls "$S/every" | grep -qx 300ms'
+	run ls "$S/every"
+	assert_eq "$output" 700ms "ls every with one reader left"
+	ks_kill_bg || true
+	wait_for 10 eval '[ -z "$(ls "$S/every")" ]'
+	wait_for 10 eval 'grep -qx "views 0" "$MNT/.stats"'
+	# Looking one up again brings it back.
+	assert_file "$S/every/300ms/data" 'x\n'
+	run ls "$S/every"
+	assert_eq "$output" 300ms "ls every after a new lookup"
+}
+
 @test "views: invalid periods give ENOENT" {
 	echo x >"$S/data"
 	local p
-	for p in 0ms abc 5 -1s 0s 0hz ms s hz 1.5s 10min 10ms5 ' 10ms' 10ms/x; do
+	for p in 0ms abc 5 -1s 0s 0hz ms s hz 0.0s .5s 1.s 01.5s 1e3ms 10min 10ms5 ' 10ms' 10ms/x; do
 		assert_errno ENOENT stat "$S/every/$p"
 	done
 	assert_errno ENOENT stat "$S/every/abc/data"
@@ -60,7 +97,7 @@ view_is() {
 	assert_eq "$status" 0 "ls every: $output"
 	local e
 	for e in $output; do
-		[[ $e =~ ^[0-9]+(ms|s|hz)$ ]] || {
+		[[ $e =~ ^[0-9]+(\.[0-9]+)?(ms|s|hz)$ ]] || {
 			echo "ls every lists a name that is not a period: '$e' (all: $output)"
 			return 1
 		}

@@ -19,6 +19,16 @@ static void test_valid(void)
 	KT_CHECK(period_parse("3hz") == S / 3);
 	KT_CHECK(period_parse("1000ms") == S);
 	KT_CHECK(period_parse("60s") == 60 * S);
+	/* Decimals. */
+	KT_CHECK(period_parse("0.5s") == S / 2);
+	KT_CHECK(period_parse("1.5s") == 3 * S / 2);
+	KT_CHECK(period_parse("2.25ms") == 2250000ULL);
+	KT_CHECK(period_parse("0.5hz") == 2 * S);
+	KT_CHECK(period_parse("2.5hz") == 400 * MS);
+	KT_CHECK(period_parse("0.001s") == MS);
+	KT_CHECK(period_parse("0.000000001s") == 0);   /* below 1 ms */
+	KT_CHECK(period_parse("86400.0s") == PERIOD_MAX_NS);
+	KT_CHECK(period_parse("0.0000115741hz") == 0); /* past one day */
 }
 
 static void test_bounds(void)
@@ -43,7 +53,8 @@ static void test_junk(void)
 	const char *junk[] = {
 		"", "ms", "s", "hz", "0s", "0ms", "0hz", "05s", "-1s", "+1s",
 		" 1s", "1s ", "1", "1m", "1h", "1S", "1Hz", "1MS", "1 s",
-		"1.5s", "1e3ms", "1sec", "1mss", "1shz", "0x10s", "data",
+		"1e3ms", "0.0s", "0.s", ".5s", "1.s", "00.5s", "01.5s",
+		"1..5s", "1.5.5s", "0.1234567891s", "-0.5s", "1sec", "1mss", "1shz", "0x10s", "data",
 		"version", ".", "..",
 	};
 
