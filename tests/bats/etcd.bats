@@ -144,15 +144,16 @@ two_hosts() {
 	touch "$A/s/T"
 	echo mine >"$A/s/T"
 	mkdir "$A/.txn/M"
-	cat "$A/.txn/M/s" >/dev/null
+	echo also >"$A/.txn/M/s"
 	assert_eq "$(ls "$B/s")" "$(printf 'data\nevery\nversion')"
 	assert_eq "$(ls "$B/.txn")" ""
 	# B removes the state while A has transactions on it
 	rmdir "$B/s"
 	wait_for $LAG ks_gone "$A/s/data"
 	assert_eq "$(ks_errno stat "$A/s")" ENOENT
-	# A's transactions cannot commit any more; they are refused, not lost
-	# into another state
+	# A's transactions that wrote cannot commit any more; they are
+	# refused, not lost into another state (one that only read would be a
+	# snapshot of the instant it began, which still stands)
 	local got
 	got=$(ks_errno rename "$A/s/T" "$A/s/data")
 	[ "$got" != OK ] || { echo "mv T data of a deleted state succeeded"; return 1; }
