@@ -219,6 +219,7 @@ struct ks_log {
 	uint64_t old_bytes;     /* older segments not yet compacted away */
 	uint64_t snap_bytes;
 	uint64_t records;       /* in the log since the snapshot */
+	uint64_t syncs;         /* batches written and synced (.stats) */
 	uint64_t nstates;       /* live states, for the compaction trigger */
 	uint64_t compact_floor; /* after a failed compaction: retry past it */
 	bool compact_wanted;

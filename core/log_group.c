@@ -210,8 +210,10 @@ static void lead(struct ks_log *log)
 	b.len = 0;
 	log->batch = b;
 	log->log_end = log->end;
-	if (!err)
+	if (!err) {
 		log->records += frames;
+		log->syncs++;
+	}
 	for (; w; w = next) {
 		next = w->next;
 		w->err = err;

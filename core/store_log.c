@@ -110,6 +110,7 @@ static void log_stats(struct ks_store *store, ks_store_stat_fn emit,
 	ks_log_stats(store, &bytes, &records);
 	emit(arg, "store_bytes", bytes);
 	emit(arg, "store_records", records);
+	emit(arg, "store_syncs", ks_log_syncs(store));
 }
 
 static void log_close(struct ks_store *store)
@@ -287,6 +288,17 @@ size_t ks_log_queued(struct ks_store *store)
 
 	ks_lock(&log->mu);
 	n = log->pend_frames;
+	ks_unlock(&log->mu);
+	return n;
+}
+
+uint64_t ks_log_syncs(struct ks_store *store)
+{
+	struct ks_log *log = (struct ks_log *)store;
+	uint64_t n;
+
+	ks_lock(&log->mu);
+	n = log->syncs;
 	ks_unlock(&log->mu);
 	return n;
 }

@@ -60,6 +60,8 @@ void ks_log_close(struct ks_store *store);
 /* Bytes of the store's files (snapshot and log), and records in the log
  * since the snapshot: what ks_store_stats reports as store_bytes and
  * store_records. */
+/* Batches written (and, with --sync full, synced) since the mount. */
+uint64_t ks_log_syncs(struct ks_store *store);
 void ks_log_stats(struct ks_store *store, uint64_t *bytes_on_disk,
 		  uint64_t *records);
 

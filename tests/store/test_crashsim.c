@@ -240,8 +240,9 @@ static void ns_set(struct ns *ns, const char *name, int ino)
 
 	if (i < 0) {
 		CHECK(ns->n < 64);
+		CHECK(strlen(name) < MAXNAME);
 		i = ns->n++;
-		snprintf(ns->e[i].name, MAXNAME, "%s", name);
+		memcpy(ns->e[i].name, name, strlen(name) + 1);
 	}
 	ns->e[i].ino = ino;
 }
