@@ -797,6 +797,20 @@ static void txn_free(struct kstate_txn *t)
 	free(t);
 }
 
+/* The version a transaction begins at: from the shared mapping where there
+ * is one (no request: an increment is then the pwrite and the fsync), else
+ * from the version file.  Either is at least the version of every commit
+ * that returned before; a newer commit after it makes the fsync fail with
+ * EAGAIN, as it must. */
+static int begin_version(struct kstate *s, uint64_t *now)
+{
+	uint64_t len;
+
+	if (s->shm && kshm_read(s->shm, NULL, 0, &len, now) == 0)
+		return 0;
+	return read_version(s->txn_versionfd, now);
+}
+
 /* Begins T on the state's data file: the handle's idle one if its copy is
  * current, else a new one.  Either way the version read first is the
  * moment the transaction begins. */
@@ -805,7 +819,7 @@ static int begin_on_data(struct kstate *s, struct kstate_txn *t)
 	uint64_t now;
 	ssize_t len;
 
-	if (read_version(s->txn_versionfd, &now) < 0)
+	if (begin_version(s, &now) < 0)
 		return -1;
 	take_data_file(s, t);
 	if (t->file.fd >= 0 && t->file.base != now) {

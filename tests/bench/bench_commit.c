@@ -27,6 +27,13 @@
  *           bytes, pwrite, close, rename(txn, data); on EAGAIN unlink txn
  *           and start again.  Several threads may share one state through
  *           several mounts: give PATH<i> as symbolic links.
+ *   lib     the same increment from C through kstate(3):
+ *           kstate_transaction_using_fn adding 1 to the counter, retrying
+ *           with the library's backoff (the version from the state's
+ *           shared mapping, then pwrite and fsync on a data file the
+ *           handle keeps open: two requests)
+ *   multi   kstate_multi_using_fn moving 1 from PATH to PATH.b (created if
+ *           missing): a transfer between two states
  *   fcas    the same increment on one read-write data handle kept open
  *           (SPEC 4.1): pread, pwrite, fsync; on EAGAIN (the failed fsync
  *           moved the handle on to the latest version) read again.  Three
@@ -56,10 +63,12 @@
  *   rping   PING: one round trip
  *
  * Prints "NAME OPS_PER_SECOND" per measurement, then "MODE_retries N" for
- * cas, fcas, gwcas and rcas (rcas3 too): the increments tried again after a conflict, all rounds.
+ * cas, fcas, gwcas and rcas (rcas3 too): the increments tried again after
+ * a conflict, all rounds.
  */
 #include "bench.h"
 #include "gateway.h"
+#include "kstate.h"
 #include "redis.h"
 
 #include <errno.h>
@@ -86,6 +95,7 @@ struct ctx {
 	unsigned char *copy; /* cas, gwcas: the page read */
 	struct gw_state *gw;
 	struct redis *redis;
+	struct kstate *ks[2]; /* lib, multi: the states' handles */
 };
 
 static struct ctx *ctx_new(const char *path, const struct bench_opts *o,
@@ -348,6 +358,90 @@ static void fcas_op(void *arg)
 	}
 }
 
+static struct kstate *subscribe(const char *path)
+{
+	struct kstate *s = kstate_subscribe(path, KSTATE_READ | KSTATE_WRITE);
+
+	CHECK(s, "kstate_subscribe %s", path);
+	return s;
+}
+
+static void *lib_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+
+	CHECK(c, "calloc");
+	c->size = o->page;
+	CHECK(c->size >= COUNTER_BYTES, "pages of %zu bytes", c->size);
+	c->ks[0] = subscribe(path);
+	return c;
+}
+
+/* Makes T's page SIZE bytes with its counter N. */
+static int set_txn_counter(struct kstate_txn *t, size_t size, uint64_t n)
+{
+	if (kstate_get_length(t) != size && kstate_set_length(t, size) < 0)
+		return -1;
+	set_counter(kstate_get_ptr(t), n);
+	return 0;
+}
+
+static uint64_t txn_counter(struct kstate_txn *t)
+{
+	return counter_of(kstate_get_ptr(t), kstate_get_length(t));
+}
+
+static int add_one(struct kstate_txn *t, void *page, void *arg)
+{
+	struct ctx *c = arg;
+
+	(void)page;
+	return set_txn_counter(t, c->size, txn_counter(t) + 1);
+}
+
+static void lib_op(void *arg)
+{
+	struct ctx *c = arg;
+
+	CHECK(kstate_transaction_using_fn(c->ks[0], add_one, c,
+					  KSTATE_RETRY_FOREVER) == 0,
+	      "kstate_transaction_using_fn");
+}
+
+static void *multi_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = lib_setup(path, o);
+	size_t n = strlen(path) + 3;
+	char *b = malloc(n);
+
+	CHECK(b, "malloc");
+	snprintf(b, n, "%s.b", path);
+	c->ks[1] = subscribe(b);
+	free(b);
+	return c;
+}
+
+static int move_one(struct kstate_txn *const t[], size_t n, void *arg)
+{
+	struct ctx *c = arg;
+	uint64_t a = txn_counter(t[0]), b = txn_counter(t[1]);
+
+	(void)n;
+	if (set_txn_counter(t[0], c->size, a - 1) < 0 ||
+	    set_txn_counter(t[1], c->size, b + 1) < 0)
+		return -1;
+	return 0;
+}
+
+static void multi_op(void *arg)
+{
+	struct ctx *c = arg;
+
+	CHECK(kstate_multi_using_fn(c->ks, 2, move_one, c,
+				    KSTATE_RETRY_FOREVER) == 0,
+	      "kstate_multi_using_fn");
+}
+
 static void *gw_setup(const char *path, const struct bench_opts *o)
 {
 	struct ctx *c = calloc(1, sizeof(*c));
@@ -485,6 +579,8 @@ static const struct bench_rate_mode modes[] = {
 	{ "txn2", txn2_setup, txn_op },
 	{ "cas", cas_setup, cas_op },
 	{ "fcas", fcas_setup, fcas_op },
+	{ "lib", lib_setup, lib_op },
+	{ "multi", multi_setup, multi_op },
 	{ "gwcas", gw_setup, gwcas_op },
 	{ "gwread", gw_setup, gwread_op },
 	{ "gwput", gw_setup, gwput_op },
@@ -499,7 +595,8 @@ int main(int argc, char **argv)
 	int r = bench_rates(argc, argv, modes,
 			    "[-t SECONDS] [-r ROUNDS] [-s PAGE] "
 			    "NAME=rename|fsync|stat|poll|raw|append|txn1|txn2|"
-			    "cas|fcas|gwcas|gwread|gwput|rcas|rcas3|rping:PATH[:THREADS]...");
+			    "cas|fcas|lib|multi|gwcas|gwread|gwput|rcas|rcas3|rping:"
+			    "PATH[:THREADS]...");
 
 	printf("cas_retries %lu\nfcas_retries %lu\ngwcas_retries %lu\n"
 	       "rcas_retries %lu\n",
