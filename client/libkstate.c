@@ -1011,38 +1011,63 @@ static void backoff(unsigned attempt, uint64_t unit_ns)
 	nanosleep(&ts, NULL);
 }
 
+/* Runs ATTEMPT (a transaction: begin, the caller's function, commit) until
+ * it commits, the caller's function refuses (its value returned, *FN_RC),
+ * it fails otherwise than by a conflict, or RETRY conflicts are spent
+ * (-1 with errno EAGAIN); with backoff between attempts. */
+static int with_retries(int retry, int (*attempt)(void *ctx, int *fn_rc),
+			void *ctx)
+{
+	for (unsigned n = 0;; n++) {
+		uint64_t start = now_ns(), unit;
+		int fn_rc = 0;
+
+		if (attempt(ctx, &fn_rc) == 0)
+			return 0;
+		if (fn_rc != 0)
+			return fn_rc;
+		if (errno != EAGAIN)
+			return -1;
+		if (retry >= 0 && n >= (unsigned)retry)
+			return -1;  /* errno is EAGAIN */
+		unit = now_ns() - start;
+		backoff(n + 1, unit > 20000 ? unit : 20000);
+	}
+}
+
+struct one_state_fn {
+	struct kstate *s;
+	kstate_txn_fn *fn;
+	void *arg;
+};
+
+static int one_state_attempt(void *ctx, int *fn_rc)
+{
+	struct one_state_fn *c = ctx;
+	struct kstate_txn *t = kstate_start_transaction(c->s);
+
+	if (!t)
+		return -1;
+	*fn_rc = c->fn(t, t->buf, c->arg);
+	if (*fn_rc != 0) {
+		int saved = errno;
+
+		kstate_abort(t);
+		errno = saved;
+		return -1;
+	}
+	return kstate_commit(t);
+}
+
 EXPORT int kstate_transaction_using_fn(struct kstate *s, kstate_txn_fn *fn,
 				       void *arg, int retry)
 {
-	unsigned attempt;
+	struct one_state_fn c = { s, fn, arg };
 
 	/* Below KSTATE_RETRY_FOREVER is no count of retries. */
 	if (invalid(!s || !fn || retry < KSTATE_RETRY_FOREVER))
 		return -1;
-	for (attempt = 0;; attempt++) {
-		uint64_t start = now_ns(), unit;
-		struct kstate_txn *t = kstate_start_transaction(s);
-		int rc;
-
-		if (!t)
-			return -1;
-		rc = fn(t, t->buf, arg);
-		if (rc != 0) {
-			int saved = errno;
-
-			kstate_abort(t);
-			errno = saved;
-			return rc;
-		}
-		if (kstate_commit(t) == 0)
-			return 0;
-		if (errno != EAGAIN)
-			return -1;
-		if (retry >= 0 && attempt >= (unsigned)retry)
-			return -1;  /* errno is EAGAIN */
-		unit = now_ns() - start;
-		backoff(attempt + 1, unit > 20000 ? unit : 20000);
-	}
+	return with_retries(retry, one_state_attempt, &c);
 }
 
 /* ---- transactions over several states ----------------------------------- */
@@ -1287,36 +1312,38 @@ EXPORT int kstate_multi_abort(struct kstate_multi *m)
 	return 0;
 }
 
+struct multi_fn {
+	struct kstate *const *states;
+	size_t n;
+	kstate_multi_fn *fn;
+	void *arg;
+};
+
+static int multi_attempt(void *ctx, int *fn_rc)
+{
+	struct multi_fn *c = ctx;
+	struct kstate_multi *m = kstate_multi_begin(c->states, c->n);
+
+	if (!m)
+		return -1;
+	*fn_rc = c->fn(m->txns, c->n, c->arg);
+	if (*fn_rc != 0) {
+		int saved = errno;
+
+		kstate_multi_abort(m);
+		errno = saved;
+		return -1;
+	}
+	return kstate_multi_commit(m);
+}
+
 EXPORT int kstate_multi_using_fn(struct kstate *const states[], size_t n,
 				 kstate_multi_fn *fn, void *arg, int retry)
 {
-	unsigned attempt;
+	struct multi_fn c = { states, n, fn, arg };
 
 	if (invalid(!states || n == 0 || !fn ||
 		    retry < KSTATE_RETRY_FOREVER))
 		return -1;
-	for (attempt = 0;; attempt++) {
-		uint64_t start = now_ns(), unit;
-		struct kstate_multi *m = kstate_multi_begin(states, n);
-		int rc;
-
-		if (!m)
-			return -1;
-		rc = fn(m->txns, n, arg);
-		if (rc != 0) {
-			int saved = errno;
-
-			kstate_multi_abort(m);
-			errno = saved;
-			return rc;
-		}
-		if (kstate_multi_commit(m) == 0)
-			return 0;
-		if (errno != EAGAIN)
-			return -1;
-		if (retry >= 0 && attempt >= (unsigned)retry)
-			return -1;  /* errno is EAGAIN */
-		unit = now_ns() - start;
-		backoff(attempt + 1, unit > 20000 ? unit : 20000);
-	}
+	return with_retries(retry, multi_attempt, &c);
 }

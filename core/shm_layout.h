@@ -21,10 +21,17 @@
  * one being overwritten: a slot is only rewritten two publications after
  * it was the newest, and a reader copying it then sees the slot's own
  * counter move and tries again.  A slot's counter is odd while the slot is
- * being written.  A reader loads the header's seq (acquire), takes slot
- * seq % 2, loads its counter (acquire; odd: try again), copies the slot,
- * and loads the counter again after an acquire fence: unchanged means the
- * copy is one whole publication, whatever the page's size.
+ * being written, and goes up by 2 per publication into it: after
+ * publication n, slot n % 2's counter is n rounded up to even.  A reader
+ * loads the header's seq n (acquire), takes slot n % 2, loads its counter
+ * (acquire) and tries again unless it is exactly that: odd is a write in
+ * progress, and larger is a writer that lapped the reader (publications
+ * n + 1 and n + 2 done) but has not yet raised the header's seq, whose
+ * page a later read could not be sure to see again (it would load seq
+ * n + 1 and go back a version).  It then copies the slot, and loads the
+ * counter again after an acquire fence: unchanged means the copy is
+ * publication n whole, whatever the page's size, and publication n was
+ * the newest when the read began.
  */
 #ifndef KSTATEFS_CORE_SHM_LAYOUT_H
 #define KSTATEFS_CORE_SHM_LAYOUT_H
@@ -192,8 +199,8 @@ ks_shm_read_once(struct ks_shm_state *h, uint64_t slot_size,
 		return KS_SHM_READ_EMPTY;
 	s = ks_shm_slot(h, slot_size, n);
 	c1 = atomic_load_explicit(&s->seq, memory_order_acquire);
-	if (c1 & 1)
-		return KS_SHM_READ_RETRY;
+	if (c1 != ((n + 1) & ~(uint64_t)1))
+		return KS_SHM_READ_RETRY;  /* being written, or lapped */
 	v = s->version;
 	l = s->len;
 	/* A length read while a writer overtook us may be anything: it is

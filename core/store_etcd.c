@@ -158,6 +158,8 @@ static void etcd_stats(struct ks_store *store, ks_store_stat_fn emit,
 	 * asking it, which .stats must not do. */
 	emit(arg, "store_bytes", 0);
 	emit(arg, "store_records", atomic_load(&s->units));
+	/* Each unit is one write transaction, which etcd makes durable. */
+	emit(arg, "store_syncs", atomic_load(&s->units));
 	emit(arg, "etcd_connected", atomic_load(&s->connected));
 	emit(arg, "etcd_revision", (uint64_t)atomic_load(&s->applied));
 	emit(arg, "etcd_endpoints", s->n_endpoints);

@@ -21,6 +21,7 @@ static void memory_stats(struct ks_store *store, ks_store_stat_fn emit,
 {
 	emit(arg, "store_bytes", 0);
 	emit(arg, "store_records", 0);
+	emit(arg, "store_syncs", 0);
 }
 
 static void memory_close(struct ks_store *store)

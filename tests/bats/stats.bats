@@ -169,6 +169,34 @@ stats_py() {
 	EOF
 }
 
+@test ".stats: with --store --sync full, store_syncs counts the syncs that commits share" {
+	ks_mount --store "$BATS_TEST_TMPDIR/store" --sync full
+	stats_py <<-'EOF'
+		sh('mkdir "$1/a" "$1/b" "$1/c" "$1/d"')
+		s0 = st()
+		check("store_syncs" in s0, "no store_syncs in .stats: %r" % s0)
+		# One writer: each commit waits for its own sync.
+		for i in range(20):
+		    sh('echo %d > "$1/a/data"' % i)
+		s1 = st()
+		check(s1["store_syncs"] - s0["store_syncs"] >= 20,
+		      "20 commits one after the other, %d syncs"
+		      % (s1["store_syncs"] - s0["store_syncs"]))
+		# Four writers at once: never more syncs than commits.
+		sh('for s in a b c d; do (for i in $(seq 50); do echo $i > "$1/$s/data"; done) & done; wait')
+		s2 = st()
+		commits = s2["commits"] - s1["commits"]
+		syncs = s2["store_syncs"] - s1["store_syncs"]
+		check(commits == 200, "200 commits made, %d counted" % commits)
+		check(1 <= syncs <= commits,
+		      "%d commits by 4 writers, %d syncs" % (commits, syncs))
+	EOF
+	# In memory the key is there, and 0.
+	ks_unmount
+	ks_mount
+	assert_eq "$(awk '$1 == "store_syncs" { print $2 }' "$MNT/.stats")" 0 "store_syncs in memory"
+}
+
 @test ".stats: a two-state commit adds 2 commits; snapshots are counted and what they keep is reported" {
 	ks_mount
 	stats_py <<-'EOF'

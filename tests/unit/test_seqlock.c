@@ -184,6 +184,39 @@ static void test_empty_and_bounds(void)
 	munmap(m.h, m.size);
 }
 
+/* A reader that loaded the header's seq n just before the writer finished
+ * publications n + 1 and n + 2 (the second into the slot of n), but not
+ * yet the header's raise to n + 2: the slot holds n + 2 whole, yet taking
+ * it would let the next read, which loads seq n + 1, go back a version.
+ * Such a read must try again, and then get n + 1 or newer. */
+static void test_lapped_reader(void)
+{
+	struct mapping m;
+	unsigned char buf[16];
+	uint64_t len = 0, v = 0;
+
+	map_new(&m, 16);
+	ks_shm_publish(m.h, m.slot_size, "v1", 2, 1, 0, 0);
+	ks_shm_publish(m.h, m.slot_size, "v2", 2, 2, 0, 0);
+	ks_shm_publish(m.h, m.slot_size, "v3", 2, 3, 0, 0);
+	ks_shm_publish(m.h, m.slot_size, "v4", 2, 4, 0, 0);
+	/* The header as that reader saw it: publication 2. */
+	atomic_store(&m.h->seq, 2);
+	KT_EQ(ks_shm_read_once(m.h, m.slot_size, 16, buf, sizeof(buf), &len,
+			       &v), KS_SHM_READ_RETRY);
+	/* Publication 3 as the newest: its slot is not lapped. */
+	atomic_store(&m.h->seq, 3);
+	KT_EQ(ks_shm_read_once(m.h, m.slot_size, 16, buf, sizeof(buf), &len,
+			       &v), KS_SHM_READ_OK);
+	KT_EQ(v, 3);
+	KT_BYTES(buf, len, "v3", 2);
+	atomic_store(&m.h->seq, 4);
+	KT_EQ(ks_shm_read_once(m.h, m.slot_size, 16, buf, sizeof(buf), &len,
+			       &v), KS_SHM_READ_OK);
+	KT_EQ(v, 4);
+	munmap(m.h, m.size);
+}
+
 /* ---- the engine's mirror ------------------------------------------------ */
 
 struct test_mirror {
@@ -382,6 +415,8 @@ int main(void)
 	       "never older than a finished publication");
 	KT_RUN(test_large_pages, "the same with 256 KiB pages");
 	KT_RUN(test_tiny_pages, "the same with 8-byte pages");
+	KT_RUN(test_lapped_reader,
+	       "a reader whose seq a writer lapped tries again, never going back a version");
 	KT_RUN(test_mirror_in_step,
 	       "the engine's mirror holds every commit before it returns, "
 	       "follows chmod, and goes with the state");
