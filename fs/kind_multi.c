@@ -12,6 +12,20 @@
  * and must be looked up again (and found gone) on its next use.  Nor are
  * names found missing in these directories remembered: transactions come
  * and go by commits too.
+ *
+ * This costs a LOOKUP of .txn/T at every path through T (each member's
+ * open, the rename), and a second one of .commit/T at the next commit of
+ * that name (the kernel revalidates the moved entry, finds it gone, and
+ * looks the name up afresh).  T's entry cannot carry a timeout even though
+ * only this kernel removes a T (rmdir, rename; the daemon never does):
+ * the rename moves the entry, timeout and all, to .commit/T, where the
+ * committing process itself would find the committed T until the kernel
+ * is told to forget it.  Telling it (fuse_lowlevel_notify_inval_entry)
+ * can only happen after the rename's reply, from another thread, and that
+ * thread waits uninterruptibly for .commit's lock, which the next rename
+ * holds while its requests are answered: a daemon killed meanwhile never
+ * finishes dying (HACKING.md, "Other rules").  Members are looked up once
+ * per T anyway, and states can be renamed or deleted under them.
  */
 #include "daemon.h"
 

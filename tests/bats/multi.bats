@@ -316,3 +316,177 @@ unchanged() {
 	run ls "$MNT/.txn"
 	assert_eq "$output" "" "transactions left in .txn"
 }
+
+# What the kernel keeps of .txn/T.  A committed T's directory entry is moved
+# by the kernel itself to .commit/T, and an aborted one is removed by it;
+# neither may be found there afterwards, by the committing process at once
+# or by anyone else, and a new T of the same name is a new transaction.
+
+@test ".txn: after mv .txn/T .commit/, T is gone from both at once: ls, stat, access" {
+	local n
+	for n in 1 2 3; do
+		mkdir "$MNT/.txn/T"
+		echo "A$((n + 1))" >"$MNT/.txn/T/a"
+		commit_t T
+		assert_eq "$status" 0 "mv $n: $output"
+		run ls -A "$MNT/.txn"
+		assert_eq "$output" "" "ls .txn after commit $n"
+		run ls -A "$MNT/.commit"
+		assert_eq "$output" "" "ls .commit after commit $n"
+		assert_eq "$(ks_errno stat "$MNT/.txn/T")" ENOENT "stat .txn/T after commit $n"
+		assert_eq "$(ks_errno stat "$MNT/.commit/T")" ENOENT "stat .commit/T after commit $n"
+		[ ! -e "$MNT/.commit/T" ] || { echo "test -e .commit/T after commit $n"; return 1; }
+		[ ! -r "$MNT/.commit/T" ] || { echo "test -r .commit/T after commit $n"; return 1; }
+	done
+	assert_file "$MNT/a/data" 'A4\n'
+	assert_version "$MNT/a" 4
+	# The same from inside one process, at once after each rename: no
+	# window in which the kernel still has the old T anywhere.
+	ks_py "$MNT" <<-'EOF'
+		m = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+		for i in range(200):
+		    os.mkdir(".txn/T", dir_fd=m)
+		    fd = os.open(".txn/T/b", os.O_WRONLY | os.O_TRUNC, dir_fd=m)
+		    os.write(fd, b"%d\n" % i)
+		    os.close(fd)
+		    os.rename(".txn/T", ".commit/T", src_dir_fd=m, dst_dir_fd=m)
+		    for path in (".commit/T", ".txn/T"):
+		        full = os.path.join(sys.argv[1], path)
+		        check(not os.access(full, os.F_OK),
+		              "access(%s, F_OK) succeeds after commit %d" % (path, i))
+		        expect_oserror(errno.ENOENT, os.stat, full)
+		        expect_oserror(errno.ENOENT, os.open, full,
+		                       os.O_RDONLY | os.O_DIRECTORY)
+		    check(os.listdir(os.path.join(sys.argv[1], ".commit")) == [],
+		          ".commit lists something after commit %d" % i)
+		    check(os.listdir(os.path.join(sys.argv[1], ".txn")) == [],
+		          ".txn lists something after commit %d" % i)
+		    # A directory made there is refused as always, not "exists".
+		    expect_oserror(errno.EPERM, os.mkdir,
+		                   os.path.join(sys.argv[1], ".commit/T"))
+	EOF
+	assert_file "$MNT/b/data" '199\n'
+	assert_version "$MNT/b" 201
+}
+
+@test ".txn: a T of a committed or aborted T's name starts afresh: no member, no old content" {
+	mkdir "$MNT/.txn/T"
+	echo A2 >"$MNT/.txn/T/a"
+	echo B2 >"$MNT/.txn/T/b"
+	commit_t T
+	assert_eq "$status" 0 "mv: $output"
+	mkdir "$MNT/.txn/T"
+	run ls -A "$MNT/.txn/T"
+	assert_eq "$output" "" "members of the new T"
+	assert_file "$MNT/.txn/T/a" 'A2\n'
+	# Aborted with content written: the next T does not see it.
+	echo aborted >"$MNT/.txn/T/c"
+	rm -r "$MNT/.txn/T"
+	assert_eq "$(ks_errno stat "$MNT/.txn/T")" ENOENT "stat .txn/T after rm -r"
+	run ls -A "$MNT/.txn"
+	assert_eq "$output" "" "ls .txn after rm -r"
+	mkdir "$MNT/.txn/T"
+	assert_file "$MNT/.txn/T/c" 'C1\n'
+	rm -r "$MNT/.txn/T"
+	# rmdir of a T no state joined.
+	mkdir "$MNT/.txn/T"
+	rmdir "$MNT/.txn/T"
+	assert_eq "$(ks_errno stat "$MNT/.txn/T")" ENOENT "stat .txn/T after rmdir"
+	assert_eq "$(ks_errno rmdir "$MNT/.txn/T")" ENOENT "rmdir .txn/T again"
+	assert_eq "$(ks_errno rename "$MNT/.txn/T" "$MNT/.commit/T")" ENOENT "commit of the removed T"
+	mkdir "$MNT/.txn/T"
+	assert_file "$MNT/.txn/T/c" 'C1\n'
+	rm -r "$MNT/.txn/T"
+	assert_file "$MNT/c/data" 'C1\n'
+	assert_version "$MNT/c" 1
+}
+
+@test ".txn: processes use the same T name one after the other; each sees only its own T" {
+	local i
+	for i in 1 2 3 4; do
+		ks_py "$MNT" "$i" <<-'EOF'
+			m = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+			i = int(sys.argv[2])
+			# The last process's T was committed: nothing of it is here.
+			expect_oserror(errno.ENOENT, os.stat,
+			               os.path.join(sys.argv[1], ".txn/T"))
+			os.mkdir(".txn/T", dir_fd=m)
+			check(os.listdir(os.path.join(sys.argv[1], ".txn/T")) == [],
+			      "process %d: the new T has members" % i)
+			fd = os.open(".txn/T/a", os.O_RDWR, dir_fd=m)
+			n = int(os.read(fd, 100) or b"0") if i > 1 else 0
+			check(n == i - 1, "process %d read %d from .txn/T/a" % (i, n))
+			os.lseek(fd, 0, os.SEEK_SET)
+			os.ftruncate(fd, 0)
+			os.write(fd, b"%d\n" % i)
+			os.close(fd)
+			os.rename(".txn/T", ".commit/T", src_dir_fd=m, dst_dir_fd=m)
+		EOF
+	done
+	assert_file "$MNT/a/data" '4\n'
+	assert_version "$MNT/a" 5
+	# Another process, with its own T of that name, and one that aborts.
+	mkdir "$MNT/.txn/T"
+	echo 9 >"$MNT/.txn/T/a"
+	assert_eq "$(ks_errno mkdir "$MNT/.txn/T")" EEXIST "mkdir of a T that exists"
+	rm -r "$MNT/.txn/T"
+	ks_py "$MNT" <<-'EOF'
+		m = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+		expect_oserror(errno.ENOENT, os.stat, os.path.join(sys.argv[1], ".txn/T"))
+		os.mkdir(".txn/T", dir_fd=m)
+		with open(os.path.join(sys.argv[1], ".txn/T/a")) as f:
+		    check(f.read() == "4\n", "the aborted write is visible")
+		os.unlink(".txn/T/a", dir_fd=m)
+		os.rmdir(".txn/T", dir_fd=m)
+	EOF
+	assert_version "$MNT/a" 5
+}
+
+# The daemon never waits on its own mount from inside: a daemon killed
+# while processes commit through .txn dies at once, and the mount is left
+# dead (ENOTCONN), not hung.  (A thread of the daemon that waited for a
+# directory lock of .txn or .commit, to tell the kernel to forget an
+# entry, could not die while a request of that directory stayed unanswered:
+# the daemon would live on and the mount hang until umount -f.)
+@test ".txn: kill -9 of the daemon while 4 processes commit: it dies at once, no thread stays behind" {
+	local round pid k hung=0
+	for round in 1 2 3 4 5 6; do
+		[ "$round" -eq 1 ] || ks_mount
+		mkdir -p "$MNT/s"
+		for k in 1 2 3 4; do
+			ks_bg timeout 30 python3 -c '
+import errno, os, sys
+m = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+t = ".txn/" + sys.argv[2]
+try:
+    while True:
+        os.mkdir(t, dir_fd=m)
+        fd = os.open(t + "/s", os.O_WRONLY | os.O_TRUNC, dir_fd=m)
+        os.write(fd, b"x")
+        os.close(fd)
+        try:
+            os.rename(t, ".commit/" + sys.argv[2], src_dir_fd=m, dst_dir_fd=m)
+        except OSError as e:
+            if e.errno != errno.EAGAIN:
+                raise
+            os.unlink(t + "/s", dir_fd=m)
+            os.rmdir(t, dir_fd=m)
+except OSError:
+    pass' "$MNT" "T$k"
+		done
+		sleep "0.$((RANDOM % 4 + 3))"
+		pid=$KS_PID
+		KS_PID=
+		kill -KILL "$pid"
+		if ! wait_for 10 eval "! ks_alive $pid"; then
+			echo "round $round: the daemon still lives 10 s after kill -9:"
+			grep -H . /proc/"$pid"/task/*/wchan 2>/dev/null
+			hung=$((hung + 1))
+			umount -f "$MNT" 2>/dev/null || true
+		fi
+		wait "$pid" 2>/dev/null || true
+		ks_kill_bg || true
+		fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null || true
+	done
+	assert_eq "$hung" 0 "rounds in which the killed daemon did not die"
+}
