@@ -441,6 +441,36 @@ static void note(struct request *rq, size_t endpoint, struct ks_etcd *c,
 		 used ? "; " : "", c->endpoints[endpoint], what);
 }
 
+/* A request's body, read out by libcurl as it sends. */
+struct body_cursor {
+	const char *p;
+	size_t left;
+};
+
+static size_t body_read(char *to, size_t size, size_t n, void *arg)
+{
+	struct body_cursor *b = arg;
+	size_t len = size * n < b->left ? size * n : b->left;
+
+	memcpy(to, b->p, len);
+	b->p += len;
+	b->left -= len;
+	return len;
+}
+
+/* libcurl sends a request again by itself, on a new connection to the same
+ * endpoint, when a reused connection broke before any answer: for a write
+ * that reached etcd, a second copy nobody knows of.  It cannot without
+ * rewinding the body; refusing makes the transfer fail instead, and this
+ * loop decides what may be sent again, and counts it. */
+static int body_no_rewind(void *arg, curl_off_t offset, int origin)
+{
+	(void)arg;
+	(void)offset;
+	(void)origin;
+	return CURL_SEEKFUNC_CANTSEEK;
+}
+
 /* Sends rq to the endpoints in turn until one answers or the deadline
  * passes; *out is the answer's JSON (to json_object_put) when 0. */
 static int request(struct ks_etcd *c, struct request *rq,
@@ -462,6 +492,7 @@ static int request(struct ks_etcd *c, struct request *rq,
 		size_t left_in_pass = n - attempt % n;
 		double remaining = deadline - ks_etcd_now();
 		double budget, connect_budget;
+		struct body_cursor body;
 		curl_off_t pretransfer = 0;
 		long status = 0;
 		CURLcode cr;
@@ -487,6 +518,14 @@ static int request(struct ks_etcd *c, struct request *rq,
 				      rq->body_len, &buf);
 		if (err)
 			break;
+		/* the body through a callback that cannot rewind (above) */
+		body = (struct body_cursor){ rq->body, rq->body_len };
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, body_read);
+		curl_easy_setopt(h, CURLOPT_READDATA, &body);
+		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, body_no_rewind);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)rq->body_len);
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
 				 (long)ceil(budget * 1000));
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,

@@ -50,6 +50,8 @@
  *   - a plain write (ks_etcd_txn) is never sent again once its request may
  *     have reached etcd, to another endpoint or the same one (a retried
  *     compare-and-swap would fail its compare and look like a conflict);
+ *     libcurl is not let resend a request by itself either (it would, on a
+ *     reused connection that broke before any answer);
  *   - a resendable write (ks_etcd_txn_resendable), one whose compares fail
  *     once any copy of it has applied, is sent again to the next endpoint
  *     within the deadline, and its result says so (earlier_copy).

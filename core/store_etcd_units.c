@@ -300,9 +300,8 @@ static int do_rename(struct ke_store *s, const struct ks_rec *rec)
 /* Whether a refused commit txn is refused because it had already been
  * applied: every COMMIT's version and mtime key hold exactly what this
  * txn writes, from one etcd revision (*rev).  That happens when a request
- * reached etcd but its answer was lost and the request went out again (the
- * client resends it to the next endpoint, and an HTTP client may resend a
- * request on a connection it found dead); the second copy fails its
+ * reached etcd but its answer was lost and the client resent it to the
+ * next endpoint (ks_etcd_txn_resendable); the second copy fails its
  * compare on the first's write.  The reads are the txn's failure ops: etcd
  * evaluates compares and ops of a txn that writes when it applies the
  * txn's raft entry, at one revision of the replicated log, so they are
