@@ -481,6 +481,7 @@ static int request(struct ks_etcd *c, struct request *rq,
 	size_t start = atomic_load(&c->preferred) % n;
 	struct ks_etcd_buf buf = { .max = KS_ETCD_MAX_ANSWER };
 	double backoff = 0.05;
+	bool resend_due = false;
 	int err = ETIMEDOUT;
 	CURL *h = pool_get(c);
 
@@ -531,6 +532,11 @@ static int request(struct ks_etcd *c, struct request *rq,
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 				 (long)ceil(connect_budget * 1000));
 		atomic_fetch_add(&c->n_requests, 1);
+		/* counted when it goes out, not if the deadline came first */
+		if (resend_due) {
+			atomic_fetch_add(&c->n_resends, 1);
+			resend_due = false;
+		}
 		cr = curl_easy_perform(h);
 		curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
 		/* Before "pretransfer" no byte of the request left us. */
@@ -568,7 +574,7 @@ static int request(struct ks_etcd *c, struct request *rq,
 			if (err == ETIMEDOUT && rq->kind != SEND_WRITE) {
 				if (rq->kind == SEND_RESENDABLE) {
 					rq->earlier_copy = ETIMEDOUT;
-					atomic_fetch_add(&c->n_resends, 1);
+					resend_due = true;
 				}
 				ks_etcd_endpoint_failed(c, idx);
 				continue;
@@ -595,13 +601,13 @@ static int request(struct ks_etcd *c, struct request *rq,
 			 * at once.  The caller learns that a refusal may be
 			 * this copy's own doing. */
 			rq->earlier_copy = err;
-			atomic_fetch_add(&c->n_resends, 1);
+			resend_due = true;
 			continue;
 		}
 		break;
 	}
-	/* Out of time after a resend: the fate of the copies is unknown,
-	 * which ETIMEDOUT says too. */
+	/* Out of time after a resend, err is the last copy's ETIMEDOUT or
+	 * EIO: both say that the write's fate is unknown. */
 	pool_put(c, h);
 	ks_etcd_buf_free(&buf);
 	return err;
