@@ -281,6 +281,7 @@ int ks_etcd_create(const struct ks_etcd_options *o, struct ks_etcd **out)
 	atomic_init(&c->watch_revision, 0);
 	atomic_init(&c->n_requests, 0);
 	atomic_init(&c->n_failovers, 0);
+	atomic_init(&c->n_resends, 0);
 	atomic_init(&c->n_reconnects, 0);
 	atomic_init(&c->n_compactions, 0);
 	atomic_init(&c->n_probes, 0);
@@ -400,15 +401,27 @@ void ks_etcd_endpoint_failed(struct ks_etcd *c, size_t failed)
 
 /* ---- one request ----------------------------------------------------------- */
 
+/* What may be done with a request once a copy of it may have reached etcd
+ * and its answer was lost. */
+enum send_kind {
+	SEND_READ,        /* no effect: sent again, to any endpoint */
+	SEND_WRITE,       /* never sent again: its fate is unknown */
+	SEND_RESENDABLE,  /* a guarded write (ks_etcd_txn_resendable): sent
+			   * again; at most one copy can apply */
+};
+
 struct request {
 	const char *path;
 	const char *body;
 	size_t body_len;
-	bool idempotent;     /* may be sent again once it may have arrived */
+	enum send_kind kind;
 	double timeout;
 	char *msg;           /* optional: why it failed, for the user */
 	size_t msg_size;
 	size_t answered_by;  /* out: the endpoint that answered */
+	/* out, SEND_RESENDABLE: 0, or the error (ETIMEDOUT, EIO) an earlier
+	 * copy failed with after it may have reached etcd */
+	int earlier_copy;
 };
 
 static void note(struct request *rq, size_t endpoint, struct ks_etcd *c,
@@ -428,6 +441,36 @@ static void note(struct request *rq, size_t endpoint, struct ks_etcd *c,
 		 used ? "; " : "", c->endpoints[endpoint], what);
 }
 
+/* A request's body, read out by libcurl as it sends. */
+struct body_cursor {
+	const char *p;
+	size_t left;
+};
+
+static size_t body_read(char *to, size_t size, size_t n, void *arg)
+{
+	struct body_cursor *b = arg;
+	size_t len = size * n < b->left ? size * n : b->left;
+
+	memcpy(to, b->p, len);
+	b->p += len;
+	b->left -= len;
+	return len;
+}
+
+/* libcurl sends a request again by itself, on a new connection to the same
+ * endpoint, when a reused connection broke before any answer: for a write
+ * that reached etcd, a second copy nobody knows of.  It cannot without
+ * rewinding the body; refusing makes the transfer fail instead, and this
+ * loop decides what may be sent again, and counts it. */
+static int body_no_rewind(void *arg, curl_off_t offset, int origin)
+{
+	(void)arg;
+	(void)offset;
+	(void)origin;
+	return CURL_SEEKFUNC_CANTSEEK;
+}
+
 /* Sends rq to the endpoints in turn until one answers or the deadline
  * passes; *out is the answer's JSON (to json_object_put) when 0. */
 static int request(struct ks_etcd *c, struct request *rq,
@@ -438,6 +481,7 @@ static int request(struct ks_etcd *c, struct request *rq,
 	size_t start = atomic_load(&c->preferred) % n;
 	struct ks_etcd_buf buf = { .max = KS_ETCD_MAX_ANSWER };
 	double backoff = 0.05;
+	bool resend_due = false;
 	int err = ETIMEDOUT;
 	CURL *h = pool_get(c);
 
@@ -449,6 +493,7 @@ static int request(struct ks_etcd *c, struct request *rq,
 		size_t left_in_pass = n - attempt % n;
 		double remaining = deadline - ks_etcd_now();
 		double budget, connect_budget;
+		struct body_cursor body;
 		curl_off_t pretransfer = 0;
 		long status = 0;
 		CURLcode cr;
@@ -464,20 +509,34 @@ static int request(struct ks_etcd *c, struct request *rq,
 			break;
 		/* A stopped member accepts connections and never answers: give
 		 * each endpoint left its share, so that the last gets a chance.
-		 * A write gets it all once it is sent (it can't be resent), but
-		 * connecting still gets a share. */
+		 * A plain write gets it all once it is sent (it can't be
+		 * resent), but connecting still gets a share; a resendable one
+		 * goes on to the next endpoint like a read. */
 		connect_budget = remaining / (double)left_in_pass;
-		budget = rq->idempotent ? connect_budget : remaining;
+		budget = rq->kind != SEND_WRITE ? connect_budget : remaining;
 		ks_etcd_buf_reset(&buf);
 		err = ks_etcd_prepare(c, h, idx, rq->path, rq->body,
 				      rq->body_len, &buf);
 		if (err)
 			break;
+		/* the body through a callback that cannot rewind (above) */
+		body = (struct body_cursor){ rq->body, rq->body_len };
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, body_read);
+		curl_easy_setopt(h, CURLOPT_READDATA, &body);
+		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, body_no_rewind);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)rq->body_len);
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
 				 (long)ceil(budget * 1000));
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 				 (long)ceil(connect_budget * 1000));
 		atomic_fetch_add(&c->n_requests, 1);
+		/* counted when it goes out, not if the deadline came first */
+		if (resend_due) {
+			atomic_fetch_add(&c->n_resends, 1);
+			resend_due = false;
+		}
 		cr = curl_easy_perform(h);
 		curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
 		/* Before "pretransfer" no byte of the request left us. */
@@ -509,8 +568,14 @@ static int request(struct ks_etcd *c, struct request *rq,
 				err = EIO;
 			}
 			/* etcd answered but could not serve (no leader, its
-			 * own timeout): another member may; reads only */
-			if (err == ETIMEDOUT && rq->idempotent) {
+			 * own timeout): another member may.  A write may have
+			 * been proposed before etcd gave up on it, so only a
+			 * read or a resendable write goes on. */
+			if (err == ETIMEDOUT && rq->kind != SEND_WRITE) {
+				if (rq->kind == SEND_RESENDABLE) {
+					rq->earlier_copy = ETIMEDOUT;
+					resend_due = true;
+				}
 				ks_etcd_endpoint_failed(c, idx);
 				continue;
 			}
@@ -524,14 +589,25 @@ static int request(struct ks_etcd *c, struct request *rq,
 			break;
 		}
 		ks_etcd_endpoint_failed(c, idx);
-		if (!sent || rq->idempotent) {
+		if (!sent || rq->kind == SEND_READ) {
 			err = ETIMEDOUT;
 			continue;
 		}
 		/* A write that may have arrived: its fate is unknown. */
 		err = cr == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : EIO;
+		if (rq->kind == SEND_RESENDABLE) {
+			/* Its compares let at most one copy apply, however
+			 * many are in flight: the next endpoint may take it
+			 * at once.  The caller learns that a refusal may be
+			 * this copy's own doing. */
+			rq->earlier_copy = err;
+			resend_due = true;
+			continue;
+		}
 		break;
 	}
+	/* Out of time after a resend, err is the last copy's ETIMEDOUT or
+	 * EIO: both say that the write's fate is unknown. */
 	pool_put(c, h);
 	ks_etcd_buf_free(&buf);
 	return err;
@@ -539,12 +615,12 @@ static int request(struct ks_etcd *c, struct request *rq,
 
 /* Builds obj's text and sends it. */
 static int request_json(struct ks_etcd *c, const char *path,
-			struct json_object *obj, bool idempotent,
-			struct json_object **out)
+			struct json_object *obj, enum send_kind kind,
+			int *earlier_copy, struct json_object **out)
 {
 	struct request rq = {
 		.path = path,
-		.idempotent = idempotent,
+		.kind = kind,
 		.timeout = c->timeout,
 	};
 	char *body = ks_etcd_json_text(obj, &rq.body_len);
@@ -554,6 +630,8 @@ static int request_json(struct ks_etcd *c, const char *path,
 		return ENOMEM;
 	rq.body = body;
 	err = request(c, &rq, out);
+	if (earlier_copy != NULL)
+		*earlier_copy = rq.earlier_copy;
 	free(body);
 	return err;
 }
@@ -645,7 +723,8 @@ int ks_etcd_range(struct ks_etcd *c, const struct ks_etcd_keys *keys,
 		if (!err && paged)
 			err = ks_etcd_json_int64(req, "limit", c->page_size);
 		if (!err)
-			err = request_json(c, "/v3/kv/range", req, true, &doc);
+			err = request_json(c, "/v3/kv/range", req, SEND_READ,
+					   NULL, &doc);
 		json_object_put(req);
 		if (!err) {
 			err = ks_ep_range(doc, c->prefix, c->plen, &page, &more);
@@ -817,15 +896,18 @@ static int add_array(struct json_object *obj, const char *field,
 	return 0;
 }
 
-int ks_etcd_txn(struct ks_etcd *c, const struct ks_etcd_cmp *cmps, size_t n_cmps,
-		const struct ks_etcd_op *success, size_t n_success,
-		const struct ks_etcd_op *failure, size_t n_failure,
-		struct ks_etcd_txn_result *out)
+static int txn_send(struct ks_etcd *c, bool resendable,
+		    const struct ks_etcd_cmp *cmps, size_t n_cmps,
+		    const struct ks_etcd_op *success, size_t n_success,
+		    const struct ks_etcd_op *failure, size_t n_failure,
+		    struct ks_etcd_txn_result *out)
 {
 	struct json_object *req = json_object_new_object();
 	struct json_object *arr, *doc = NULL;
 	struct ks_etcd_txn_result r;
+	enum send_kind kind;
 	bool writes = false;
+	int earlier_copy = 0;
 	int err;
 
 	if (req == NULL)
@@ -845,8 +927,10 @@ int ks_etcd_txn(struct ks_etcd *c, const struct ks_etcd_cmp *cmps, size_t n_cmps
 		err = add_op(c, arr, &failure[i]);
 		writes |= failure[i].type != KS_ETCD_OP_RANGE;
 	}
+	kind = !writes ? SEND_READ : resendable ? SEND_RESENDABLE : SEND_WRITE;
 	if (!err)
-		err = request_json(c, "/v3/kv/txn", req, !writes, &doc);
+		err = request_json(c, "/v3/kv/txn", req, kind, &earlier_copy,
+				   &doc);
 	json_object_put(req);
 	if (err)
 		return err;
@@ -855,9 +939,31 @@ int ks_etcd_txn(struct ks_etcd *c, const struct ks_etcd_cmp *cmps, size_t n_cmps
 	json_object_put(doc);
 	if (err)
 		return err;
+	r.earlier_copy = earlier_copy;
 	ks_etcd_txn_result_free(out);
 	*out = r;
 	return 0;
+}
+
+int ks_etcd_txn(struct ks_etcd *c, const struct ks_etcd_cmp *cmps, size_t n_cmps,
+		const struct ks_etcd_op *success, size_t n_success,
+		const struct ks_etcd_op *failure, size_t n_failure,
+		struct ks_etcd_txn_result *out)
+{
+	return txn_send(c, false, cmps, n_cmps, success, n_success, failure,
+			n_failure, out);
+}
+
+int ks_etcd_txn_resendable(struct ks_etcd *c, const struct ks_etcd_cmp *cmps,
+			   size_t n_cmps, const struct ks_etcd_op *success,
+			   size_t n_success, const struct ks_etcd_op *failure,
+			   size_t n_failure, struct ks_etcd_txn_result *out)
+{
+	/* Without a compare nothing stops a second copy from applying. */
+	if (n_cmps == 0)
+		return EINVAL;
+	return txn_send(c, true, cmps, n_cmps, success, n_success, failure,
+			n_failure, out);
 }
 
 /* ---- maintenance ------------------------------------------------------------- */
@@ -869,7 +975,7 @@ int ks_etcd_status(struct ks_etcd *c, double timeout,
 		.path = "/v3/maintenance/status",
 		.body = "{}",
 		.body_len = 2,
-		.idempotent = true,
+		.kind = SEND_READ,
 		.timeout = timeout > 0 ? timeout : c->timeout,
 		.msg = msg,
 		.msg_size = msg_size,
@@ -935,7 +1041,8 @@ int ks_etcd_compact(struct ks_etcd *c, int64_t revision)
 	/* compacting twice to the same revision changes nothing: a retry is
 	 * harmless (it may answer ESTALE, "already compacted") */
 	if (!err)
-		err = request_json(c, "/v3/kv/compaction", req, true, &doc);
+		err = request_json(c, "/v3/kv/compaction", req, SEND_READ,
+				   NULL, &doc);
 	json_object_put(req);
 	if (err)
 		return err;
@@ -953,6 +1060,7 @@ void ks_etcd_get_stats(struct ks_etcd *c, struct ks_etcd_stats *out)
 	out->revision = atomic_load(&c->watch_revision);
 	out->requests = atomic_load(&c->n_requests);
 	out->failovers = atomic_load(&c->n_failovers);
+	out->resends = atomic_load(&c->n_resends);
 	out->reconnects = atomic_load(&c->n_reconnects);
 	out->compactions = atomic_load(&c->n_compactions);
 	out->probes = atomic_load(&c->n_probes);

@@ -44,11 +44,17 @@
  *   EACCES       etcd has authentication on (not supported).
  *   ENOMEM       out of memory.
  * A write (a txn with a put or delete) that fails with ETIMEDOUT or EIO may
- * still have been applied: once its request may have reached etcd it is
- * never sent again, to another endpoint or the same one (a retried
- * compare-and-swap would fail its compare and look like a conflict).  Reads
- * (ranges, txns without put/delete, status) are retried on the next
- * endpoint when an endpoint stops answering.
+ * still have been applied.  Three kinds of request:
+ *   - reads (ranges, txns without put/delete, status) are retried on the
+ *     next endpoint when an endpoint stops answering;
+ *   - a plain write (ks_etcd_txn) is never sent again once its request may
+ *     have reached etcd, to another endpoint or the same one (a retried
+ *     compare-and-swap would fail its compare and look like a conflict);
+ *     libcurl is not let resend a request by itself either (it would, on a
+ *     reused connection that broke before any answer);
+ *   - a resendable write (ks_etcd_txn_resendable), one whose compares fail
+ *     once any copy of it has applied, is sent again to the next endpoint
+ *     within the deadline, and its result says so (earlier_copy).
  *
  * ---- Endpoints and timeouts ------------------------------------------------
  * A request starts at the endpoint that last answered and moves on to the
@@ -196,6 +202,12 @@ struct ks_etcd_txn_result {
 		struct ks_etcd_kvs kvs;
 		int64_t deleted;
 	} *responses;
+	/* ks_etcd_txn_resendable only: 0 if this answer is to the only copy
+	 * that may have reached etcd; else the error (ETIMEDOUT or EIO) an
+	 * earlier copy failed with after it may have: a refusal (succeeded
+	 * false) may then be the work of that earlier copy, which applied
+	 * (see ks_etcd_txn_resendable). */
+	int earlier_copy;
 };
 
 void ks_etcd_txn_result_free(struct ks_etcd_txn_result *r);
@@ -208,6 +220,28 @@ int ks_etcd_txn(struct ks_etcd *c, const struct ks_etcd_cmp *cmps, size_t n_cmps
 		const struct ks_etcd_op *success, size_t n_success,
 		const struct ks_etcd_op *failure, size_t n_failure,
 		struct ks_etcd_txn_result *out);
+
+/* As ks_etcd_txn, for a write guarded by compares that may be resent: when a
+ * copy may have reached etcd and its answer is lost (bytes sent, then the
+ * connection broke or timed out: a member killed or stopped mid-request;
+ * or etcd's own "request timed out"), the same txn goes to the next
+ * endpoint, within the client's timeout, instead of failing with EIO or
+ * ETIMEDOUT.  Counted in ks_etcd_stats.resends.
+ *
+ * Only for a txn that no copy can apply once one has: its compares must be
+ * made false by its own success ops, and never be true again afterwards
+ * while a copy is in flight (a stale copy held by a stopped member may
+ * apply seconds later).  Then at most one copy applies, and if an earlier
+ * one did, the resend is refused: out->earlier_copy is set, and the caller
+ * must tell its own earlier copy from a conflict (by reading back, in the
+ * failure ops, what the success ops write; etcd runs them in the same
+ * txn, through raft, so the reads are current whichever member answers),
+ * or report the write's fate as unknown (with out->earlier_copy's errno).
+ * EINVAL without compares. */
+int ks_etcd_txn_resendable(struct ks_etcd *c, const struct ks_etcd_cmp *cmps,
+			   size_t n_cmps, const struct ks_etcd_op *success,
+			   size_t n_success, const struct ks_etcd_op *failure,
+			   size_t n_failure, struct ks_etcd_txn_result *out);
 
 /* ---- maintenance ------------------------------------------------------------ */
 
@@ -309,6 +343,8 @@ struct ks_etcd_stats {
 	int64_t revision;          /* newest revision the watch delivered */
 	uint64_t requests;         /* HTTP requests sent (retries counted) */
 	uint64_t failovers;        /* times a request moved to another endpoint */
+	uint64_t resends;          /* resendable writes sent again after a copy
+				    * may have reached etcd */
 	uint64_t reconnects;       /* watch streams opened after the first */
 	uint64_t compactions;      /* COMPACTED reports */
 	uint64_t probes;           /* watch liveness probes */

@@ -52,6 +52,7 @@ struct ks_etcd {
 	_Atomic int64_t watch_revision;
 	_Atomic uint64_t n_requests;
 	_Atomic uint64_t n_failovers;
+	_Atomic uint64_t n_resends;
 	_Atomic uint64_t n_reconnects;
 	_Atomic uint64_t n_compactions;
 	_Atomic uint64_t n_probes;

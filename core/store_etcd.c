@@ -165,6 +165,7 @@ static void etcd_stats(struct ks_store *store, ks_store_stat_fn emit,
 	emit(arg, "etcd_endpoints", s->n_endpoints);
 	emit(arg, "etcd_requests", st.requests);
 	emit(arg, "etcd_failovers", st.failovers);
+	emit(arg, "etcd_resends", st.resends);
 	emit(arg, "etcd_reconnects", st.reconnects);
 	emit(arg, "etcd_failures", atomic_load(&s->failures));
 	emit(arg, "etcd_refused", atomic_load(&s->conflicts));

@@ -82,7 +82,10 @@ static struct ke_meta rec_meta(const struct ks_rec *rec)
 				 .ctime = rec->time };
 }
 
-/* CREATE: the four keys, if the version key does not exist. */
+/* CREATE: the four keys, if the version key does not exist.  A plain
+ * write, never resent: its compare ("no version key") holds again once
+ * the state is removed, so a copy held by a stopped member could bring
+ * back a state after an acknowledged mkdir and rmdir. */
 static int do_create(struct ke_store *s, const struct ks_rec *rec)
 {
 	char k[4][KE_KEY_MAX], meta[KE_META_MAX], mtime[24];
@@ -102,6 +105,9 @@ static int do_create(struct ke_store *s, const struct ks_rec *rec)
 	return one_txn(s, rec->name, &cmp, ops, 4, EEXIST);
 }
 
+/* DELETE: a plain write, never resent: its compare ("the version key
+ * exists") holds again once another host makes the name again, which a
+ * late copy would then delete. */
 static int do_delete(struct ke_store *s, const struct ks_rec *rec)
 {
 	char k[4][KE_KEY_MAX];
@@ -116,6 +122,9 @@ static int do_delete(struct ke_store *s, const struct ks_rec *rec)
 	return one_txn(s, rec->name, &cmp, ops, 4, ENOENT);
 }
 
+/* ATTR: a plain write, never resent: its compare ("the state exists")
+ * still holds after it applied, so a late copy could undo a chmod or
+ * chown made after it. */
 static int do_attr(struct ke_store *s, const struct ks_rec *rec)
 {
 	char kv[KE_KEY_MAX], km[KE_KEY_MAX], meta[KE_META_MAX];
@@ -142,6 +151,30 @@ static struct ks_etcd_cmp unchanged(const char *key,
 				     .number = read->kvs[0].mod_revision };
 }
 
+/* Whether a rename txn refused after a resend was refused because an
+ * earlier copy of it applied: NEW's version and meta keys (the failure
+ * ops' reads) were made in one txn and the meta is unchanged since, and
+ * holds this txn's bytes (M's, with the rename's ctime in nanoseconds).
+ * Its revision, or 0. */
+static int64_t renamed_already(const struct ks_etcd_txn_result *mv,
+			       const struct ke_meta *m)
+{
+	char want[KE_META_MAX];
+	size_t len = ke_format_meta(want, m);
+	const struct ks_etcd_kvs *v, *t;
+
+	if (mv->n_responses != 2)
+		return 0;
+	v = &mv->responses[0].kvs;
+	t = &mv->responses[1].kvs;
+	if (v->n != 1 || t->n != 1 || t->kvs[0].value_len != len ||
+	    memcmp(t->kvs[0].value, want, len) != 0 ||
+	    v->kvs[0].create_revision != t->kvs[0].create_revision ||
+	    t->kvs[0].mod_revision != t->kvs[0].create_revision)
+		return 0;
+	return v->kvs[0].create_revision;
+}
+
 /* One try at moving OLD's keys to NEW: read them, then move exactly what
  * was read if nothing changed meanwhile.  What moves is etcd's (a commit
  * from another host this host has not seen yet moves with it), the owner
@@ -154,7 +187,7 @@ static int rename_once(struct ke_store *s, const struct ks_rec *rec)
 	struct ks_etcd_txn_result rd = { 0 }, mv = { 0 };
 	const char *names[2] = { rec->old_name, rec->name };
 	struct ks_etcd_cmp cmps[5];
-	struct ks_etcd_op ops[8], reads[5];
+	struct ks_etcd_op ops[8], reads[6];
 	const struct ks_etcd_kvs *got[5];
 	struct ke_meta m = rec_meta(rec), there;
 	uint64_t version = 0;
@@ -214,8 +247,24 @@ static int rename_once(struct ke_store *s, const struct ks_rec *rec)
 	if (ke_parse_u64(got[KE_VERSION]->kvs[0].value,
 			 got[KE_VERSION]->kvs[0].value_len, &version))
 		version = UINT64_MAX;
+	/* Resendable: the old version key's compare is on its mod_revision,
+	 * and this txn deletes that key; a key made again gets a newer
+	 * revision, so no copy can apply after one has, however long it is
+	 * held.  A refused resend is recognised as ours when NEW's meta holds
+	 * exactly what this txn wrote (the rename's ctime, in nanoseconds) and
+	 * was made with NEW's version key, in one txn; otherwise its fate is
+	 * unknown.  The failure ops read NEW's version and meta keys. */
+	reads[5] = get(kn[KE_META]);
 	ke_own_begin(s, names, 2);
-	err = ks_etcd_txn(s->c, cmps, 5, ops, 8, &reads[4], 1, &mv);
+	err = ks_etcd_txn_resendable(s->c, cmps, 5, ops, 8, &reads[4], 2, &mv);
+	if (!err && !mv.succeeded && mv.earlier_copy) {
+		int64_t landed = renamed_already(&mv, &m);
+
+		if (landed > 0) {
+			mv.succeeded = true;
+			mv.revision = landed;
+		}
+	}
 	mine[0] = !err && mv.succeeded;
 	/* NEW's echo is skipped only if it brings nothing this host lacks;
 	 * otherwise it arrives as a commit (and chmod) of the renamed state. */
@@ -223,9 +272,11 @@ static int rename_once(struct ke_store *s, const struct ks_rec *rec)
 		  there.uid == rec->uid && there.gid == rec->gid &&
 		  there.mode == (rec->mode & 07777);
 	ke_own_end(s, names, mine, 2, mine[0] ? mv.revision : 0);
-	if (!err && !mv.succeeded)
-		err = mv.n_responses == 1 && mv.responses[0].kvs.n ? EEXIST
-								    : EAGAIN;
+	if (!err && !mv.succeeded && mv.earlier_copy)
+		err = mv.earlier_copy;   /* not EEXIST or a retry: unknown */
+	else if (!err && !mv.succeeded)
+		err = mv.n_responses >= 1 && mv.responses[0].kvs.n ? EEXIST
+								   : EAGAIN;
 out:
 	ks_etcd_txn_result_free(&rd);
 	ks_etcd_txn_result_free(&mv);
@@ -249,9 +300,13 @@ static int do_rename(struct ke_store *s, const struct ks_rec *rec)
 /* Whether a refused commit txn is refused because it had already been
  * applied: every COMMIT's version and mtime key hold exactly what this
  * txn writes, from one etcd revision (*rev).  That happens when a request
- * reached etcd but its answer was lost and the request went out again (an
- * HTTP client may resend a request on a connection it found dead); the
- * second copy fails its compare on the first's write.  Taking it for a
+ * reached etcd but its answer was lost and the client resent it to the
+ * next endpoint (ks_etcd_txn_resendable); the second copy fails its
+ * compare on the first's write.  The reads are the txn's failure ops: etcd
+ * evaluates compares and ops of a txn that writes when it applies the
+ * txn's raft entry, at one revision of the replicated log, so they are
+ * current even if the member that answers the resend lagged behind the one
+ * that took the first copy.  Taking it for a
  * conflict would make a blind write land twice, and a checked one be
  * retried by its caller over its own effect.  The mtime, in nanoseconds,
  * makes another host's identical page at the same version no match. */
@@ -341,8 +396,19 @@ static int do_commit(struct ke_store *s, const struct ks_rec *recs, size_t n)
 		err = E2BIG;
 		goto out;
 	}
+	/* Resendable: each compare is on a version key's value, which this
+	 * txn's own put moves on and which only grows while the state lives,
+	 * so once any copy has applied every other copy is refused, be it
+	 * sent again now or held by a stopped member and applied later.  A
+	 * refusal is then ours (landed_already) or a conflict, or, when an
+	 * earlier copy may have applied and another host has committed
+	 * since, cannot be told apart: its fate stays unknown.  (A stale copy
+	 * would hold only after rmdir, mkdir and as many commits of the same
+	 * name, all while it is held; a copy whose commit failed with
+	 * ETIMEDOUT has that window already.) */
 	ke_own_begin(s, names, nc);
-	err = ks_etcd_txn(s->c, cmps, n, ops, nops, reads, nreads, &res);
+	err = ks_etcd_txn_resendable(s->c, cmps, n, ops, nops, reads, nreads,
+				     &res);
 	if (!err && !res.succeeded &&
 	    landed_already(recs, n, &res, nums, &landed)) {
 		res.succeeded = true;
@@ -351,7 +417,11 @@ static int do_commit(struct ke_store *s, const struct ks_rec *recs, size_t n)
 	if (err || !res.succeeded)
 		memset(mine, 0, nc * sizeof(*mine));
 	ke_own_end(s, names, mine, nc, !err && res.succeeded ? res.revision : 0);
-	if (!err && !res.succeeded) {
+	if (!err && !res.succeeded && res.earlier_copy) {
+		/* Not a conflict to retry over: the earlier copy may be
+		 * what moved the version; the watch brings what happened. */
+		err = res.earlier_copy;
+	} else if (!err && !res.succeeded) {
 		ke_note_refusal(s, recs, &res, n);
 		err = EAGAIN;
 	}

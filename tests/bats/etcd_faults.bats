@@ -259,42 +259,147 @@ expect_rename_fails() {
 	assert_file "$A/s/data" '3\n'
 }
 
-@test "etcd faults: a write to data whose close failed (its endpoint hung) is not sent again at release" {
+@test "etcd faults: a write to data whose endpoint hung goes to the next one; with every endpoint hung, close fails and the release does not send it again" {
 	ks_etcd_start 3
 	local u1 u2
 	u1=$(etcd_member_url m1)
 	u2=$(etcd_member_url m2)
-	ks_mount_host A --etcd "$u1,$u2" --etcd-prefix "$KS_ETCD_PREFIX" -o etcd_timeout=2
-	local A=$HOST_A
+	# 8 s: the hung first endpoint gets half, and the second still has
+	# time for an election if the hung member was the leader
+	ks_mount_host A --etcd "$u1,$u2" --etcd-prefix "$KS_ETCD_PREFIX" -o etcd_timeout=8
+	local A=$HOST_A got v
 	mkdir "$A/s"
 	echo 1 >"$A/s/data"
 	assert_version "$A/s" 1
-	# m1 takes the request and never answers: close fails with ETIMEDOUT
-	# (the commit's fate unknown); the release that follows must not
-	# commit the same writes again, through m2, after close said so
+	# m1 takes the request and never answers: the commit, compared with
+	# version 1, goes to m2 and lands there once
 	etcd_member_pause m1
-	local got
 	got=$(timeout 60 python3 "$KS_TOOLS/kserr.py" write "$A/s/data" wt 4)
-	[[ $got == close:ETIMEDOUT || $got == close:EIO ]] || {
+	assert_eq "$got" OK "write with m1 hung and m2 up" || {
 		etcd_member_resume m1
-		echo "write with m1 hung: expected close:ETIMEDOUT or EIO, got '$got'"
 		return 1
 	}
-	sleep 4
-	local v
+	assert_version "$A/s" 2
+	[ "$(ks_stat_value "$A" etcd_resends)" -ge 1 ] || {
+		etcd_member_resume m1
+		echo "etcd_resends: $(ks_stat_value "$A" etcd_resends)"
+		return 1
+	}
 	v=$(etcd_key_value "${KS_ETCD_PREFIX}.version/s")
-	assert_eq "$v" 1 "the version in etcd after the failed close" || {
+	assert_eq "$v" 2 "the version in etcd" || {
 		etcd_member_resume m1
 		return 1
 	}
-	assert_version "$A/s" 1
-	assert_file "$A/s/data" '1\n'
-	# resumed, m1 may still apply the request it holds: once at most
+	# resumed, m1 may still apply the copy it holds: its compare fails
 	etcd_member_resume m1
 	sleep 2
 	v=$(etcd_key_value "${KS_ETCD_PREFIX}.version/s")
-	[ "$v" = 1 ] || [ "$v" = 2 ] || {
+	assert_eq "$v" 2 "the version in etcd after m1 resumed"
+	assert_version "$A/s" 2
+	assert_file "$A/s/data" xxxx
+
+	# both of A's endpoints hung: close fails with ETIMEDOUT (the
+	# commit's fate unknown); the release that follows must not commit
+	# the same writes again after close said so
+	etcd_member_pause m1
+	etcd_member_pause m2
+	got=$(timeout 60 python3 "$KS_TOOLS/kserr.py" write "$A/s/data" wt 3)
+	[[ $got == close:ETIMEDOUT || $got == close:EIO ]] || {
+		etcd_member_resume m1
+		etcd_member_resume m2
+		echo "write with m1 and m2 hung: expected close:ETIMEDOUT or EIO, got '$got'"
+		return 1
+	}
+	sleep 2
+	assert_version "$A/s" 2
+	assert_file "$A/s/data" xxxx
+	# resumed, they may still apply the copies they hold: once at most
+	etcd_member_resume m1
+	etcd_member_resume m2
+	sleep 3
+	v=$(etcd_key_value "${KS_ETCD_PREFIX}.version/s")
+	[ "$v" = 2 ] || [ "$v" = 3 ] || {
 		echo "version $v in etcd: the failed write landed more than once"
 		return 1
 	}
+	wait_for $LAG ks_version_is "$A/s" "$v"
+}
+
+@test "etcd faults: mv increments go on while the member a host talks to is killed (SIGKILL), one after another: none fails, none lost, none applied twice" {
+	ks_etcd_start 3
+	ks_host A -o etcd_timeout=20
+	local A=$HOST_A log=$BATS_TEST_TMPDIR/incr.log stop=$BATS_TEST_TMPDIR/stop
+	mkdir "$A/c"
+	echo 0 >"$A/c/data"
+	assert_version "$A/c" 1
+	# the safe increment: a transaction T (O_RDWR|O_CREAT), read, write
+	# +1, close, mv T data; EAGAIN: again.  One line per outcome:
+	# "ok N" for an acknowledged increment to N, "fail STEP ERRNO" else.
+	cat >"$BATS_TEST_TMPDIR/incr.py" <<-'EOF'
+		import errno, os, sys
+		state, log, stop = sys.argv[1:4]
+		out = open(log, "w", buffering=1)
+		t = os.path.join(state, "T")
+		data = os.path.join(state, "data")
+		while not os.path.exists(stop):
+		    step = "open"
+		    try:
+		        fd = os.open(t, os.O_RDWR | os.O_CREAT, 0o600)
+		        step = "read"
+		        n = int(os.read(fd, 64).decode() or "0")
+		        step = "write"
+		        os.ftruncate(fd, 0)
+		        os.lseek(fd, 0, os.SEEK_SET)
+		        os.write(fd, b"%d\n" % (n + 1))
+		        step = "close"
+		        os.close(fd)
+		        step = "mv"
+		        os.rename(t, data)
+		        out.write("ok %d\n" % (n + 1))
+		    except OSError as e:
+		        if e.errno != errno.EAGAIN:
+		            out.write("fail %s %s\n" % (step, errno.errorcode.get(e.errno, e.errno)))
+		        try:
+		            os.unlink(t)
+		        except OSError:
+		            pass
+		out.write("done\n")
+	EOF
+	: >"$log"
+	ks_bg python3 "$BATS_TEST_TMPDIR/incr.py" "$A/c" "$log" "$stop"
+	wait_for 20 grep -q '^ok' "$log"
+	# the host starts with m1; each kill moves it on to the next member,
+	# which is killed next; the killed one comes back before the next
+	# kill, so a quorum stays up throughout
+	local round m pid
+	for round in 1 2; do
+		for m in m1 m2 m3; do
+			sleep 1
+			pid=$(etcd_member_pid "$m")
+			if [ -n "$pid" ]; then
+				kill -KILL "$pid"
+				wait "$pid" 2>/dev/null || true
+			fi
+			sleep 1.5
+			etcd_member_start "$m"
+		done
+	done
+	sleep 1
+	touch "$stop"
+	wait_for 60 grep -qx done "$log"
+	local acks fails final
+	acks=$(grep -c '^ok' "$log")
+	fails=$(grep -c '^fail' "$log" || true)
+	final=$(cat "$A/c/data")
+	echo "acknowledged increments: $acks; failed: $fails; final: $final;" \
+		"etcd_resends $(ks_stat_value "$A" etcd_resends);" \
+		"etcd_failovers $(ks_stat_value "$A" etcd_failovers)"
+	[ "$fails" -eq 0 ] || { grep '^fail' "$log" | sort | uniq -c; return 1; }
+	# every acknowledged increment once: 1, 2, ... in order, and the
+	# counter is the last of them, in etcd too
+	awk '$1 == "ok" && $2 != ++n { print "increment " n " acknowledged as " $2; bad = 1 } END { exit bad }' "$log"
+	assert_eq "$final" "$acks" "the counter"
+	assert_version "$A/c" $((acks + 1))
+	assert_eq "$(etcd_key_value "${KS_ETCD_PREFIX}c")" "$acks"
+	assert_eq "$(etcd_key_value "${KS_ETCD_PREFIX}.version/c")" $((acks + 1))
 }

@@ -5,13 +5,18 @@
  * resume after etcd restarts, compaction, a stopped etcd noticed), bounded
  * timeouts, and failover past a dead endpoint.  Prints the latencies it saw.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "etcd_client.h"
@@ -880,6 +885,258 @@ static void test_threads(void)
 	ks_etcd_free(c);
 }
 
+/* ---- a member that takes a request and dies ------------------------------ */
+
+/* What the fake member does with each request it reads in full. */
+enum fake_mode {
+	FAKE_SWALLOW,   /* closes the connection: never reached etcd */
+	FAKE_HANG,      /* keeps the connection, never answers (SIGSTOP) */
+	FAKE_LAND,      /* hands it to the real etcd, drops etcd's answer and
+			 * closes (killed after applying, before answering) */
+};
+
+struct fake_member {
+	int listen_fd;
+	char url[64];
+	enum fake_mode mode;
+	int etcd_port;          /* for FAKE_LAND */
+	atomic_int taken;       /* requests read in full */
+	atomic_bool stop;
+	pthread_t thread;
+};
+
+/* Reads one HTTP request (headers and Content-Length bytes of body) into
+ * buf; its length, or -1. */
+static ssize_t read_request(int fd, char *buf, size_t size)
+{
+	size_t len = 0;
+
+	while (len + 1 < size) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t got;
+		char *end, *cl;
+
+		if (poll(&p, 1, 5000) <= 0)
+			return -1;
+		got = read(fd, buf + len, size - 1 - len);
+		if (got <= 0)
+			return -1;
+		len += (size_t)got;
+		buf[len] = '\0';
+		end = strstr(buf, "\r\n\r\n");
+		if (end == NULL)
+			continue;
+		cl = strcasestr(buf, "Content-Length:");
+		if (cl == NULL || cl > end)
+			return (ssize_t)len;
+		if (len >= (size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10))
+			return (ssize_t)len;
+	}
+	return -1;
+}
+
+/* FAKE_LAND: the request to the real etcd, its answer read and dropped. */
+static void land(struct fake_member *f, const char *req, size_t len)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)f->etcd_port) };
+	char answer[65536];
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    write(fd, req, len) == (ssize_t)len) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		/* the answer's first bytes: etcd has applied it; they go
+		 * nowhere */
+		if (poll(&p, 1, 5000) > 0 &&
+		    read(fd, answer, sizeof(answer)) <= 0)
+			printf("   fake member: no answer from etcd\n");
+	}
+	close(fd);
+}
+
+static void *fake_member_run(void *arg)
+{
+	struct fake_member *f = arg;
+	int held[16], n_held = 0;
+
+	while (!atomic_load(&f->stop)) {
+		struct pollfd p = { .fd = f->listen_fd, .events = POLLIN };
+		static char req[1 << 16];
+		ssize_t len;
+		int fd;
+
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		fd = accept(f->listen_fd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		len = read_request(fd, req, sizeof(req));
+		if (len > 0) {
+			if (f->mode == FAKE_LAND)
+				land(f, req, (size_t)len);
+			atomic_fetch_add(&f->taken, 1);
+		}
+		if (f->mode == FAKE_HANG && len > 0 && n_held < 16) {
+			held[n_held++] = fd;
+			continue;
+		}
+		/* a reset, as from a process killed with its socket open */
+		struct linger l = { .l_onoff = 1, .l_linger = 0 };
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		close(fd);
+	}
+	for (int i = 0; i < n_held; i++)
+		close(held[i]);
+	return NULL;
+}
+
+static void fake_member_start(struct fake_member *f, enum fake_mode mode)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t alen = sizeof(a);
+
+	memset(f, 0, sizeof(*f));
+	f->mode = mode;
+	f->etcd_port = etcd.client_port;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (f->listen_fd < 0 ||
+	    bind(f->listen_fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    listen(f->listen_fd, 16) != 0 ||
+	    getsockname(f->listen_fd, (struct sockaddr *)&a, &alen) != 0 ||
+	    pthread_create(&f->thread, NULL, fake_member_run, f) != 0) {
+		printf("cannot start a fake member\n");
+		exit(1);
+	}
+	snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d",
+		 ntohs(a.sin_port));
+}
+
+static void fake_member_stop(struct fake_member *f)
+{
+	atomic_store(&f->stop, true);
+	pthread_join(f->thread, NULL);
+	close(f->listen_fd);
+}
+
+/* "Create n = 1 if absent", reading n in the failure branch. */
+static int create_n(struct ks_etcd *c, bool resendable,
+		    struct ks_etcd_txn_result *r)
+{
+	struct ks_etcd_cmp absent = {
+		.key = "n", .target = KS_ETCD_CMP_VERSION,
+		.result = KS_ETCD_EQUAL, .number = 0,
+	};
+	struct ks_etcd_op put_n = {
+		.type = KS_ETCD_OP_PUT, .keys = { .key = "n" }, .value = "1",
+		.value_len = 1,
+	};
+	struct ks_etcd_op read_n = {
+		.type = KS_ETCD_OP_RANGE, .keys = { .key = "n" },
+	};
+
+	if (resendable)
+		return ks_etcd_txn_resendable(c, &absent, 1, &put_n, 1,
+					      &read_n, 1, r);
+	return ks_etcd_txn(c, &absent, 1, &put_n, 1, &read_n, 1, r);
+}
+
+/* A member takes a write and dies (or hangs, or dies after applying it)
+ * before answering: a plain write fails with its fate unknown; a
+ * resendable one goes to the next member within the timeout, which
+ * applies it, or refuses it when the first copy applied, saying so. */
+static void test_resend(void)
+{
+	struct fake_member f;
+	struct ks_etcd_txn_result r = { 0 };
+	struct ks_etcd_kvs kvs = { 0 };
+	struct ks_etcd_stats s;
+	char list[160];
+	struct ks_etcd *c;
+	double t0, took;
+
+	/* died before etcd had it: a plain write is not sent again */
+	fake_member_start(&f, FAKE_SWALLOW);
+	snprintf(list, sizeof(list), "%s,%s", f.url, etcd.url);
+	c = client(list, "/rs/", 5);
+	KT_EQ(create_n(c, false, &r), EIO);
+	KT_EQ(atomic_load(&f.taken), 1);
+	KT_EQ(get(c, "n", &kvs), 0);
+	KT_EQ(kvs.n, 0);
+	ks_etcd_get_stats(c, &s);
+	KT_EQ(s.resends, 0);
+	ks_etcd_free(c);
+
+	/* a resendable one is, and applies once */
+	c = client(list, "/rs/", 5);
+	KT_EQ(ks_etcd_txn_resendable(c, NULL, 0, NULL, 0, NULL, 0, &r),
+	      EINVAL);
+	t0 = st_now();
+	KT_EQ(create_n(c, true, &r), 0);
+	took = st_now() - t0;
+	printf("   resendable write past a member that died with it: "
+	       "%.2f ms\n", took * 1000);
+	KT_CHECK(r.succeeded);
+	KT_EQ(r.earlier_copy, EIO);
+	KT_EQ(atomic_load(&f.taken), 2);
+	ks_etcd_get_stats(c, &s);
+	KT_EQ(s.resends, 1);
+	KT_CHECK(strcmp(s.endpoint, etcd.url) == 0);
+	KT_EQ(get(c, "n", &kvs), 0);
+	KT_CHECK(kvs.n == 1 && kvs.kvs[0].version == 1);
+	/* the next starts where the last answer came from: no resend */
+	KT_EQ(del(c, "n", NULL), 0);
+	KT_EQ(create_n(c, true, &r), 0);
+	KT_CHECK(r.succeeded);
+	KT_EQ(r.earlier_copy, 0);
+	KT_EQ(del(c, "n", NULL), 0);
+	ks_etcd_free(c);
+	fake_member_stop(&f);
+
+	/* hung with it: the next member gets it within the timeout */
+	fake_member_start(&f, FAKE_HANG);
+	snprintf(list, sizeof(list), "%s,%s", f.url, etcd.url);
+	c = client(list, "/rs/", 2);
+	t0 = st_now();
+	KT_EQ(create_n(c, true, &r), 0);
+	took = st_now() - t0;
+	printf("   resendable write past a hung member: %.3f s (timeout "
+	       "2 s)\n", took);
+	KT_CHECK(r.succeeded);
+	KT_EQ(r.earlier_copy, ETIMEDOUT);
+	KT_CHECK(took < 2.0 + 0.3);
+	KT_EQ(del(c, "n", NULL), 0);
+	ks_etcd_free(c);
+	fake_member_stop(&f);
+
+	/* applied, then died before answering: the resend is refused, the
+	 * failure branch shows the first copy's write, applied once */
+	fake_member_start(&f, FAKE_LAND);
+	snprintf(list, sizeof(list), "%s,%s", f.url, etcd.url);
+	c = client(list, "/rs/", 5);
+	KT_EQ(create_n(c, true, &r), 0);
+	KT_CHECK(!r.succeeded);
+	KT_EQ(r.earlier_copy, EIO);
+	KT_EQ(r.n_responses, 1);
+	if (r.n_responses == 1) {
+		KT_EQ(r.responses[0].kvs.n, 1);
+		if (r.responses[0].kvs.n == 1)
+			KT_EQ(r.responses[0].kvs.kvs[0].version, 1);
+	}
+	KT_EQ(get(c, "n", &kvs), 0);
+	KT_CHECK(kvs.n == 1 && kvs.kvs[0].version == 1);
+	KT_EQ(del(c, "n", NULL), 0);
+	ks_etcd_free(c);
+	fake_member_stop(&f);
+	ks_etcd_kvs_free(&kvs);
+	ks_etcd_txn_result_free(&r);
+}
+
 static void test_bad_options(void)
 {
 	struct ks_etcd_options o = { .prefix = "/", .timeout = 1 };
@@ -932,6 +1189,7 @@ int main(void)
 	KT_RUN_HERE(test_watch, "watch");
 	KT_RUN_HERE(test_threads, "threads");
 	KT_RUN_HERE(test_failover, "failover");
+	KT_RUN_HERE(test_resend, "resend");
 	KT_RUN_HERE(test_compacted, "compacted");
 	KT_RUN_HERE(test_stopped, "stopped");
 	KT_RUN_HERE(test_resume, "resume");

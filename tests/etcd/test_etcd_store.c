@@ -12,6 +12,7 @@
 
 #include "etcd_client.h"
 #include "etcd_proc.h"
+#include "etcd_relay.h"
 #include "events.h"
 #include "store.h"
 #include "store_etcd.h"
@@ -65,8 +66,10 @@ static void heard_name(void *arg, const char *name)
 	pthread_mutex_unlock(&h->mu);
 }
 
-static int host_open_cfg(struct host *h, const char *prefix, double timeout,
-			 size_t max_size, char *msg, size_t msglen)
+/* A host on ENDPOINTS ("URL;URL": the store's option string's form). */
+static int host_open_at(struct host *h, const char *endpoints,
+			const char *prefix, double timeout, size_t max_size,
+			char *msg, size_t msglen)
 {
 	struct ks_engine_config cfg = { .max_size = max_size,
 					.max_states = 65536,
@@ -77,7 +80,7 @@ static int host_open_cfg(struct host *h, const char *prefix, double timeout,
 	memset(h, 0, sizeof(*h));
 	pthread_mutex_init(&h->mu, NULL);
 	snprintf(opts, sizeof(opts), "etcd:endpoints=%s,prefix=%s,timeout=%g",
-		 etcd.url, prefix, timeout);
+		 endpoints, prefix, timeout);
 	err = ks_store_open(opts, &h->store, msg, msglen);
 	if (err)
 		return err;
@@ -95,6 +98,13 @@ static int host_open_cfg(struct host *h, const char *prefix, double timeout,
 		h->eng = NULL;
 	}
 	return err;
+}
+
+static int host_open_cfg(struct host *h, const char *prefix, double timeout,
+			 size_t max_size, char *msg, size_t msglen)
+{
+	return host_open_at(h, etcd.url, prefix, timeout, max_size, msg,
+			    msglen);
 }
 
 static void host_open(struct host *h, const char *prefix)
@@ -750,6 +760,73 @@ static void test_stopped(void)
 	host_close(&b);
 }
 
+/* ---- a member dies after applying a commit, before answering -------------- */
+
+/* Another host's commit to r2, made while the answer to A's is lost. */
+static void commit_in_between(void *arg)
+{
+	(void)arg;
+	etcd_put("/t10/", ".version/r2", "7");
+}
+
+/* A's endpoints are two relays to etcd, playing two members.  A commit
+ * (and a rename) that etcd applies but whose answer is lost goes to the
+ * other: refused there, it is recognised as A's own and acknowledged,
+ * once.  If another host committed in between, the refusal cannot be told
+ * from a conflict: the commit fails with its fate unknown, not EAGAIN. */
+static void test_resend(void)
+{
+	struct relay_arm arm = { 0 };
+	struct relay r1, r2;
+	struct host a;
+	struct ks_state *s;
+	char eps[160], msg[256] = "", buf[64];
+	uint64_t v = 0;
+	int err;
+
+	KT_REQUIRE(relay_start(&r1, etcd.client_port, &arm) == 0);
+	KT_REQUIRE(relay_start(&r2, etcd.client_port, &arm) == 0);
+	snprintf(eps, sizeof(eps), "%s;%s", r1.url, r2.url);
+	KT_ERR(host_open_at(&a, eps, "/t10/", 5, 4096, msg, sizeof(msg)), 0);
+	s = kt_state(a.eng, "r");
+	commit_str(s, "1", &v);
+	KT_EQ(v, 1);
+	KT_EQ(stat_of(&a, "etcd_resends"), 0);
+
+	atomic_store(&arm.armed, 1);
+	commit_str(s, "2", &v);
+	KT_EQ(v, 2);
+	KT_EQ(atomic_load(&arm.landed), 1);
+	KT_EQ(stat_of(&a, "etcd_resends"), 1);
+	KT_CHECK(etcd_get("/t10/", ".version/r", buf, sizeof(buf)) &&
+		 strcmp(buf, "2") == 0);
+	KT_CHECK(etcd_get("/t10/", "r", buf, sizeof(buf)) &&
+		 strcmp(buf, "2") == 0);
+	KT_PAGE_IS(s, "2");
+
+	atomic_store(&arm.armed, 1);
+	KT_ERR(ks_state_rename(a.eng, "r", "r2"), 0);
+	KT_EQ(atomic_load(&arm.landed), 2);
+	KT_EQ(stat_of(&a, "etcd_resends"), 2);
+	KT_CHECK(!etcd_get("/t10/", ".version/r", buf, sizeof(buf)));
+	KT_CHECK(etcd_get("/t10/", ".version/r2", buf, sizeof(buf)) &&
+		 strcmp(buf, "2") == 0);
+	KT_CHECK(wait_state(&a, "r2", 2));
+	KT_EQ(stat_of(&a, "etcd_refused"), 0);
+
+	arm.after_landing = commit_in_between;
+	atomic_store(&arm.armed, 1);
+	err = ks_state_commit_bytes(s, "3", 1, NULL);
+	KT_CHECK(err == EIO || err == ETIMEDOUT);
+	KT_EQ(atomic_load(&arm.landed), 3);
+	KT_CHECK(etcd_get("/t10/", ".version/r2", buf, sizeof(buf)) &&
+		 strcmp(buf, "7") == 0);
+	ks_state_unref(s);
+	host_close(&a);
+	relay_stop(&r1);
+	relay_stop(&r2);
+}
+
 int main(void)
 {
 	int err;
@@ -781,5 +858,8 @@ int main(void)
 	       "oversize pages");
 	KT_RUN(test_stopped, "etcd stopped: ETIMEDOUT within the timeout, "
 	       "etcd_connected 0, then commits again");
+	KT_RUN(test_resend, "a commit and a rename whose answer is lost are "
+	       "resent, recognised and acknowledged once; with a commit in "
+	       "between, their fate is unknown");
 	return kt_finish("test_etcd_store");
 }
