@@ -488,6 +488,9 @@ int64_t ke_reload(struct ke_store *s)
 	}
 	qsort(here.v, here.n, sizeof(*here.v), by_name);
 	diff(s, &kvs, kvs.revision, &here, &table, &commits);
+	/* Counted before its changes are applied: whoever sees them (a
+	 * test waiting for a state) then sees the count too. */
+	atomic_fetch_add(&s->reloads, 1);
 	/* Table changes one by one, then commits in units of a bounded
 	 * size (a reload is many states' news, not one unit of anybody's). */
 	for (size_t i = 0; i < table.n; i++)
@@ -495,7 +498,6 @@ int64_t ke_reload(struct ke_store *s)
 	for (size_t i = 0; i < commits.n; i += 64)
 		apply(s, &commits.v[i], commits.n - i < 64 ? commits.n - i : 64);
 	rev = kvs.revision;
-	atomic_fetch_add(&s->reloads, 1);
 	ke_applied(s, rev);
 	free(table.v);
 	free(commits.v);
