@@ -240,3 +240,52 @@ expect_event() {
 	# The new child went with the daemon.
 	refute ks_alive "$child"
 }
+
+# unmount_and_wait: fusermount3 -u $MNT must succeed the first time; then
+# the mount must go and the daemon exit with status 0.
+unmount_and_wait() {
+	local pid=$KS_PID st=0
+	fusermount3 -u "$MNT"
+	KS_PID=
+	wait_for 20 eval '! ks_is_mounted "$MNT"'
+	wait_for 20 eval "! ks_alive $pid" || {
+		echo "kstatefs $pid still running 20 s after the unmount"
+		kill -KILL "$pid"
+		return 1
+	}
+	wait "$pid" || st=$?
+	assert_eq "$st" 0 "the daemon's exit status; log: $(cat "$KS_LOG")"
+}
+
+@test "notifier: a restarted child writes through a copy of the mount too: fusermount3 -u succeeds while it holds version open" {
+	kill_child
+	new_child "$CHILD" >/dev/null
+	ks_hold_version "$S"
+	[ "$NOTIFY_CHILD" != "$CHILD" ]
+	unmount_and_wait
+	refute ks_alive "$NOTIFY_CHILD"
+	# Not restarted once the mount was gone.
+	assert_eq "$(grep -c 'inotify child' "$KS_LOG")" 1 "children that died"
+}
+
+@test "notifier: a bind mount keeps events coming after the first mount is unmounted; its unmount ends the daemon" {
+	local b=$BATS_TEST_TMPDIR/bind before pid=$KS_PID
+	mkdir "$b"
+	KS_DAEMON_MNTS+=("$b")
+	mount --bind "$MNT" "$b"
+	umount "$MNT"
+	refute ks_is_mounted "$MNT"
+	S=$b/s
+	watch w
+	before=$(nevents w)
+	echo a >"$S/data"
+	expect_event w "$before" "a commit through the bind mount"
+	KS_PID=
+	umount "$b"
+	wait_for 20 eval "! ks_alive $pid" || {
+		echo "kstatefs $pid still running 20 s after the last unmount"
+		kill -KILL "$pid"
+		return 1
+	}
+	wait "$pid"
+}
