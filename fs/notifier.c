@@ -16,6 +16,32 @@
  * request is aborted when the daemon's /dev/fuse closes, and the child
  * then exits at the end of its socket.
  *
+ * The child writes through a copy of the mount of its own, made with
+ * open_tree(2) (OPEN_TREE_CLONE) as it starts (clone_mount): a mount
+ * detached from every mount table that shares the mount's superblock.  A
+ * file open there keeps the copy busy, not the user's mount, so that
+ * `fusermount3 -u` or `umount` right after a commit is not refused with
+ * EBUSY, as it was a few times in a hundred when the child opened the
+ * files by their full path.  But the superblock, and with it the FUSE
+ * connection and the daemon, now lives until the copy goes too.  So the
+ * notifier thread also watches the daemon's mount table
+ * (/proc/self/mountinfo, which the kernel reports POLLPRI on at every
+ * change) for the mount's device, and when no mount of it is left there
+ * (fusermount3 -u, umount, umount -l) it ends the child, and the copy
+ * with it, and starts no other (mount_gone): the superblock then goes,
+ * the connection ends and the daemon exits as it would without a copy.
+ * The copy is the child's, never the daemon's: its last close ends the
+ * superblock, which waits for the connection's requests to be over, and
+ * no thread of the daemon may wait for that.  Neither open_tree nor the
+ * statx that tells the mount's device (mounted_dev in main.c) makes a
+ * request: the path ends at the mount's root, and AT_STATX_DONT_SYNC has
+ * FUSE answer from the inode it holds.  After kill -9 of the daemon the
+ * child ends at the end of its socket, and the copy with it; the user's
+ * mount can be unmounted at once.  Where the mount cannot be cloned
+ * (EPERM: a daemon without CAP_SYS_ADMIN, mounted by a user through
+ * fusermount3) the child writes by full path, as before, and an unmount
+ * at that moment can still be refused.
+ *
  * The child execs the daemon's own binary (/proc/self/exe: still the
  * right one after an upgrade replaced the file) as "kstatefs-notify", and
  * main hands it to notifier_child_main, which makes it the toucher first
