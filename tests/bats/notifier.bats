@@ -289,3 +289,25 @@ unmount_and_wait() {
 	}
 	wait "$pid"
 }
+
+@test "notifier: where the mount cannot be copied (open_tree refused), the child writes by full path; events come, the daemon exits at the unmount" {
+	local w=$BATS_TEST_TMPDIR/noclone-kstatefs child before
+	ks_unmount
+	# As for a daemon without CAP_SYS_ADMIN: open_tree fails with EPERM.
+	printf '#!/bin/sh\nexec python3 %q %q "$@"\n' \
+		"$KS_TOOLS/noclone.py" "$KSTATEFS" >"$w"
+	chmod +x "$w"
+	KSTATEFS=$w ks_mount
+	S=$MNT/s
+	mkdir "$S"
+	child=$(wait_for 20 notify_child >/dev/null && notify_child)
+	# Its socket, and no copy of the mount.
+	assert_eq "$(ls "/proc/$child/fd" | sort -n | tr '\n' ' ')" "0 1 2 3 " \
+		"the child's descriptors"
+	watch w
+	before=$(nevents w)
+	echo a >"$S/data"
+	expect_event w "$before" "a commit"
+	assert_eq "$(cat "$KS_LOG")" "" "the daemon's log"
+	ks_unmount
+}
