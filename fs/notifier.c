@@ -115,9 +115,11 @@
 #define HEALTHY_NS 1000000000LL       /* 1 s */
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 5000
-/* A read of the mount table that failed (no memory) is tried again this
- * much later: the unmount it may hide must not keep the daemon alive. */
+/* A read of the mount table that failed (no memory, or the table changed
+ * during each of TABLE_TRIES reads) is tried again this much later: the
+ * unmount it may hide must not keep the daemon alive. */
 #define RESCAN_MS 100
+#define TABLE_TRIES 8
 
 /* The child's argv[0] and comm (15 characters: all of it fits in comm),
  * and the argument that tells it from a daemon started by that name. */
@@ -584,7 +586,7 @@ static ssize_t read_table(struct ks_notifier *n)
 
 /*
  * Whether the mount is in the daemon's mount table: 1, 0, or -1 if the
- * table could not be read.  The mount is found by its superblock's
+ * table could not be read whole.  The mount is found by its superblock's
  * device, "MAJOR:MINOR" (the third field of a mountinfo line), which no
  * other superblock can have while the toucher's copy holds this one; and
  * so is any bind mount of it, which serves the same files and keeps the
@@ -597,7 +599,7 @@ static int mount_listed(struct ks_notifier *n)
 {
 	struct pollfd pfd = { .fd = n->mounts_fd, .events = POLLPRI };
 
-	for (;;) {
+	for (int tries = 0; tries < TABLE_TRIES; tries++) {
 		char *line, *next;
 		int found = 0;
 
@@ -633,6 +635,7 @@ static int mount_listed(struct ks_notifier *n)
 			continue;
 		return found;
 	}
+	return -1;
 }
 
 /* At the start: watch the daemon's mount table for the mount of device
