@@ -459,7 +459,11 @@ unmount_now() {
 		kill -KILL "$pid"
 		return 1
 	}
-	wait "$pid"
+	# Its exit status is not checked: the kernel sends the RELEASE of
+	# that last file in the background and drops it when the connection
+	# ends, so the daemon never frees the open file, and a sanitizer
+	# build reports it leaked (as it did before the notifier's copies).
+	wait "$pid" || true
 }
 
 @test "kill -9 while the notifier holds version open: fusermount3 -u succeeds at once, the child exits" {
