@@ -27,8 +27,9 @@
  * notifier thread also watches the daemon's mount table
  * (/proc/self/mountinfo, which the kernel reports POLLPRI on at every
  * change) for the mount's device, and when no mount of it is left there
- * (fusermount3 -u, umount, umount -l) it ends the child, and the copy
- * with it, and starts no other (mount_gone): the superblock then goes,
+ * (fusermount3 -u, umount, umount -l) it has the child finish the write
+ * in hand and exit, the copy going with it, and starts no other
+ * (mount_gone, release_child): the superblock then goes,
  * the connection ends and the daemon exits as it would without a copy.
  * The copy is the child's, never the daemon's: its last close ends the
  * superblock, which waits for the connection's requests to be over, and
@@ -120,6 +121,10 @@
  * unmount it may hide must not keep the daemon alive. */
 #define RESCAN_MS 100
 #define TABLE_TRIES 8
+/* How long a child told to go (mount_gone) may take to finish the path in
+ * hand before it is killed: longer than any write takes, unless the child
+ * is stopped. */
+#define GRACE_MS 5000
 
 /* The child's argv[0] and comm (15 characters: all of it fits in comm),
  * and the argument that tells it from a daemon started by that name. */
@@ -192,6 +197,24 @@ static void free_job(struct job *job)
 
 /* ---- the child -------------------------------------------------------- */
 
+/* The daemon is gone, or ends this child.  Its copy of the mount may be
+ * the superblock's last hold, and then closing it ends the FUSE
+ * connection, dropping every request the daemon has not read yet: among
+ * them the RELEASE of the file this child wrote last, which the kernel
+ * sends in the background after close returns, and whose open file the
+ * daemon would then never free.  The daemon reads requests in the order
+ * they come: once a request made now is answered, it has read that
+ * RELEASE.  On a dead daemon's connection the request fails at once. */
+static _Noreturn void child_finish(int root)
+{
+	struct statx sx;
+
+	if (root >= 0)
+		(void)statx(root, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC,
+			    STATX_TYPE, &sx);
+	_exit(0);
+}
+
 /* The toucher: opens each path it is sent (relative to the mount's root),
  * writes a byte, closes, and tells the daemon how many paths it has
  * finished.  Through root, its own copy of the mount (clone_mount), when
@@ -220,7 +243,7 @@ static _Noreturn void touch_paths(int sock, int root, const char *mountpoint)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
-			_exit(0);   /* the daemon is gone or stopping */
+			child_finish(root); /* the daemon is gone or stopping */
 		path[pre + (size_t)r] = '\0';
 		if (root >= 0)
 			fd = openat(root, path, O_WRONLY | O_CLOEXEC);
@@ -236,7 +259,7 @@ static _Noreturn void touch_paths(int sock, int root, const char *mountpoint)
 		/* Blocking is fine: the notifier thread always reads. */
 		while (send(sock, &done, sizeof(done), MSG_NOSIGNAL) < 0)
 			if (errno != EINTR)
-				_exit(0);
+				child_finish(root);
 	}
 }
 
@@ -542,7 +565,8 @@ static bool read_acks(struct ks_notifier *n)
 static void end_child(struct ks_notifier *n)
 {
 	atomic_store(&n->toucher, 0);
-	close(n->sock);
+	if (n->sock >= 0)
+		close(n->sock);
 	kill(n->child, SIGKILL);
 	while (waitpid(n->child, NULL, 0) < 0 && errno == EINTR)
 		;
@@ -550,6 +574,37 @@ static void end_child(struct ks_notifier *n)
 		close(n->pidfd);
 	n->child = 0;
 	n->sock = n->pidfd = -1;
+}
+
+/* Ends the child once it has finished the path in hand, if it does within
+ * GRACE_MS: the end of its socket ends it (child_finish), after the file
+ * it writes is closed and its RELEASE read by the daemon.  Killed in the
+ * middle of a write, the child would close that file as it dies, and its
+ * copy of the mount at once after: the RELEASE would be lost. */
+static void release_child(struct ks_notifier *n)
+{
+	long long deadline = now_ns() + GRACE_MS * 1000000LL;
+
+	close(n->sock);
+	n->sock = -1;
+	for (;;) {
+		siginfo_t si;
+
+		/* WNOWAIT: the pid stays the child's, and its writes the
+		 * daemon's own, until end_child reaps it. */
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)n->child, &si,
+			   WEXITED | WNOHANG | WNOWAIT) != 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (si.si_pid == n->child || now_ns() >= deadline)
+			break;
+		/* Most children are done within a millisecond. */
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	end_child(n);
 }
 
 /* Reads the whole mount table into n->table.  Its length, or -1. */
@@ -683,7 +738,7 @@ static void mount_gone(struct ks_notifier *n)
 	n->merged = false;
 	ks_unlock(&n->lock);
 	if (n->child)
-		end_child(n);
+		release_child(n);
 	/* The last reference to a state goes outside the lock. */
 	u64map_iter_init(&it, &left);
 	while (u64map_next(&it, NULL, &val))
