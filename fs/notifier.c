@@ -686,7 +686,8 @@ static int mount_listed(struct ks_notifier *n)
 		 * lost a line: a mount gone by mistake is gone for good.
 		 * The table changed if poll says so (and that poll takes the
 		 * change: the next ppoll waits for a newer one). */
-		if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLPRI | POLLERR)))
+		if (poll(&pfd, 1, 0) == 1 &&
+		    (pfd.revents & (POLLPRI | POLLERR)))
 			continue;
 		return found;
 	}
@@ -1041,8 +1042,8 @@ bool notifier_child_requested(int argc, char *argv[])
 
 _Noreturn void notifier_child_main(int argc, char *argv[])
 {
+	const char *dev = argc > CHILD_MIN_ARGS ? argv[3] : NULL;
+
 	prctl(PR_SET_NAME, CHILD_NAME, 0, 0, 0);
-	touch_paths(CHILD_FD,
-		    clone_mount(argv[2], argc > CHILD_MIN_ARGS ? argv[3] : NULL),
-		    argv[2]);
+	touch_paths(CHILD_FD, clone_mount(argv[2], dev), argv[2]);
 }
