@@ -73,6 +73,9 @@ struct ks_daemon {
 	struct ks_store *store;
 	struct fuse_session *se;
 	const char *mountpoint;
+	/* The mount's superblock's device (main.c, mounted_dev), or 0 if
+	 * unknown: the notifier looks for it in the mount table. */
+	dev_t dev;
 	double timeout;            /* entry/attr cache, seconds */
 	struct timespec started;   /* the times of files of no state */
 	/* The mount owner (the daemon's user) owns the root and the files

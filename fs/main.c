@@ -12,6 +12,7 @@
 #include "views.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define EXIT_USAGE 1
@@ -506,6 +508,26 @@ static void mount_error(const char *mountpoint, int err)
 		err ? strerror(err) : "not a directory");
 }
 
+/*
+ * The device of the mount just made at mountpoint, by which the notifier
+ * finds it in the mount table; 0 if the mountpoint shows the directory's
+ * own (the mount is gone already).  AT_STATX_DONT_SYNC: FUSE answers from
+ * the inode it holds, so no thread of the daemon waits in a request to
+ * its own mount (notifier.c), and the path ends at the mount's root,
+ * which needs no lookup.
+ */
+static dev_t mounted_dev(const char *mountpoint, dev_t under)
+{
+	struct statx sx;
+	dev_t dev;
+
+	if (statx(AT_FDCWD, mountpoint, AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT,
+		  0, &sx) != 0)
+		return 0;
+	dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	return dev == under ? 0 : dev;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -518,7 +540,7 @@ int main(int argc, char *argv[])
 	unsigned root_mode = 0755;
 
 	if (notifier_child_requested(argc, argv))
-		notifier_child_main();
+		notifier_child_main(argc, argv);
 	if (fuse_opt_parse(&args, &o, option_spec, take_arguments) != 0)
 		return EXIT_USAGE;
 	if (o.help) {
@@ -628,6 +650,7 @@ int main(int argc, char *argv[])
 		goto out_session;
 	if (fuse_session_mount(d.se, cl.mountpoint) != 0)
 		goto out_signals;
+	d.dev = mounted_dev(cl.mountpoint, mst.st_dev);
 
 	status = serve(&d, &cl);
 

@@ -13,7 +13,7 @@
 struct ks_daemon;
 struct ks_state;
 
-/* After the daemon forked away from its parent. */
+/* After the daemon forked away from its parent, with d->dev set. */
 int notifier_start(struct ks_daemon *d);
 /* Queues a write to a version file: the state's own (view NULL), or its
  * view's with that PERIOD name.  key: one write per key at a time. */
@@ -29,6 +29,6 @@ uint64_t notifier_restarts(struct ks_daemon *d);
  * asks first whether it is that child, and if so becomes it (never
  * returns). */
 bool notifier_child_requested(int argc, char *argv[]);
-_Noreturn void notifier_child_main(void);
+_Noreturn void notifier_child_main(int argc, char *argv[]);
 
 #endif

@@ -8,6 +8,9 @@
 #                          logged a sanitizer report
 #   ks_bg CMD...           runs CMD in the background in its own session;
 #                          teardown kills what is still running
+#   ks_hold_version STATE  commits, and returns while the daemon's
+#                          kstatefs-notify child holds STATE/version open
+#                          (for 3 s, under strace)
 #   ks_errno OP ARGS...    one system call (tests/tools/kserr.py): prints OK
 #                          or the errno name
 #   ks_py [-m MODULE] [ARGS...]
@@ -281,6 +284,54 @@ ks_teardown() {
 
 teardown() {
 	ks_teardown
+}
+
+# --- the notifier's child -------------------------------------------------
+
+# ks_notify_child: the pid of the kstatefs-notify child of the daemon
+# $KS_PID, once there is exactly one.
+ks_notify_child() {
+	local pids
+	pids=$(pgrep -x -P "$KS_PID" kstatefs-notify) || return 1
+	[ "$(wc -l <<<"$pids")" -eq 1 ] || return 1
+	echo "$pids"
+}
+
+# ks_child_holds CHILD STATE: CHILD has STATE's version file open.
+ks_child_holds() {
+	local f
+	for f in "/proc/$1/fd/"*; do
+		case $(readlink "$f" 2>/dev/null) in
+		*"/$(basename "$2")/version") return 0 ;;
+		esac
+	done
+	return 1
+}
+
+# ks_traced PID: PID is being traced (strace has attached).
+ks_traced() {
+	awk '$1 == "TracerPid:" { t = $2 } END { exit !(t > 0) }' "/proc/$1/status"
+}
+
+# ks_hold_version STATE: commits to STATE and returns once the notifier's
+# child holds STATE/version open for the commit's inotify write, which it
+# then keeps open for 3 s more (its close(2) slowed down under strace).
+# The child's pid is in NOTIFY_CHILD.  Without it an unmount meets that
+# open file only by chance, a few times in a hundred.
+ks_hold_version() {
+	NOTIFY_CHILD=$(wait_for 20 ks_notify_child >/dev/null &&
+		ks_notify_child) || {
+		echo "no kstatefs-notify child of $KS_PID"
+		return 1
+	}
+	ks_bg strace -qq -o /dev/null -e trace=close \
+		-e inject=close:delay_enter=3000000 -p "$NOTIFY_CHILD"
+	wait_for 20 ks_traced "$NOTIFY_CHILD" || return 1
+	echo held >"$1/data"
+	wait_for 20 ks_child_holds "$NOTIFY_CHILD" "$1" || {
+		ls -l "/proc/$NOTIFY_CHILD/fd"
+		return 1
+	}
 }
 
 # --- states ----------------------------------------------------------------

@@ -240,3 +240,74 @@ expect_event() {
 	# The new child went with the daemon.
 	refute ks_alive "$child"
 }
+
+# unmount_and_wait: fusermount3 -u $MNT must succeed the first time; then
+# the mount must go and the daemon exit with status 0.
+unmount_and_wait() {
+	local pid=$KS_PID st=0
+	fusermount3 -u "$MNT"
+	KS_PID=
+	wait_for 20 eval '! ks_is_mounted "$MNT"'
+	wait_for 20 eval "! ks_alive $pid" || {
+		echo "kstatefs $pid still running 20 s after the unmount"
+		kill -KILL "$pid"
+		return 1
+	}
+	wait "$pid" || st=$?
+	assert_eq "$st" 0 "the daemon's exit status; log: $(cat "$KS_LOG")"
+}
+
+@test "notifier: a restarted child writes through a copy of the mount too: fusermount3 -u succeeds while it holds version open" {
+	kill_child
+	new_child "$CHILD" >/dev/null
+	ks_hold_version "$S"
+	[ "$NOTIFY_CHILD" != "$CHILD" ]
+	unmount_and_wait
+	refute ks_alive "$NOTIFY_CHILD"
+	# Not restarted once the mount was gone.
+	assert_eq "$(grep -c 'inotify child' "$KS_LOG")" 1 "children that died"
+}
+
+@test "notifier: a bind mount keeps events coming after the first mount is unmounted; its unmount ends the daemon" {
+	local b=$BATS_TEST_TMPDIR/bind before pid=$KS_PID
+	mkdir "$b"
+	KS_DAEMON_MNTS+=("$b")
+	mount --bind "$MNT" "$b"
+	umount "$MNT"
+	refute ks_is_mounted "$MNT"
+	S=$b/s
+	watch w
+	before=$(nevents w)
+	echo a >"$S/data"
+	expect_event w "$before" "a commit through the bind mount"
+	KS_PID=
+	umount "$b"
+	wait_for 20 eval "! ks_alive $pid" || {
+		echo "kstatefs $pid still running 20 s after the last unmount"
+		kill -KILL "$pid"
+		return 1
+	}
+	wait "$pid"
+}
+
+@test "notifier: where the mount cannot be copied (open_tree refused), the child writes by full path; events come, the daemon exits at the unmount" {
+	local w=$BATS_TEST_TMPDIR/noclone-kstatefs child before
+	ks_unmount
+	# As for a daemon without CAP_SYS_ADMIN: open_tree fails with EPERM.
+	printf '#!/bin/sh\nexec python3 %q %q "$@"\n' \
+		"$KS_TOOLS/noclone.py" "$KSTATEFS" >"$w"
+	chmod +x "$w"
+	KSTATEFS=$w ks_mount
+	S=$MNT/s
+	mkdir "$S"
+	child=$(wait_for 20 notify_child >/dev/null && notify_child)
+	# Its socket, and no copy of the mount.
+	assert_eq "$(ls "/proc/$child/fd" | sort -n | tr '\n' ' ')" "0 1 2 3 " \
+		"the child's descriptors"
+	watch w
+	before=$(nevents w)
+	echo a >"$S/data"
+	expect_event w "$before" "a commit"
+	assert_eq "$(cat "$KS_LOG")" "" "the daemon's log"
+	ks_unmount
+}
