@@ -13,18 +13,9 @@ setup() {
 	mkdir "$S"
 }
 
-# notify_child: the pid of the daemon's kstatefs-notify child, once there is
-# exactly one.
-notify_child() {
-	local pids
-	pids=$(pgrep -x -P "$KS_PID" kstatefs-notify) || return 1
-	[ "$(wc -l <<<"$pids")" -eq 1 ] || return 1
-	echo "$pids"
-}
-
 # kill_child: kill -9 of the child; CHILD is its pid.
 kill_child() {
-	CHILD=$(wait_for 20 notify_child >/dev/null && notify_child) || {
+	CHILD=$(wait_for 20 ks_notify_child >/dev/null && ks_notify_child) || {
 		echo "no kstatefs-notify child of $KS_PID:"
 		ps -o pid,ppid,comm,args --ppid "$KS_PID" || true
 		return 1
@@ -36,7 +27,7 @@ kill_child() {
 new_child() {
 	local c deadline=$((SECONDS + 20))
 	while [ "$SECONDS" -lt "$deadline" ]; do
-		c=$(notify_child) && [ "$c" != "$1" ] && { echo "$c"; return 0; }
+		c=$(ks_notify_child) && [ "$c" != "$1" ] && { echo "$c"; return 0; }
 		sleep 0.05
 	done
 	echo "no new kstatefs-notify child after $1 was killed" >&2
@@ -79,7 +70,7 @@ expect_event() {
 
 @test "notifier: the child is kstatefs-notify; pidof and pgrep -x kstatefs find the daemon alone" {
 	local child daemons
-	child=$(wait_for 20 notify_child >/dev/null && notify_child)
+	child=$(wait_for 20 ks_notify_child >/dev/null && ks_notify_child)
 	assert_eq "$(cat "/proc/$child/comm")" kstatefs-notify "the child's comm"
 	assert_eq "$(tr '\0' '\n' <"/proc/$child/cmdline" | head -n 1)" \
 		kstatefs-notify "the child's argv[0]"
@@ -143,7 +134,7 @@ expect_event() {
 	local before i
 	watch w
 	for i in 1 2 3; do
-		CHILD=$(wait_for 20 notify_child >/dev/null && notify_child)
+		CHILD=$(wait_for 20 ks_notify_child >/dev/null && ks_notify_child)
 		# Stopped, the child takes no path from its socket: the commit's
 		# path is sent to it and waits there when it dies.
 		kill -STOP "$CHILD"
@@ -300,7 +291,7 @@ unmount_and_wait() {
 	KSTATEFS=$w ks_mount
 	S=$MNT/s
 	mkdir "$S"
-	child=$(wait_for 20 notify_child >/dev/null && notify_child)
+	child=$(wait_for 20 ks_notify_child >/dev/null && ks_notify_child)
 	# Its socket, and no copy of the mount.
 	assert_eq "$(ls "/proc/$child/fd" | sort -n | tr '\n' ' ')" "0 1 2 3 " \
 		"the child's descriptors"

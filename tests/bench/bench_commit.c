@@ -442,7 +442,9 @@ static void multi_op(void *arg)
 	      "kstate_multi_using_fn");
 }
 
-static void *gw_setup(const char *path, const struct bench_opts *o)
+/* A context for an increment against a server (etcd's gateway, Redis): a
+ * page with the counter at its head, and room for the page read. */
+static struct ctx *counter_ctx(const struct bench_opts *o)
 {
 	struct ctx *c = calloc(1, sizeof(*c));
 
@@ -452,6 +454,13 @@ static void *gw_setup(const char *path, const struct bench_opts *o)
 	c->page = bench_page(c->size, 0);
 	c->copy = malloc(c->size);
 	CHECK(c->copy, "malloc");
+	return c;
+}
+
+static void *gw_setup(const char *path, const struct bench_opts *o)
+{
+	struct ctx *c = counter_ctx(o);
+
 	c->gw = gw_state_open(path);
 	return c;
 }
@@ -490,14 +499,8 @@ static void gwput_op(void *arg)
 
 static void *redis_setup(const char *path, const struct bench_opts *o)
 {
-	struct ctx *c = calloc(1, sizeof(*c));
+	struct ctx *c = counter_ctx(o);
 
-	CHECK(c, "calloc");
-	c->size = o->page;
-	CHECK(c->size >= COUNTER_BYTES, "pages of %zu bytes", c->size);
-	c->page = bench_page(c->size, 0);
-	c->copy = malloc(c->size);
-	CHECK(c->copy, "malloc");
 	c->redis = redis_open();
 	snprintf(c->txn, sizeof(c->txn), "%s", path);
 	return c;
