@@ -62,6 +62,7 @@
 #include "kind.h"
 #include "kind_events.h"
 #include "listing.h"
+#include "open_files.h"
 #include "poll_table.h"
 
 struct ks_notifier;
@@ -87,6 +88,7 @@ struct ks_daemon {
 	atomic_uint root_mode;
 
 	struct ks_inode_table inodes;
+	struct ks_open_files open_files;
 	struct ks_poll_table polls;
 	struct ks_event_readers events;
 	struct ks_notifier *notifier;

@@ -19,6 +19,7 @@ struct ks_fh *fh_new(struct ks_inode *in)
 
 void fh_free(struct ks_daemon *d, struct ks_fh *fh)
 {
+	open_files_remove(d, &fh->open);
 	if (fh->fops->destroy)
 		fh->fops->destroy(d, fh);
 	if (!fh->fops->uncounted && fh->inode->st)
@@ -47,6 +48,8 @@ void reply_open(struct ks_daemon *d, fuse_req_t req,
 	fi->keep_cache = 0;
 	fi->nonseekable = fh->fops->stream;
 	fi->noflush = fh->fops->flush == NULL;
+	/* Before the reply: its release may come at once. */
+	open_files_add_file(d, &fh->open);
 	if (created) {
 		struct fuse_entry_param e;
 

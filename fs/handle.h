@@ -18,11 +18,14 @@
 
 #include "kind.h"
 #include "lock.h"
+#include "open_files.h"
 
 struct ks_fh {
 	const struct ks_file_ops *fops;
 	struct ks_inode *inode;    /* a reference */
 	struct ks_lock lock;      /* the handle lock */
+	struct ks_open_link open;  /* in the daemon's open files, once
+				    * replied to (open_files.h) */
 	bool readable;
 	struct ks_page *pinned;    /* data read: the version being read */
 	struct ks_txn *txn;        /* data write, transaction files */

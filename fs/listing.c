@@ -5,6 +5,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@ struct ks_listing {
 	size_t *ends;              /* where each entry ends */
 	size_t n, ncap;
 	int err;
+	struct ks_open_link open;  /* once open (open_files.h) */
 };
 
 struct ks_listing *listing_new(fuse_req_t req)
@@ -90,7 +92,10 @@ void listing_reply_open(struct ks_daemon *d, fuse_req_t req,
 	l->req = NULL;             /* not valid past the reply */
 	fi->fh = (uintptr_t)l;
 	fi->cache_readdir = 0;
+	/* Before the reply: its release may come at once. */
+	open_files_add_dir(d, &l->open);
 	if (fuse_reply_open(req, fi) != 0) {
+		open_files_remove(d, &l->open);
 		listing_free(l);
 		inode_put(d, dir);
 	}
@@ -139,6 +144,17 @@ void listing_read(fuse_req_t req, struct fuse_file_info *fi, size_t size,
 void listing_release(struct ks_daemon *d, struct fuse_file_info *fi)
 {
 	struct ks_listing *l = (struct ks_listing *)(uintptr_t)fi->fh;
+
+	open_files_remove(d, &l->open);
+	inode_put(d, l->dir);
+	listing_free(l);
+}
+
+void listing_free_open(struct ks_daemon *d, struct ks_open_link *link)
+{
+	struct ks_listing *l = (struct ks_listing *)((char *)link -
+						     offsetof(struct ks_listing,
+							      open));
 
 	inode_put(d, l->dir);
 	listing_free(l);

@@ -30,5 +30,8 @@ void listing_reply_open(struct ks_daemon *d, fuse_req_t req,
 void listing_read(fuse_req_t req, struct fuse_file_info *fi, size_t size,
 		  off_t off);
 void listing_release(struct ks_daemon *d, struct fuse_file_info *fi);
+/* Frees an open listing whose release never came (open_files.c). */
+struct ks_open_link;
+void listing_free_open(struct ks_daemon *d, struct ks_open_link *link);
 
 #endif

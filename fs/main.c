@@ -605,6 +605,7 @@ int main(int argc, char *argv[])
 	atomic_init(&d.root_mode, root_mode);
 	clock_gettime(CLOCK_REALTIME, &d.started);
 	poll_table_init(&d);
+	open_files_init(&d);
 	events_init(&d);
 	if (inode_table_init(&d) || views_init(&d))
 		goto out_tables;
@@ -668,6 +669,9 @@ out_session:
 	events_shutdown(&d);
 	fuse_session_destroy(d.se);
 	notifier_stop(&d);
+	/* No request runs now; what the kernel never released is freed
+	 * while the engine and the inode table are still here. */
+	open_files_free_left(&d);
 out_engine:
 	/* The store goes first: its compaction reads the engine.  Readers
 	 * stop trusting the mappings before the engine unlinks them. */
@@ -681,6 +685,7 @@ out_tables:
 	views_free(&d);
 	events_free(&d);
 	poll_table_free(&d);
+	open_files_destroy(&d);
 out_args:
 	free(cl.mountpoint);
 	free(o.mountpoint);
