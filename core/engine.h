@@ -327,7 +327,7 @@ int ks_multi_create(struct ks_engine *eng, const char *name,
 int ks_multi_find(struct ks_engine *eng, const char *name,
 		  struct ks_multi **out);
 /* Aborts NAME: ENOTEMPTY while states are joined (rm -r unjoins them
- * first), ENOENT. */
+ * first; members of states deleted since do not count), ENOENT. */
 int ks_multi_remove(struct ks_engine *eng, const char *name);
 /* Aborts M itself, as ks_multi_remove does its name: ENOENT once it was
  * committed or removed, even if another T has its name by now. */

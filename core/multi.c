@@ -179,8 +179,10 @@ static void unlist_locked(struct ks_engine *eng, struct ks_multi *m)
 	ks_multi_unref(m); /* the table's reference */
 }
 
-/* Takes m out if it is still listed and has no members (under
- * multi_lock). */
+/* Takes m out if it is still listed and has no members but those of
+ * deleted states (under multi_lock).  A deleted state's member is listed
+ * nowhere and cannot be unjoined by name (the name may be another
+ * state's by now), so it must not keep T from being aborted. */
 static int remove_locked(struct ks_engine *eng, struct ks_multi *m)
 {
 	int err = 0;
@@ -189,8 +191,9 @@ static int remove_locked(struct ks_engine *eng, struct ks_multi *m)
 	if (!m || atomic_load(&m->gone))
 		return ENOENT;
 	ks_lock(&m->lock);
-	if (m->n)
-		err = ENOTEMPTY;
+	for (size_t i = 0; i < m->n && !err; i++)
+		if (!ks_state_deleted(m->members[i].st))
+			err = ENOTEMPTY;
 	ks_unlock(&m->lock);
 	if (!err)
 		unlist_locked(eng, m);

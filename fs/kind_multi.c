@@ -218,6 +218,15 @@ static void multi_getattr(struct ks_daemon *d, struct ks_inode *in,
 		ks_multi_ctime(in->multi);
 }
 
+/* Members are the existing states only: a name no state can have is
+ * EINVAL or ENAMETOOLONG, as everywhere else, any other ENOENT. */
+static int no_such_member(const char *name)
+{
+	int err = ks_name_check(name);
+
+	return err ? err : ENOENT;
+}
+
 static int multi_lookup(struct ks_daemon *d, struct ks_inode *dir,
 			const char *name, struct ks_inode **out)
 {
@@ -225,8 +234,10 @@ static int multi_lookup(struct ks_daemon *d, struct ks_inode *dir,
 	struct ks_state *st;
 	struct ks_page *page;
 
-	if (ks_multi_gone(dir->multi) || ks_state_lookup(d->eng, name, &st))
+	if (ks_multi_gone(dir->multi))
 		return ENOENT;
+	if (ks_state_lookup(d->eng, name, &st))
+		return no_such_member(name);
 	/* Only the states of T's instant are members. */
 	page = ks_multi_snapshot_page(dir->multi, st);
 	if (!page) {
@@ -254,15 +265,6 @@ static int multi_unlink(struct ks_daemon *d, fuse_req_t req,
 	err = ks_multi_leave(dir->multi, st);
 	ks_state_unref(st);
 	return err;
-}
-
-/* Members are the existing states only: a name no state can have is
- * EINVAL or ENAMETOOLONG, as everywhere else, any other ENOENT. */
-static int no_such_member(const char *name)
-{
-	int err = ks_name_check(name);
-
-	return err ? err : ENOENT;
 }
 
 static int multi_mknod(struct ks_daemon *d, fuse_req_t req,

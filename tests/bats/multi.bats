@@ -70,6 +70,48 @@ unchanged() {
 	rm -r "$MNT/.txn/T"
 }
 
+@test ".txn: a name no state can have gives EINVAL or ENAMETOOLONG, opened or created" {
+	local long
+	long=$(printf 'x%.0s' {1..256})
+	mkdir "$MNT/.txn/T"
+	assert_errno EINVAL open "$MNT/.txn/T/.hidden" r
+	assert_errno EINVAL stat "$MNT/.txn/T/.hidden"
+	assert_errno EINVAL open "$MNT/.txn/T/$(printf 'a\tb')" r
+	assert_errno EINVAL create "$MNT/.txn/T/.hidden"
+	assert_errno ENAMETOOLONG open "$MNT/.txn/T/$long" r
+	rm -r "$MNT/.txn/T"
+}
+
+@test ".txn: a state removed after joining T: T lists it no more, its commit fails, rm -r aborts it" {
+	mkdir "$MNT/.txn/T" "$MNT/.txn/R"
+	echo A2 >"$MNT/.txn/T/a"
+	echo B2 >"$MNT/.txn/T/b"
+	cat "$MNT/.txn/R/c" >/dev/null
+	rm "$MNT/a/data" 2>/dev/null || true
+	rmdir "$MNT/a" "$MNT/c"
+	run ls "$MNT/.txn/T"
+	assert_eq "$output" b "ls .txn/T once a is removed"
+	commit_t T
+	if [ "$status" -eq 0 ]; then
+		echo "the commit of T succeeded with a written member removed"
+		return 1
+	fi
+	assert_file "$MNT/b/data" 'B1\n'
+	# A state of the same name made since is not T's member either.
+	mkdir "$MNT/a"
+	rm -r "$MNT/.txn/T"
+	[ ! -e "$MNT/.txn/T" ] || { echo ".txn/T still exists after rm -r"; return 1; }
+	rm -r "$MNT/.txn/R"
+	[ ! -e "$MNT/.txn/R" ] || { echo ".txn/R still exists after rm -r"; return 1; }
+	run ls -A "$MNT/.txn"
+	assert_eq "$output" "" "ls .txn after the aborts"
+	grep -qx 'transactions 0' "$MNT/.stats" || {
+		echo "aborted transactions still counted:"
+		cat "$MNT/.stats"
+		return 1
+	}
+}
+
 @test ".txn: mv .txn/T .commit/ applies every written member at once, versions +1 each" {
 	mkdir "$MNT/.txn/T"
 	echo A2 >"$MNT/.txn/T/a"
