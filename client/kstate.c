@@ -1388,6 +1388,17 @@ static int cmd_ls(const struct opts *o, int argc, char **argv)
 		error_at(mount, NULL, errno);
 		return EXIT_ERROR;
 	}
+	/* Every kstatefs root has .stats; an empty listing of some other
+	 * directory would look like a mount with no states. */
+	if (faccessat(mfd, ".stats", F_OK, 0) < 0) {
+		if (errno == ENOENT)
+			fprintf(stderr, "kstate: %s: not the root of a kstatefs "
+				"mount (it has no .stats file)\n", mount);
+		else
+			error_at(mount, NULL, errno);
+		close(mfd);
+		return EXIT_ERROR;
+	}
 	n = scandir(mount, &names, visible, alphasort);
 	if (n < 0) {
 		error_at(mount, NULL, errno);

@@ -375,6 +375,18 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 	assert_contains "$output" "$MNT/nowhere: No such file or directory"
 }
 
+@test "ls of a directory that is not a kstatefs mount's root: status 3 and why" {
+	mkdir "$MNT/alpha" "$BATS_TEST_TMPDIR/plain"
+	for dir in "$BATS_TEST_TMPDIR/plain" "$MNT/alpha"; do
+		run kstate ls "$dir"
+		assert_eq "$status" 3 "kstate ls $dir; output: $output"
+		assert_contains "$output" "$dir: not the root of a kstatefs mount"
+	done
+	cd "$BATS_TEST_TMPDIR/plain"
+	run kstate ls
+	assert_eq "$status" 3 "kstate ls in a plain directory; output: $output"
+}
+
 # --- usage --------------------------------------------------------------
 
 @test "--help for kstate and for every command; usage errors" {
