@@ -654,6 +654,10 @@ int main(int argc, char *argv[])
 	d.dev = mounted_dev(cl.mountpoint, mst.st_dev);
 
 	status = serve(&d, &cl);
+	/* Readers of .events still waiting are answered while the session
+	 * can still write to the kernel: after the unmount the reply would
+	 * only fail ("fuse: writing device: Bad file descriptor"). */
+	events_shutdown(&d);
 
 	/* Unmount first: a request the notifier is still waiting on then
 	 * fails instead of hanging, and the notifier can be joined.  Then

@@ -548,3 +548,22 @@ setup() {
 	assert_file "$S/data" 'one\nthree\n'
 	assert_version "$S" 2
 }
+
+@test "setting times (touch -d) on data, version or a transaction file succeeds and changes nothing" {
+	local before
+	echo 1 >"$MNT/s/data"
+	echo 2 >"$MNT/s/t"
+	before=$(stat -c %Y "$MNT/s/data")
+	touch -d 2000-01-01 "$MNT/s/data" "$MNT/s/version" "$MNT/s/t"
+	assert_eq "$(stat -c %Y "$MNT/s/data")" "$before" "data's mtime"
+	[ "$(stat -c %Y "$MNT/s/t")" -ge "$before" ] || {
+		echo "the transaction file's mtime moved back"
+		return 1
+	}
+	assert_file "$MNT/s/version" '1\n'
+	assert_file "$MNT/s/data" '1\n'
+	assert_file "$MNT/s/t" '2\n'
+	mv "$MNT/s/t" "$MNT/s/data"
+	assert_file "$MNT/s/version" '2\n'
+	assert_file "$MNT/s/data" '2\n'
+}

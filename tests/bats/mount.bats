@@ -109,6 +109,35 @@ load helpers
 	ks_sanitizer_check "$KS_LOG"
 }
 
+@test "-f: SIGTERM with readers waiting on .events and in poll: they are told, the daemon exits 0 and says nothing" {
+	ks_mount
+	mkdir "$MNT/s"
+	local pid=$KS_PID st=0 err=$BATS_TEST_TMPDIR/cat.err
+	ks_bg cat "$MNT/.events" >/dev/null 2>"$err"
+	ks_bg python3 -c '
+import os, select, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.read(fd, 64)
+p = select.poll()
+p.register(fd, select.POLLPRI)
+p.poll(30000)' "$MNT/s/version"
+	wait_for 20 eval '[ "$(sed -n "s/^event_readers //p" "$MNT/.stats")" = 1 ]'
+	sleep 0.3
+	KS_PID=
+	KS_DAEMON_MNTS+=("$MNT")
+	kill -TERM "$pid"
+	wait_for 20 eval "! ks_alive $pid"
+	wait "$pid" || st=$?
+	assert_eq "$st" 0 "exit status after SIGTERM; log: $(cat "$KS_LOG")"
+	wait_for 10 eval "! ks_is_mounted $MNT"
+	if [ -s "$KS_LOG" ]; then
+		echo "the daemon said at a clean exit: $(cat "$KS_LOG")"
+		return 1
+	fi
+	wait_for 20 grep -q 'not connected' "$err"
+	ks_sanitizer_check "$KS_LOG"
+}
+
 @test "-f: SIGINT unmounts cleanly and exits 0" {
 	ks_mount
 	local pid=$KS_PID st=0
