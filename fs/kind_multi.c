@@ -234,10 +234,10 @@ static int multi_lookup(struct ks_daemon *d, struct ks_inode *dir,
 	struct ks_state *st;
 	struct ks_page *page;
 
-	if (ks_multi_gone(dir->multi))
+	/* A name no state can have is simply not there (ENOENT), as at the
+	 * root; only creating one is EINVAL (no_such_member). */
+	if (ks_multi_gone(dir->multi) || ks_state_lookup(d->eng, name, &st))
 		return ENOENT;
-	if (ks_state_lookup(d->eng, name, &st))
-		return no_such_member(name);
 	/* Only the states of T's instant are members. */
 	page = ks_multi_snapshot_page(dir->multi, st);
 	if (!page) {

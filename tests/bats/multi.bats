@@ -70,18 +70,6 @@ unchanged() {
 	rm -r "$MNT/.txn/T"
 }
 
-@test ".txn: a name no state can have gives EINVAL or ENAMETOOLONG, opened or created" {
-	local long
-	long=$(printf 'x%.0s' {1..256})
-	mkdir "$MNT/.txn/T"
-	assert_errno EINVAL open "$MNT/.txn/T/.hidden" r
-	assert_errno EINVAL stat "$MNT/.txn/T/.hidden"
-	assert_errno EINVAL open "$MNT/.txn/T/$(printf 'a\tb')" r
-	assert_errno EINVAL create "$MNT/.txn/T/.hidden"
-	assert_errno ENAMETOOLONG open "$MNT/.txn/T/$long" r
-	rm -r "$MNT/.txn/T"
-}
-
 @test ".txn: a state removed after joining T: T lists it no more, its commit fails, rm -r aborts it" {
 	mkdir "$MNT/.txn/T" "$MNT/.txn/R"
 	echo A2 >"$MNT/.txn/T/a"
