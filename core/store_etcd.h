@@ -96,6 +96,11 @@ struct ke_own {
 	uint64_t epoch;           /* +1 when one ends */
 	size_t nrevs;
 	int64_t revs[8];          /* more than 8 pending: the oldest go */
+	/* The newest own unit that replaced all of this name's keys
+	 * (create, delete, either name of a rename), and its meta key
+	 * (chmod, chown): events of other hosts older than it arrive after
+	 * this host has applied it, and must not undo it. 0: none pending. */
+	int64_t whole_rev, meta_rev;
 	char name[KS_NAME_MAX + 1];
 };
 
@@ -147,8 +152,15 @@ int ke_append(struct ks_store *store, const struct ks_rec *recs, size_t n);
  * deciding whether an event is this host's own), and has ended: rev > 0 is
  * the revision of its changes to the names with mine[i]. */
 void ke_own_begin(struct ke_store *s, const char *const *names, size_t n);
+/* What an own unit replaced of each of its names (ke_own_seen). */
+enum ke_covers {
+	KE_COVERS_NOTHING,         /* commits: versions order them anyway */
+	KE_COVERS_META,            /* chmod, chown */
+	KE_COVERS_ALL,             /* create, delete, rename */
+};
 void ke_own_end(struct ke_store *s, const char *const *names,
-		const bool *mine, size_t n, int64_t rev);
+		const bool *mine, size_t n, int64_t rev,
+		enum ke_covers covers);
 /* A commit txn over recs was refused; res holds the failure branch's
  * reads of each record's version key. */
 void ke_note_refusal(struct ke_store *s, const struct ks_rec *recs,
@@ -156,8 +168,13 @@ void ke_note_refusal(struct ke_store *s, const struct ks_rec *recs,
 int ke_catch_up(struct ks_store *store);
 
 /* Waits (bounded by the timeout) for an append on NAME under way to end;
- * then true if REV is one of this host's own changes to NAME. */
-bool ke_own_is(struct ke_store *s, const char *name, int64_t rev);
+ * then what this host's own changes make of another event of NAME at REV:
+ * KE_OWN_ECHO if REV is one of them; KE_OWN_STALE if an own unit after REV
+ * replaced all of NAME (the event is older than what this host applied:
+ * a commit to a state it has since renamed or removed must not bring the
+ * old name back); KE_OWN_STALE_META if one after REV set NAME's meta. */
+enum { KE_OWN_ECHO = 1, KE_OWN_STALE = 2, KE_OWN_STALE_META = 4 };
+unsigned ke_own_seen(struct ke_store *s, const char *name, int64_t rev);
 /* True if this host changed NAME after REV, or is changing it now (after
  * waiting for it): a reload at REV must leave NAME as it is. */
 bool ke_own_after(struct ke_store *s, const char *name, int64_t rev);

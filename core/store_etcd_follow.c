@@ -19,7 +19,10 @@
  * A revision's COMMITs are applied as one unit (a .txn commit of several
  * states arrives whole, one run of .events lines).  Events that are this
  * host's own changes coming back are skipped (the own table,
- * store_etcd.c); the engine skips the rest of what it already has.
+ * store_etcd_own.c), and so are events older than an own change that
+ * replaced them (a commit of another host to a name this host has since
+ * renamed or removed, which would otherwise bring the name back); the
+ * engine skips the rest of what it already has.
  */
 #include "store_etcd.h"
 
@@ -215,9 +218,18 @@ static void one_revision(struct ke_store *s, const struct ks_etcd_event *ev,
 			c->gone[kind] = true;
 	}
 	for (size_t i = 0; i < nch; i++) {
-		ch[i].skip = ke_own_is(s, ch[i].name, rev);
-		if (!ch[i].skip)
-			parse_change(s, &ch[i]);
+		unsigned seen;
+
+		/* What this host has of the name first, then its own
+		 * changes: a local rename or rmdir of it may be under way
+		 * (holding the table, so that look_here waits for it), and
+		 * is then in the own table once look_here sees its result. */
+		parse_change(s, &ch[i]);
+		seen = ke_own_seen(s, ch[i].name, rev);
+		ch[i].skip = (seen & (KE_OWN_ECHO | KE_OWN_STALE)) != 0;
+		/* An older owner or mode than this host's own chmod since. */
+		if (seen & KE_OWN_STALE_META)
+			ch[i].has_meta = false;
 	}
 	/* Renames: a state gone here and one come, at the same version. */
 	for (size_t i = 0; i < nch; i++) {
@@ -272,8 +284,14 @@ static void one_revision(struct ke_store *s, const struct ks_etcd_event *ev,
 		uint64_t have = c->from ? c->from->local_version
 			      : c->local ? c->local_version : 0;
 
-		if (!c->skip && commit_rec(s, c, rev, have, &recs[nrec]))
+		if (!c->skip && commit_rec(s, c, rev, have, &recs[nrec])) {
+			/* By id: a local rename after look_here takes it
+			 * along, and a state made since under the old name
+			 * is not the one it was for. */
+			recs[nrec].state_id = c->from ? c->from->local_id
+				: c->local ? c->local_id : 0;
 			nrec++;
+		}
 	}
 	apply_all(s, recs, nrec);
 	for (size_t i = 0; i < nch; i++) {

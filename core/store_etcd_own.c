@@ -88,7 +88,8 @@ void ke_own_begin(struct ke_store *s, const char *const *names, size_t n)
 /* The append ended; rev > 0 is the revision of its changes to the names
  * with mine[i] (the others' events must still be applied). */
 void ke_own_end(struct ke_store *s, const char *const *names,
-		    const bool *mine, size_t n, int64_t rev)
+		    const bool *mine, size_t n, int64_t rev,
+		    enum ke_covers covers)
 {
 	ks_lock(&s->mu);
 	for (size_t i = 0; i < n; i++) {
@@ -99,6 +100,13 @@ void ke_own_end(struct ke_store *s, const char *const *names,
 		if (e->busy)
 			e->busy--;
 		e->epoch++;
+		/* Whether or not its echo is skipped (mine), the unit
+		 * supersedes what came before it. */
+		if (rev > 0 && covers == KE_COVERS_ALL && rev > e->whole_rev)
+			e->whole_rev = rev;
+		if (rev > 0 && covers != KE_COVERS_NOTHING &&
+		    rev > e->meta_rev)
+			e->meta_rev = rev;
 		if (rev > 0 && mine[i]) {
 			if (e->nrevs == sizeof(e->revs) / sizeof(e->revs[0])) {
 				memmove(e->revs, e->revs + 1,
@@ -132,17 +140,22 @@ static struct ke_own *own_settled(struct ke_store *s, const char *name)
 	return own_find(s, name, false);
 }
 
-bool ke_own_is(struct ke_store *s, const char *name, int64_t rev)
+unsigned ke_own_seen(struct ke_store *s, const char *name, int64_t rev)
 {
 	struct ke_own *e;
-	bool mine = false;
+	unsigned seen = 0;
 
 	ks_lock(&s->mu);
 	e = own_settled(s, name);
 	for (size_t i = 0; e && i < e->nrevs; i++)
-		mine |= e->revs[i] == rev;
+		if (e->revs[i] == rev)
+			seen |= KE_OWN_ECHO;
+	if (e && rev < e->whole_rev)
+		seen |= KE_OWN_STALE;
+	if (e && rev < e->meta_rev)
+		seen |= KE_OWN_STALE_META;
 	ks_unlock(&s->mu);
-	return mine;
+	return seen;
 }
 
 bool ke_own_after(struct ke_store *s, const char *name, int64_t rev)
@@ -154,7 +167,7 @@ bool ke_own_after(struct ke_store *s, const char *name, int64_t rev)
 	e = own_settled(s, name);
 	for (size_t i = 0; e && i < e->nrevs; i++)
 		after |= e->revs[i] > rev;
-	after |= e && e->busy;
+	after |= e && (e->busy || e->whole_rev > rev || e->meta_rev > rev);
 	ks_unlock(&s->mu);
 	return after;
 }
@@ -175,7 +188,12 @@ void ke_applied(struct ke_store *s, int64_t rev)
 				if (e->revs[i] > rev)
 					e->revs[k++] = e->revs[i];
 			e->nrevs = k;
-			if (!e->nrevs && !e->busy) {
+			if (e->whole_rev <= rev)
+				e->whole_rev = 0;
+			if (e->meta_rev <= rev)
+				e->meta_rev = 0;
+			if (!e->nrevs && !e->busy && !e->whole_rev &&
+			    !e->meta_rev) {
 				*pp = e->next;
 				free(e);
 			} else {

@@ -58,7 +58,7 @@ static struct ks_etcd_cmp exists(const char *key, bool yes)
  * compare failed, or the client's error. */
 static int one_txn(struct ke_store *s, const char *name,
 		   const struct ks_etcd_cmp *cmp, const struct ks_etcd_op *ops,
-		   size_t nops, int refused)
+		   size_t nops, int refused, enum ke_covers covers)
 {
 	struct ks_etcd_txn_result res = { 0 };
 	const char *names[1] = { name };
@@ -68,7 +68,7 @@ static int one_txn(struct ke_store *s, const char *name,
 	ke_own_begin(s, names, 1);
 	err = ks_etcd_txn(s->c, cmp, 1, ops, nops, NULL, 0, &res);
 	mine[0] = !err && res.succeeded;
-	ke_own_end(s, names, mine, 1, mine[0] ? res.revision : 0);
+	ke_own_end(s, names, mine, 1, mine[0] ? res.revision : 0, covers);
 	if (!err && !res.succeeded)
 		err = refused;
 	ks_etcd_txn_result_free(&res);
@@ -102,7 +102,7 @@ static int do_create(struct ke_store *s, const struct ks_rec *rec)
 	ops[1] = put(k[KE_VERSION], "0", 1);
 	ops[2] = put(k[KE_META], meta, ml);
 	ops[3] = put(k[KE_MTIME], mtime, tl);
-	return one_txn(s, rec->name, &cmp, ops, 4, EEXIST);
+	return one_txn(s, rec->name, &cmp, ops, 4, EEXIST, KE_COVERS_ALL);
 }
 
 /* DELETE: a plain write, never resent: its compare ("the version key
@@ -119,7 +119,7 @@ static int do_delete(struct ke_store *s, const struct ks_rec *rec)
 		ops[i] = del(k[i]);
 	}
 	cmp = exists(k[KE_VERSION], true);
-	return one_txn(s, rec->name, &cmp, ops, 4, ENOENT);
+	return one_txn(s, rec->name, &cmp, ops, 4, ENOENT, KE_COVERS_ALL);
 }
 
 /* ATTR: a plain write, never resent: its compare ("the state exists")
@@ -136,7 +136,7 @@ static int do_attr(struct ke_store *s, const struct ks_rec *rec)
 	ke_key(km, KE_META, rec->name);
 	cmp = exists(kv, true);
 	op = put(km, meta, ke_format_meta(meta, &m));
-	return one_txn(s, rec->name, &cmp, &op, 1, ENOENT);
+	return one_txn(s, rec->name, &cmp, &op, 1, ENOENT, KE_COVERS_META);
 }
 
 /* A key read for a rename: unchanged since (its mod_revision), or still
@@ -271,7 +271,8 @@ static int rename_once(struct ke_store *s, const struct ks_rec *rec)
 	mine[1] = mine[0] && version == rec->version &&
 		  there.uid == rec->uid && there.gid == rec->gid &&
 		  there.mode == (rec->mode & 07777);
-	ke_own_end(s, names, mine, 2, mine[0] ? mv.revision : 0);
+	ke_own_end(s, names, mine, 2, mine[0] ? mv.revision : 0,
+		   KE_COVERS_ALL);
 	if (!err && !mv.succeeded && mv.earlier_copy)
 		err = mv.earlier_copy;   /* not EEXIST or a retry: unknown */
 	else if (!err && !mv.succeeded)
@@ -416,7 +417,8 @@ static int do_commit(struct ke_store *s, const struct ks_rec *recs, size_t n)
 	}
 	if (err || !res.succeeded)
 		memset(mine, 0, nc * sizeof(*mine));
-	ke_own_end(s, names, mine, nc, !err && res.succeeded ? res.revision : 0);
+	ke_own_end(s, names, mine, nc, !err && res.succeeded ? res.revision : 0,
+		   KE_COVERS_NOTHING);
 	if (!err && !res.succeeded && res.earlier_copy) {
 		/* Not a conflict to retry over: the earlier copy may be
 		 * what moved the version; the watch brings what happened. */

@@ -117,6 +117,45 @@ two_hosts() {
 	assert_errno EEXIST rename "$A/new" "$A/other"
 }
 
+# same_listing: A and B list the same states, within the lag.
+same_listing() {
+	wait_for $LAG eval '[ "$(ls "$A")" = "$(ls "$B")" ]' || {
+		echo "A lists: $(ls "$A" | tr '\n' ' '); B lists: $(ls "$B" | tr '\n' ' ')"
+		return 1
+	}
+}
+
+@test "etcd: mv and rmdir on A while B commits to the state: the old name never comes back on A" {
+	two_hosts
+	local i pid
+	for i in 1 2 3 4 5; do
+		mkdir "$A/m$i" "$A/d$i"
+		wait_for $LAG test -d "$B/m$i"
+		wait_for $LAG test -d "$B/d$i"
+		(
+			for ((k = 0; k < 150; k++)); do
+				echo "$k" >"$B/m$i/data" || true
+				echo "$k" >"$B/d$i/data" || true
+			done
+		) 2>/dev/null &
+		pid=$!
+		sleep 0.3
+		mv "$A/m$i" "$A/n$i"
+		rmdir "$A/d$i"
+		wait "$pid" || true
+		same_listing || { echo "in round $i"; return 1; }
+		[ ! -e "$A/m$i" ] || { echo "m$i came back on A"; return 1; }
+		[ ! -e "$A/d$i" ] || { echo "d$i came back on A"; return 1; }
+		# the renamed state is the same on both hosts
+		wait_for $LAG eval '[ "$(cat "$A/n$i/version")" = "$(cat "$B/n$i/version")" ]' || {
+			echo "n$i: version $(cat "$A/n$i/version") on A, $(cat "$B/n$i/version") on B"
+			return 1
+		}
+		assert_eq "$(cat "$A/n$i/data")" "$(cat "$B/n$i/data")" "n$i's page on A and B"
+	done
+	assert_eq "$(sed -n 's/^states //p' "$A/.stats")" "$(sed -n 's/^states //p' "$B/.stats")" "states on A and B"
+}
+
 @test "etcd: chmod and chown of a state on A are seen on B" {
 	two_hosts
 	mkdir "$A/s"
