@@ -30,9 +30,11 @@
 /* etcd's default --max-txn-ops: compares, and ops, per txn. */
 #define KS_ETCD_MAX_TXN_OPS 128
 
-/* Rename re-reads and retries this often when another host commits to
- * the state in between (a rename never conflicts for users). */
-#define KS_ETCD_RENAME_TRIES 5
+/* A rename re-reads and retries, after a pause of at most this many
+ * seconds (doubling from a millisecond, with jitter), when another host
+ * commits to the state in between: a rename never conflicts for users.
+ * It gives up with ETIMEDOUT after etcd_timeout. */
+#define KS_ETCD_RENAME_PAUSE_MAX 0.05
 
 /* ---- keys (store_etcd_keys.c) -------------------------------------------- */
 

@@ -156,6 +156,45 @@ same_listing() {
 	assert_eq "$(sed -n 's/^states //p' "$A/.stats")" "$(sed -n 's/^states //p' "$B/.stats")" "states on A and B"
 }
 
+@test "etcd: mv of a state on A while B commits to it without pause: every mv succeeds" {
+	two_hosts
+	local i name=r0 stop=$BATS_TEST_TMPDIR/stop
+	mkdir "$A/r0"
+	wait_for $LAG test -d "$B/r0"
+	# B commits to whatever name the state has now, flat out, from two
+	# processes
+	local writer='
+import glob, os, sys
+while not os.path.exists(sys.argv[2]):
+    for d in glob.glob(sys.argv[1] + "/r*"):
+        try:
+            fd = os.open(d + "/data", os.O_WRONLY | os.O_TRUNC)
+            os.write(fd, b"x\n")
+            os.close(fd)
+        except OSError:
+            pass
+'
+	python3 -c "$writer" "$B" "$stop" &
+	local pid=$!
+	python3 -c "$writer" "$B" "$stop" &
+	local pid2=$!
+	sleep 0.5
+	for ((i = 1; i <= 8; i++)); do
+		mv "$A/$name" "$A/r$i" || {
+			touch "$stop"
+			wait "$pid" "$pid2" || true
+			echo "mv $name r$i failed in round $i"
+			return 1
+		}
+		name=r$i
+		sleep 0.1
+	done
+	touch "$stop"
+	wait "$pid" "$pid2" || true
+	same_listing
+	assert_eq "$(ls "$A")" r8
+}
+
 @test "etcd: chmod and chown of a state on A are seen on B" {
 	two_hosts
 	mkdir "$A/s"
