@@ -11,7 +11,9 @@
  * linearizable range to the same endpoint; a member that can't answer it
  * within `dead_after` (stopped, partitioned from its quorum) is left, and the
  * stream reopens on the next endpoint, from the revision after the last one
- * delivered.
+ * delivered.  A new stream is probed at once, and the client counts as
+ * connected only once a probe succeeded: a member that lost its quorum
+ * still creates watches.
  *
  * The stream is parsed as it arrives with a json_tokener: etcd writes one
  * JSON object per watch response, separated by newlines.  Stopping sets a
@@ -63,6 +65,10 @@ struct ks_etcd_watch {
 	struct json_tokener *tok;
 	size_t obj_bytes;          /* of the JSON object being parsed */
 	bool created;              /* etcd confirmed the watch */
+	bool probe_due;            /* probe at once: a member without its
+				    * quorum still serves watches, so a new
+				    * stream counts as connected only once a
+				    * (linearizable) probe succeeded */
 	enum stream_end end;
 	double last_rx;            /* last byte from the stream or probe ok */
 
@@ -139,8 +145,7 @@ static bool handle_object(struct ks_etcd_watch *w, struct json_object *obj)
 	}
 	if (r.created) {
 		w->created = true;
-		w->backoff = BACKOFF_FIRST;
-		set_up(w, true);
+		w->probe_due = true;
 	}
 	/* never deliver a revision twice (etcd doesn't resend, but a
 	 * confused proxy might) */
@@ -296,6 +301,7 @@ static void stream_open(struct ks_etcd_watch *w)
 		json_tokener_reset(w->tok);
 		w->obj_bytes = 0;
 		w->created = false;
+		w->probe_due = false;
 		w->end = END_NONE;
 		w->last_rx = now;
 		if (curl_multi_add_handle(w->multi, w->stream) != CURLM_OK)
@@ -328,6 +334,7 @@ static void stream_close(struct ks_etcd_watch *w)
 	}
 	w->end = END_NONE;
 	w->created = false;
+	w->probe_due = false;
 	if (end == END_RESTART) {
 		atomic_store(&c->connected, false);
 		w->reconnect_at = ks_etcd_now();
@@ -426,7 +433,8 @@ static int poll_timeout_ms(struct ks_etcd_watch *w, double now)
 		if (w->reconnect_at < until)
 			until = w->reconnect_at;
 	} else if (w->probe == NULL) {
-		double probe_at = w->last_rx + w->c->keepalive;
+		double probe_at = w->probe_due ? now
+				: w->last_rx + w->c->keepalive;
 
 		if (probe_at < until)
 			until = probe_at;
@@ -442,9 +450,15 @@ static void transfer_done(struct ks_etcd_watch *w, CURL *h, CURLcode result)
 	if (h == w->probe) {
 		size_t endpoint = w->probe_endpoint;
 
-		if (probe_finish(w, result))
+		if (probe_finish(w, result)) {
 			w->last_rx = ks_etcd_now();
-		else if (w->active && endpoint == w->endpoint)
+			/* the member has its quorum: connected */
+			if (w->active && w->created &&
+			    endpoint == w->endpoint) {
+				w->backoff = BACKOFF_FIRST;
+				set_up(w, true);
+			}
+		} else if (w->active && endpoint == w->endpoint)
 			/* the member is stopped, cut off, or sick: leave */
 			stream_close(w);
 	} else if (w->active && h == w->stream) {
@@ -464,8 +478,10 @@ static void *watch_main(void *arg)
 		if (!w->active && now >= w->reconnect_at)
 			stream_open(w);
 		if (w->active && w->probe == NULL &&
-		    now - w->last_rx >= w->c->keepalive)
+		    (w->probe_due || now - w->last_rx >= w->c->keepalive)) {
+			w->probe_due = false;
 			probe_start(w);
+		}
 		curl_multi_poll(w->multi, NULL, 0, poll_timeout_ms(w, now),
 				NULL);
 		if (atomic_load(&w->stop))

@@ -553,8 +553,8 @@ while not os.path.exists(sys.argv[2]):
 @test "etcd: .stats says etcd_connected 1 and an etcd_revision that rises with commits" {
 	two_hosts
 	local ra rb r2
-	assert_eq "$(ks_stat_value "$A" etcd_connected)" 1 "etcd_connected on A"
-	assert_eq "$(ks_stat_value "$B" etcd_connected)" 1 "etcd_connected on B"
+	wait_for $LAG ks_stat_is "$A" etcd_connected 1
+	wait_for $LAG ks_stat_is "$B" etcd_connected 1
 	ra=$(ks_stat_value "$A" etcd_revision)
 	rb=$(ks_stat_value "$B" etcd_revision)
 	[[ $ra =~ ^[0-9]+$ ]] || { echo "etcd_revision on A: '$ra'"; return 1; }

@@ -152,6 +152,14 @@ expect_rename_fails() {
 	assert_eq "$(timeout 60 "$KSTATE" get "$B/s")" before
 	wait_for 20 ks_stat_is "$A" etcd_connected 0
 	wait_for 20 ks_stat_is "$B" etcd_connected 0
+	# and it stays 0 while the quorum is lost, though the member left
+	# still answers (and creates watches)
+	local i
+	for ((i = 0; i < 16; i++)); do
+		assert_eq "$(ks_stat_value "$A" etcd_connected)" 0 "etcd_connected on A, sample $i"
+		assert_eq "$(ks_stat_value "$B" etcd_connected)" 0 "etcd_connected on B, sample $i"
+		sleep 0.25
+	done
 	# the mounts are alive
 	ks_alive "$(ks_host_pid A)"
 	ks_alive "$(ks_host_pid B)"
