@@ -128,7 +128,9 @@ static void events_poll(struct ks_daemon *d, fuse_req_t req,
 	ks_lock(&ev->lock);
 	ready = fh->pending_off < fh->pending_len ||
 		ks_events_pending(ks_engine_events(d->eng), fh->cursor);
-	if (ph && !ready) {
+	/* Kept even when ready: an edge-triggered epoll is woken only by
+	 * a notification (kind_version.c says more). */
+	if (ph) {
 		old = fh->ph;
 		fh->ph = ph;
 		if (!fh->polled) {

@@ -83,21 +83,19 @@ static bool version_ready(struct ks_fh *fh)
 	return version_shown(fh) > atomic_load(&fh->seen);
 }
 
+/* The handle is kept even when the file is ready already: an
+ * edge-triggered epoll (EPOLLET) polls only when woken, so a file that
+ * answered "ready" without keeping its handle would never be woken
+ * again. */
 static void version_poll(struct ks_daemon *d, fuse_req_t req,
 			 struct ks_fh *fh, struct fuse_pollhandle *ph)
 {
 	const unsigned ready = POLLIN | POLLRDNORM | POLLPRI;
 
-	if (version_ready(fh)) {
-		if (ph)
-			fuse_pollhandle_destroy(ph);
-		fuse_reply_poll(req, ready);
-		return;
-	}
 	if (ph)
 		poll_add(d, poll_key(fh), fh, ph);
-	/* A commit between the check and poll_add found no handle: look
-	 * again now that it is registered. */
+	/* Checked once the handle is registered: a commit before that is
+	 * seen here, one after it wakes the handle. */
 	fuse_reply_poll(req, version_ready(fh) ? ready : 0);
 }
 

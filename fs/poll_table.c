@@ -90,6 +90,9 @@ void poll_wake(struct ks_daemon *d, uint64_t id, uint64_t version)
 	ks_lock(&d->polls.lock);
 	for (struct ks_fh *fh = u64map_get(&d->polls.by_key, id); fh;
 	     fh = fh->poll_next) {
+		/* Every new version wakes a file not at it yet, ready
+		 * before or not: that is the edge an EPOLLET reader waits
+		 * for. */
 		if (fh->ph && fh->seen < version) {
 			fuse_lowlevel_notify_poll(fh->ph);
 			fuse_pollhandle_destroy(fh->ph);

@@ -114,6 +114,50 @@ setup() {
 	EOF
 }
 
+@test "epoll, edge-triggered (EPOLLET): every commit wakes it, read or not in between" {
+	ks_py "$S" <<-'EOF'
+		s = sys.argv[1]
+		fd = os.open(s + "/version", os.O_RDONLY)
+		os.read(fd, 64)
+		ep = select.epoll()
+		ep.register(fd, select.EPOLLPRI | select.EPOLLIN | select.EPOLLET)
+		check(ep.poll(0.5) == [], "ready with no commit")
+		for i in range(1, 6):
+		    sh('echo %d > "$1/data"' % (i + 1), s)
+		    ev = ep.poll(30)
+		    check(ev and ev[0][1] & select.EPOLLPRI,
+		          "commit %d: epoll returned %r" % (i, ev))
+		    if i % 2:
+		        read_at0(fd)  # consumed, or left unread: both wake next time
+		    check(ep.poll(0.3) == [], "commit %d: woken twice" % i)
+		ep.close()
+		os.close(fd)
+	EOF
+}
+
+@test "epoll, edge-triggered (EPOLLET) on .events: every event wakes it" {
+	ks_py "$MNT" <<-'EOF'
+		m = sys.argv[1]
+		fd = os.open(m + "/.events", os.O_RDONLY | os.O_NONBLOCK)
+		ep = select.epoll()
+		ep.register(fd, select.EPOLLIN | select.EPOLLET)
+		check(ep.poll(0.5) == [], "ready with no event")
+		for i in range(1, 6):
+		    sh('echo %d > "$1/s/data"' % i, m)
+		    ev = ep.poll(30)
+		    check(ev and ev[0][1] & select.EPOLLIN,
+		          "event %d: epoll returned %r" % (i, ev))
+		    if i % 2:
+		        try:
+		            while os.read(fd, 65536):
+		                pass
+		        except BlockingIOError:
+		            pass
+		ep.close()
+		os.close(fd)
+	EOF
+}
+
 @test "poll: each open file has its own last-read version" {
 	ks_py "$S" <<-'EOF'
 		s = sys.argv[1]
