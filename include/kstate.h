@@ -91,9 +91,9 @@ int kstate_wait(struct kstate *state, uint64_t after, int timeout_ms,
 
 /* ---- transactions -------------------------------------------------------- */
 
-/* Begins a transaction: a private copy of the page as it is now.  Needs a
- * handle subscribed with KSTATE_WRITE (EBADF otherwise).  ENOSPC when the
- * state has too many open transactions. */
+/* Begins a transaction: a private copy of the page as it is now, in the
+ * caller's memory (the daemon's -o max_txns does not count it).  Needs a
+ * handle subscribed with KSTATE_WRITE (EBADF otherwise). */
 struct kstate_txn *kstate_start_transaction(struct kstate *state);
 
 /* The transaction's page: edit it in place.  It holds kstate_get_length()
@@ -148,13 +148,14 @@ struct kstate_multi *kstate_multi_begin(struct kstate *const states[],
  * M (kstate_commit and kstate_abort refuse it, with EINVAL). */
 struct kstate_txn *kstate_multi_member(struct kstate_multi *m, size_t i);
 
-/* Commits: 0 if no member's state was committed to since it joined; then
- * every member whose page changed (its bytes or its length) becomes its
- * state's next version, all at once, and the others keep theirs.  So a
- * transaction that changes nothing commits nothing, and its 0 says the
- * pages read were all current at one moment: a consistent snapshot.
- * Otherwise -1 with errno EAGAIN (or EFBIG, or EBADF: a changed member of
- * a read-only handle), and nothing changed.  M is freed either way. */
+/* Commits.  The members were all read as of one instant, the begin (a
+ * consistent snapshot).  A transaction that changed nothing always
+ * returns 0 and commits nothing.  One that changed a member returns 0 if
+ * no member's state was committed to since that instant; then every
+ * member whose page changed (its bytes or its length) becomes its state's
+ * next version, all at once, and the others keep theirs.  Otherwise -1
+ * with errno EAGAIN (or EFBIG, or EBADF: a changed member of a read-only
+ * handle), and nothing changed.  M is freed either way. */
 int kstate_multi_commit(struct kstate_multi *m);
 
 /* Throws the transaction away and frees M. */
