@@ -327,6 +327,13 @@ void ks_shm_close(struct ks_shm *p)
 
 /* ---- the mirror of each state ------------------------------------------ */
 
+/* The read bits of the users who may read a state's `data`: a class
+ * needs the state directory's search bit (x) as well as its read bit. */
+static mode_t data_readers(mode_t mode)
+{
+	return mode & 0444 & ((mode & 0111) << 2);
+}
+
 /* Owner and mode of a state's mapping: exactly the users whom the state's
  * mode lets read `data` may open it, never more (SPEC 8).  Without
  * allow_other the mount is its owner's alone, and so are the mappings. */
@@ -341,7 +348,7 @@ static void mapping_owner(const struct ks_shm *p,
 		return;
 	*uid = a->uid;
 	*gid = a->gid;
-	*mode = a->mode & 0444;
+	*mode = data_readers(a->mode);
 }
 
 /* Applies the owner and mode to the file NAME (fd, or by name with fd
@@ -373,9 +380,10 @@ static void apply_owner(struct ks_shm *p, int fd, const char *name,
 		/* Not ours to give: the daemon's user keeps it, and reads
 		 * it as far as the state lets it; its group and others
 		 * only if the state lets everyone read. */
-		bool all = (a->mode & 0444) == 0444;
+		mode_t readers = data_readers(a->mode);
+		bool all = readers == 0444;
 
-		mode = (a->uid == p->cfg.uid ? (a->mode & 0400)
+		mode = (a->uid == p->cfg.uid ? (readers & 0400)
 					     : (all ? 0400 : 0)) |
 		       (all ? 0044 : 0);
 	}

@@ -165,6 +165,19 @@ wait_line() {
 	chmod 700 "$MNT/r"
 	assert_eq "$(stat -c %a "$(mapping_of "$MNT/r")")" 400
 	assert_eq "$(runuser -u "$u" -- "$TSHM" probe "$MNT/r")" EACCES
+	# Read bits without search bits (744): others cannot reach data,
+	# nor its mapping; with both (755) they can again.
+	chmod 744 "$MNT/r"
+	assert_eq "$(stat -c %a "$(mapping_of "$MNT/r")")" 400
+	assert_eq "$(runuser -u "$u" -- "$TSHM" probe "$MNT/r")" EACCES
+	run runuser -u "$u" -- cat "$MNT/r/data"
+	[ "$status" -ne 0 ] || { echo "cat of data of a 744 state: $output"; return 1; }
+	chmod 751 "$MNT/r"
+	assert_eq "$(stat -c %a "$(mapping_of "$MNT/r")")" 440
+	chmod 755 "$MNT/r"
+	assert_eq "$(stat -c %a "$(mapping_of "$MNT/r")")" 444
+	assert_eq "$(runuser -u "$u" -- "$TSHM" probe "$MNT/r")" mapped
+	chmod 700 "$MNT/r"
 	# chown: the mapping is the new owner's, with the state's read bits.
 	chown "$u" "$MNT/p"
 	assert_eq "$(stat -c '%a %u' "$(mapping_of "$MNT/p")")" "400 $uid"
