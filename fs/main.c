@@ -629,8 +629,10 @@ int main(int argc, char *argv[])
 
 		/* Without mappings the mount still works: readers use the
 		 * files. */
-		if (ks_shm_open(&sc, &d.shm) == 0)
+		if (ks_shm_open(&sc, &d.shm) == 0) {
 			ks_shm_attach(d.shm, d.eng);
+			ks_shm_root_mode(d.shm, root_mode);
+		}
 	}
 	ks_engine_set_listener(d.eng, on_commit, &d);
 	ks_engine_set_name_listener(d.eng, on_name, &d);

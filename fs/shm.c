@@ -325,6 +325,16 @@ void ks_shm_close(struct ks_shm *p)
 	free(p);
 }
 
+void ks_shm_root_mode(struct ks_shm *p, mode_t root_mode)
+{
+	if (!p || !p->cfg.shared || p->dirfd < 0)
+		return;
+	/* make_dir's 0711, less what the root denies. */
+	if (fchmod(p->dirfd, 0700 | (root_mode & 0011)) != 0)
+		fprintf(stderr, "kstatefs: cannot set the mode of %s: %s\n",
+			p->dir, strerror(errno));
+}
+
 /* ---- the mirror of each state ------------------------------------------ */
 
 /* The read bits of the users who may read a state's `data`: a class

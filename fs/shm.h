@@ -55,6 +55,10 @@ int ks_shm_start(struct ks_shm *shm);
 void ks_shm_stop(struct ks_shm *shm);
 /* After the engine is freed (every mapping gone): removes DIR. */
 void ks_shm_close(struct ks_shm *shm);
+/* Follows the mount root's mode: a class of users that may not search
+ * the root (chmod 700 /mnt/state) reaches no state's files, and so no
+ * mapping either (DIR loses that class's search bit). */
+void ks_shm_root_mode(struct ks_shm *shm, mode_t root_mode);
 /* DIR, for the mount's .shm file. */
 const char *ks_shm_dir(const struct ks_shm *shm);
 

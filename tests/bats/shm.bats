@@ -177,6 +177,14 @@ wait_line() {
 	chmod 755 "$MNT/r"
 	assert_eq "$(stat -c %a "$(mapping_of "$MNT/r")")" 444
 	assert_eq "$(runuser -u "$u" -- "$TSHM" probe "$MNT/r")" mapped
+	# A root others may not search (700): no state is theirs to read,
+	# through the files or the mappings.
+	chmod 700 "$MNT"
+	assert_eq "$(runuser -u "$u" -- "$TSHM" probe "$MNT/r")" EACCES
+	run runuser -u "$u" -- cat "$(mapping_of "$MNT/r")"
+	[ "$status" -ne 0 ] && [[ "$output" != *public* ]] || { echo "mapping of r under a 700 root: $output"; return 1; }
+	chmod 755 "$MNT"
+	assert_eq "$(runuser -u "$u" -- cat "$(mapping_of "$MNT/r")" | tr -d '\0' | grep -c public)" 1
 	chmod 700 "$MNT/r"
 	# chown: the mapping is the new owner's, with the state's read bits.
 	chown "$u" "$MNT/p"
