@@ -396,7 +396,7 @@ store_log() {
 # succeed the first time; then the mount must be gone and the daemon
 # $KS_PID must exit with status 0 within 20 s.
 unmount_now() {
-	local pid=$KS_PID out st=0
+	local pid=$KS_PID out
 	if ! out=$("$@" "$MNT" 2>&1); then
 		echo "$* $MNT failed: $out"
 		return 1
@@ -406,13 +406,20 @@ unmount_now() {
 		KS_PID=$pid
 		return 1
 	fi
+	exits_cleanly "$pid" "$*"
+}
+
+# exits_cleanly PID WHAT: the daemon PID exits within 20 s of WHAT, with
+# status 0 and no sanitizer report.
+exits_cleanly() {
+	local pid=$1 st=0
 	if ! wait_for 20 eval "! ks_alive $pid"; then
-		echo "kstatefs $pid still running 20 s after $*; log: $(cat "$KS_LOG")"
+		echo "kstatefs $pid still running 20 s after $2; log: $(cat "$KS_LOG")"
 		kill -KILL "$pid"
 		return 1
 	fi
 	wait "$pid" || st=$?
-	assert_eq "$st" 0 "the daemon's exit status after $*; log: $(cat "$KS_LOG" "$BATS_TEST_TMPDIR"/sanitizer* 2>/dev/null)" &&
+	assert_eq "$st" 0 "the daemon's exit status after $2; log: $(cat "$KS_LOG" "$BATS_TEST_TMPDIR"/sanitizer* 2>/dev/null)" &&
 		ks_sanitizer_check "$KS_LOG"
 }
 
@@ -484,19 +491,11 @@ unmount_now() {
 	assert_eq "$(cat <&"$fd")" a "a read from the file left open"
 	exec {fd}<&-
 	KS_PID=
-	wait_for 20 eval "! ks_alive $pid" || {
-		echo "kstatefs $pid still running 20 s after its last file closed"
-		kill -KILL "$pid"
-		return 1
-	}
 	# The kernel sends the RELEASE of that last file in the background
 	# and drops it when the connection ends: the daemon frees the open
 	# files it never heard released at exit, so even a sanitizer build
 	# exits 0 with nothing leaked.
-	local st=0
-	wait "$pid" || st=$?
-	assert_eq "$st" 0 "the daemon's exit status; log: $(cat "$KS_LOG" "$BATS_TEST_TMPDIR"/sanitizer* 2>/dev/null)"
-	ks_sanitizer_check "$KS_LOG"
+	exits_cleanly "$pid" "its last file closed"
 }
 
 @test "umount -l with files and a directory open: each still works, the daemon exits 0 once they are closed" {
@@ -514,15 +513,7 @@ unmount_now() {
 	assert_contains "$(ls /proc/self/fd/$dfd/)" data
 	exec {f1}<&- {f2}<&- {f3}<&- {dfd}<&-
 	KS_PID=
-	wait_for 20 eval "! ks_alive $pid" || {
-		echo "kstatefs $pid still running 20 s after its last file closed"
-		kill -KILL "$pid"
-		return 1
-	}
-	local st=0
-	wait "$pid" || st=$?
-	assert_eq "$st" 0 "the daemon's exit status; log: $(cat "$KS_LOG" "$BATS_TEST_TMPDIR"/sanitizer* 2>/dev/null)"
-	ks_sanitizer_check "$KS_LOG"
+	exits_cleanly "$pid" "its last files closed"
 }
 
 @test "kill -9 while the notifier holds version open: fusermount3 -u succeeds at once, the child exits" {
