@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define INITIAL_BUCKETS 64
 
@@ -602,11 +603,26 @@ out:
 	return err;
 }
 
+/* A pause before the next try of a refused rename: 1 ms doubling to
+ * 50 ms, each between half and all of that at random, so that a try
+ * falls between two commits of a host that commits without pause. */
+static void rename_pause(int tries, unsigned *seed)
+{
+	long max_ns = 1000000L << (tries < 6 ? tries : 6);
+	struct timespec ts = { 0, 0 };
+
+	if (max_ns > 50000000L)
+		max_ns = 50000000L;
+	ts.tv_nsec = max_ns / 2 + (long)(rand_r(seed) % (max_ns / 2 + 1));
+	nanosleep(&ts, NULL);
+}
+
 int ks_state_rename(struct ks_engine *eng, const char *oldname,
 		    const char *newname)
 {
 	struct ks_state *st;
 	struct timespec now;
+	unsigned seed;
 	int err = ks_name_check(newname);
 
 	if (err)
@@ -615,7 +631,18 @@ int ks_state_rename(struct ks_engine *eng, const char *oldname,
 	if (err)
 		return err;
 	ks_now(&now);
-	err = ks_table_rename(eng, st, oldname, newname, &now, true);
+	seed = (unsigned)now.tv_nsec ^ (unsigned)st->id;
+	for (int tries = 0;; tries++) {
+		err = ks_table_rename(eng, st, oldname, newname, &now, true);
+		if (err != EAGAIN)
+			break;
+		if (tries == KS_RENAME_TRIES) {
+			err = ETIMEDOUT;
+			break;
+		}
+		rename_pause(tries, &seed);
+		ks_now(&now);
+	}
 	ks_state_unref(st);
 	return err;
 }

@@ -157,7 +157,9 @@ struct ks_store_ops {
 		      size_t n);
 	/* (A remote store may also answer ENOENT or EEXIST, when another
 	 * host deleted, renamed or created the state first; E2BIG for a unit
-	 * larger than it can take at once.) */
+	 * larger than it can take at once; EAGAIN for a RENAME when another
+	 * host kept committing to the state, which the engine tries again
+	 * after a pause with no lock held, KS_RENAME_TRIES.) */
 
 	/* Blocks, for a bounded time, until every change that exists in the
 	 * store remotely has been delivered into the engine
@@ -187,6 +189,11 @@ struct ks_store {
 /* How many times a blind commit is tried against a store that keeps
  * answering EAGAIN (another host keeps committing first). */
 #define KS_COMMIT_TRIES 16
+/* A rename of a state that a remote store refuses (EAGAIN: another host
+ * committed to it between the store's read and its write) is tried again
+ * this often, after pauses doubling from 1 ms to 50 ms with jitter, with
+ * no lock held; then it fails with ETIMEDOUT (some seconds). */
+#define KS_RENAME_TRIES 100
 
 /* ---- the registry and the calls the daemon makes ------------------------ */
 

@@ -30,11 +30,10 @@
 /* etcd's default --max-txn-ops: compares, and ops, per txn. */
 #define KS_ETCD_MAX_TXN_OPS 128
 
-/* A rename re-reads and retries, after a pause of at most this many
- * seconds (doubling from a millisecond, with jitter), when another host
- * commits to the state in between: a rename never conflicts for users.
- * It gives up with ETIMEDOUT after etcd_timeout. */
-#define KS_ETCD_RENAME_PAUSE_MAX 0.05
+/* A rename re-reads and retries this often when another host commits to
+ * the state in between, then answers EAGAIN, and the engine tries again
+ * after a pause (ks_state_rename): a rename never conflicts for users. */
+#define KS_ETCD_RENAME_TRIES 3
 
 /* ---- keys (store_etcd_keys.c) -------------------------------------------- */
 

@@ -227,8 +227,9 @@ static void one_revision(struct ke_store *s, const struct ks_etcd_event *ev,
 		parse_change(s, &ch[i]);
 		seen = ke_own_seen(s, ch[i].name, rev);
 		ch[i].skip = (seen & (KE_OWN_ECHO | KE_OWN_STALE)) != 0;
-		/* An older owner or mode than this host's own chmod since. */
-		if (seen & KE_OWN_STALE_META)
+		/* An older owner or mode than this host's own chmod since
+		 * (a state this host does not have takes what it says). */
+		if ((seen & KE_OWN_STALE_META) && ch[i].local)
 			ch[i].has_meta = false;
 	}
 	/* Renames: a state gone here and one come, at the same version. */
@@ -276,8 +277,12 @@ static void one_revision(struct ke_store *s, const struct ks_etcd_event *ev,
 		    (c->from && same_attr(&c->from->local_attr, &c->meta,
 					  false)))
 			continue;
-		if (c->local || c->from)
-			recs[nrec++] = meta_rec(KS_REC_ATTR, c->name, c);
+		if (c->local || c->from) {
+			/* By id, as commits below. */
+			recs[nrec] = meta_rec(KS_REC_ATTR, c->name, c);
+			recs[nrec++].state_id = c->from ? c->from->local_id
+							: c->local_id;
+		}
 	}
 	for (size_t i = 0; i < nch; i++) {
 		struct change *c = &ch[i];

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* ---- units ------------------------------------------------------------------ */
 
@@ -285,42 +284,19 @@ out:
 	return err;
 }
 
-static double mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int do_rename(struct ke_store *s, const struct ks_rec *rec)
 {
-	double until = mono_now() + s->timeout, pause = 0.001;
-	unsigned seed = (unsigned)(uintptr_t)rec ^ (unsigned)time(NULL);
-	int err;
+	int err = EINVAL;
 
 	if (!rec->old_name)
 		return counted(s, EINVAL);
-
-	/* Another host committing without pause changes the state between
-	 * each try's read and its txn: pauses of random length let a try
-	 * fall between two of its commits. */
-	while ((err = rename_once(s, rec)) == EAGAIN) {
-		double left = until - mono_now();
-		double nap = pause * (0.5 + (double)rand_r(&seed) / RAND_MAX);
-		struct timespec ts;
-
-		if (left <= 0) {
-			err = ETIMEDOUT;
+	/* A few quick tries here, under the engine's table lock; the
+	 * engine pauses between further ones with no lock held
+	 * (ks_state_rename). */
+	for (int i = 0; i < KS_ETCD_RENAME_TRIES; i++) {
+		err = rename_once(s, rec);
+		if (err != EAGAIN)
 			break;
-		}
-		if (nap > left)
-			nap = left;
-		ts.tv_sec = 0;
-		ts.tv_nsec = (long)(nap * 1e9);
-		nanosleep(&ts, NULL);
-		if (pause < KS_ETCD_RENAME_PAUSE_MAX)
-			pause *= 2;
 	}
 	return counted(s, err);
 }

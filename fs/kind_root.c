@@ -35,7 +35,7 @@ static int root_setattr(struct ks_daemon *d, fuse_req_t req,
 	if (!caller_owns(req, d->uid))
 		return EPERM;
 	atomic_store(&d->root_mode, attr->st_mode & 07777);
-	ks_shm_root_mode(d->shm, atomic_load(&d->root_mode));
+	ks_shm_root_mode(d->shm, &d->root_mode);
 	return 0;
 }
 

@@ -625,14 +625,13 @@ int main(int argc, char *argv[])
 			.shared = o.allow_other != 0,
 			.uid = d.uid,
 			.gid = d.gid,
+			.root_mode = root_mode,
 		};
 
 		/* Without mappings the mount still works: readers use the
 		 * files. */
-		if (ks_shm_open(&sc, &d.shm) == 0) {
+		if (ks_shm_open(&sc, &d.shm) == 0)
 			ks_shm_attach(d.shm, d.eng);
-			ks_shm_root_mode(d.shm, root_mode);
-		}
 	}
 	ks_engine_set_listener(d.eng, on_commit, &d);
 	ks_engine_set_name_listener(d.eng, on_name, &d);

@@ -7,9 +7,10 @@
  * in the background, and drops it when the connection ends first: the
  * daemon never hears of it.  So every handle replied to open or opendir
  * is linked here until its release, and those still here when the
- * session has ended are freed at exit (open_files_free_left).  Nothing
- * is lost: a write to data is committed at the close's FLUSH, which the
- * kernel does send and wait for; only the release that follows is lost.
+ * session has ended are freed at exit (open_files_free_left).  A write
+ * to data is committed at the close's FLUSH, which the kernel does send
+ * and wait for; only what waits for the release (the emptiness of an
+ * O_TRUNC open that wrote nothing, kind_data.c) is lost with it.
  */
 #ifndef KSTATEFS_FS_OPEN_FILES_H
 #define KSTATEFS_FS_OPEN_FILES_H

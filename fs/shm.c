@@ -42,6 +42,7 @@ struct ks_shm {
 	int stop[2];
 	int started[2];
 	atomic_bool warned;               /* one message for failed mirrors */
+	struct ks_lock mode_lock;         /* DIR's mode follows the root's */
 };
 
 struct ks_shm_mirror {
@@ -123,13 +124,20 @@ static void reap(const char *parent, uid_t uid)
 
 /* ---- the directory and its instance file ------------------------------ */
 
+/* DIR's mode when the mount is shared: 0711, less the search bits the
+ * mount root denies (ks_shm_root_mode). */
+static mode_t dir_mode(mode_t root_mode)
+{
+	return 0700 | (root_mode & 0011);
+}
+
 static int make_dir(struct ks_shm *p)
 {
 	char idhex[2 * KS_SHM_ID_LEN + 1];
 	/* Others may pass through to the files their modes let them read,
 	 * but not list or add: file names are inode numbers, nothing more,
 	 * and nobody but the daemon makes files here. */
-	mode_t mode = p->cfg.shared ? 0711 : 0700;
+	mode_t mode = p->cfg.shared ? dir_mode(p->cfg.root_mode) : 0700;
 	int n;
 
 	if (getrandom(p->id, sizeof(p->id), 0) != (ssize_t)sizeof(p->id))
@@ -211,6 +219,7 @@ int ks_shm_open(const struct ks_shm_config *cfg, struct ks_shm **out)
 	p->slot_size = ks_shm_slot_size(cfg->max_size);
 	p->file_size = ks_shm_file_size(cfg->max_size);
 	p->root = geteuid() == 0;
+	ks_lock_init(&p->mode_lock, "shm->mode_lock", KS_RANK_LEAF);
 	reap(cfg->parent, geteuid());
 	err = make_dir(p);
 	if (!err)
@@ -219,6 +228,7 @@ int ks_shm_open(const struct ks_shm_config *cfg, struct ks_shm **out)
 		fprintf(stderr, "kstatefs: no shared mappings in %s: %s\n",
 			cfg->parent, strerror(err));
 		remove_dir(p);
+		ks_lock_destroy(&p->mode_lock);
 		free(p);
 		return err;
 	}
@@ -322,17 +332,21 @@ void ks_shm_close(struct ks_shm *p)
 		return;
 	ks_shm_stop(p);
 	remove_dir(p);
+	ks_lock_destroy(&p->mode_lock);
 	free(p);
 }
 
-void ks_shm_root_mode(struct ks_shm *p, mode_t root_mode)
+void ks_shm_root_mode(struct ks_shm *p, const atomic_uint *root_mode)
 {
 	if (!p || !p->cfg.shared || p->dirfd < 0)
 		return;
-	/* make_dir's 0711, less what the root denies. */
-	if (fchmod(p->dirfd, 0700 | (root_mode & 0011)) != 0)
+	/* The mode read under the lock: of two chmods of the root at once,
+	 * the last to apply one applies the newest. */
+	ks_lock(&p->mode_lock);
+	if (fchmod(p->dirfd, dir_mode((mode_t)atomic_load(root_mode))) != 0)
 		fprintf(stderr, "kstatefs: cannot set the mode of %s: %s\n",
 			p->dir, strerror(errno));
+	ks_unlock(&p->mode_lock);
 }
 
 /* ---- the mirror of each state ------------------------------------------ */

@@ -25,6 +25,7 @@
 #ifndef KSTATEFS_FS_SHM_H
 #define KSTATEFS_FS_SHM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -42,6 +43,7 @@ struct ks_shm_config {
 	bool shared;
 	uid_t uid;           /* the daemon's user */
 	gid_t gid;
+	mode_t root_mode;    /* the mount root's, at mount (ks_shm_root_mode) */
 };
 
 /* Makes DIR; on failure says why on stderr and returns an errno (the
@@ -58,7 +60,7 @@ void ks_shm_close(struct ks_shm *shm);
 /* Follows the mount root's mode: a class of users that may not search
  * the root (chmod 700 /mnt/state) reaches no state's files, and so no
  * mapping either (DIR loses that class's search bit). */
-void ks_shm_root_mode(struct ks_shm *shm, mode_t root_mode);
+void ks_shm_root_mode(struct ks_shm *shm, const atomic_uint *root_mode);
 /* DIR, for the mount's .shm file. */
 const char *ks_shm_dir(const struct ks_shm *shm);
 
