@@ -304,6 +304,11 @@ static int store_options_check(const struct options *o,
 		fprintf(stderr, "kstatefs: --etcd needs at least one URL\n");
 		return -1;
 	}
+	if (o->store && !o->store[0]) {
+		fprintf(stderr, "kstatefs: --store (-o store=) needs a "
+				"directory\n");
+		return -1;
+	}
 	if (o->etcd_timeout) {
 		errno = 0;
 		t = strtod(o->etcd_timeout, &end);

@@ -49,6 +49,7 @@ struct ks_shm_mirror {
 	struct ks_shm *shm;
 	struct ks_shm_state *map;
 	bool live;                        /* alive was set */
+	bool withdrawn;                   /* a page too large: files only */
 	char name[24];                    /* the state directory's inode */
 };
 
@@ -477,6 +478,23 @@ static void mirror_page(void *mirror, const struct ks_page *page)
 {
 	struct ks_shm_mirror *m = mirror;
 
+	if (m->withdrawn)
+		return;
+	if (page->len > m->shm->cfg.max_size) {
+		/* A page larger than the slots hold: a store written under
+		 * a larger -o max_size.  The mapping is withdrawn, as if the
+		 * state were gone from it, and its readers use the files,
+		 * which serve any page the store holds. */
+		atomic_store_explicit(&m->map->alive, 0, memory_order_release);
+		unlinkat(m->shm->dirfd, m->name, 0);
+		m->withdrawn = true;
+		if (!atomic_exchange(&m->shm->warned, true))
+			fprintf(stderr, "kstatefs: a state holds %zu bytes, "
+				"more than max_size (%zu): its readers use "
+				"the files, not a shared mapping\n",
+				page->len, m->shm->cfg.max_size);
+		return;
+	}
 	ks_shm_publish(m->map, m->shm->slot_size, page->bytes, page->len,
 		       page->version, page->mtime.tv_sec, page->mtime.tv_nsec);
 	/* Alive only once there is a page to read. */
@@ -490,7 +508,8 @@ static void mirror_attr(void *mirror, const struct ks_state_attr *attr)
 {
 	struct ks_shm_mirror *m = mirror;
 
-	apply_owner(m->shm, -1, m->name, attr);
+	if (!m->withdrawn)
+		apply_owner(m->shm, -1, m->name, attr);
 }
 
 static void mirror_gone(void *mirror)
@@ -499,7 +518,8 @@ static void mirror_gone(void *mirror)
 
 	/* Readers who mapped it see it dead; new ones do not find it. */
 	atomic_store_explicit(&m->map->alive, 0, memory_order_release);
-	unlinkat(m->shm->dirfd, m->name, 0);
+	if (!m->withdrawn)
+		unlinkat(m->shm->dirfd, m->name, 0);
 	munmap(m->map, m->shm->file_size);
 	free(m);
 }

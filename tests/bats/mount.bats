@@ -26,6 +26,16 @@ load helpers
 	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
 }
 
+@test "an empty store (-o store= or --store '') is a usage error: exit 1" {
+	mkdir "$BATS_TEST_TMPDIR/m"
+	run timeout 20 "$KSTATEFS" -o store= "$BATS_TEST_TMPDIR/m"
+	assert_eq "$status" 1 "-o store= status; output: $output"
+	assert_contains "$output" "store"
+	run timeout 20 "$KSTATEFS" --store '' "$BATS_TEST_TMPDIR/m"
+	assert_eq "$status" 1 "--store '' status; output: $output"
+	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
+}
+
 @test "a bad --sync value is a usage error: exit 1" {
 	mkdir "$BATS_TEST_TMPDIR/m"
 	run timeout 20 "$KSTATEFS" -f --sync sometimes "$BATS_TEST_TMPDIR/m"

@@ -179,6 +179,27 @@ check_made_states() {
 	ks_unmount
 }
 
+@test "a store written with a larger max_size mounts under a smaller one: its pages are served (files, no mapping)" {
+	local store=$BATS_TEST_TMPDIR/big
+	: "${KSTATE:=$KS_ROOT/build/client/kstate}"
+	ks_mount --store "$store" -o max_size=65536
+	mkdir "$MNT/p" "$MNT/q"
+	head -c 20000 /dev/urandom >"$BATS_TEST_TMPDIR/page"
+	"$KSTATE" set "$MNT/p" <"$BATS_TEST_TMPDIR/page"
+	echo small >"$MNT/q/data"
+	ks_unmount
+	ks_mount --store "$store"
+	cmp "$BATS_TEST_TMPDIR/page" "$MNT/p/data"
+	"$KSTATE" get "$MNT/p" | cmp - "$BATS_TEST_TMPDIR/page"
+	assert_eq "$("$KSTATE" get "$MNT/q")" small
+	assert_version "$MNT/p" 1
+	# new commits keep to this mount's max_size
+	assert_eq "$(ks_errno write "$MNT/p/data" wt 5000)" "write:EFBIG close:EFBIG" "a 5000-byte write"
+	echo now >"$MNT/p/data"
+	assert_eq "$("$KSTATE" get "$MNT/p")" now
+	ks_sanitizer_check "$KS_LOG"
+}
+
 @test "states survive kill -9 of the daemon and a remount" {
 	ks_mount --store "$STORE"
 	make_states
