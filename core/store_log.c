@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -149,6 +150,26 @@ static const struct ks_store_ops log_ops = {
 	.close = log_close,
 };
 
+
+/* Takes the store's lock: 0, or -1 with errno (EWOULDBLOCK: another
+ * daemon holds it).  A daemon that was just unmounted lets go of it a
+ * moment after the unmount returns (more under load), so a remount
+ * right after one (`fusermount3 -u M && kstatefs --store DIR M`) waits up
+ * to 2 s for it before calling the store in use. */
+static int lock_store(struct ks_log *log)
+{
+	const struct timespec pause = { 0, 20 * 1000 * 1000 };
+
+	for (int tries = 0;; tries++) {
+		if (log->io.flock(log->io.ctx, log->lockfd,
+				  LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK || tries == 100)
+			return -1;
+		nanosleep(&pause, NULL);
+	}
+}
+
 int ks_log_open(const char *dir, enum ks_sync sync, struct ks_store **out,
 		char *msg, size_t msglen)
 {
@@ -199,7 +220,7 @@ int ks_log_open(const char *dir, enum ks_sync sync, struct ks_store **out,
 			       dir, strerror(errno));
 		goto fail;
 	}
-	if (log->io.flock(log->io.ctx, log->lockfd, LOCK_EX | LOCK_NB)) {
+	if (lock_store(log)) {
 		char who[128];
 
 		if (errno != EWOULDBLOCK) {

@@ -255,6 +255,34 @@ p.poll(30000)' "$MNT/s/version"
 	assert_file "$MNT/s/data" 'ok\n'
 }
 
+@test "--store: a remount right after an unmount waits for the old daemon to let go of the store" {
+	local store=$BATS_TEST_TMPDIR/store i
+	ks_mount --store "$store"
+	mkdir "$MNT/s"
+	ks_unmount
+	# a daemon still exiting, as under load: it holds the lock for 1 s more
+	(
+		flock -x 9
+		touch "$BATS_TEST_TMPDIR/locked"
+		sleep 1
+	) 9>"$store/lock" &
+	wait_for 20 test -e "$BATS_TEST_TMPDIR/locked"
+	ks_mount --store "$store"
+	assert_version "$MNT/s" 0
+	ks_unmount
+	# and as users do it: unmount, mount again at once, ten times
+	for ((i = 1; i <= 10; i++)); do
+		timeout 20 "$KSTATEFS" --store "$store" "$MNT" || {
+			echo "round $i: the remount failed"
+			return 1
+		}
+		echo "$i" >"$MNT/s/data"
+		fusermount3 -u "$MNT"
+	done
+	ks_mount --store "$store"
+	assert_file "$MNT/s/data" '10\n'
+}
+
 # ks_crash: kill -9 the daemon (no clean shutdown, no compaction at exit) and
 # detach its mount.
 ks_crash() {
