@@ -11,6 +11,7 @@
 #include "store.h"
 #include "views.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -226,7 +227,8 @@ static int parse_number(const char *what, const char *text,
 	char *end;
 
 	errno = 0;
-	if (!text || !*text || *text == '-')
+	/* Digits only: strtoull would also take leading spaces and a sign. */
+	if (!text || !isdigit((unsigned char)*text))
 		goto bad;
 	*out = strtoull(text, &end, 10);
 	if (errno || *end || *out == 0 || *out > max)
@@ -249,7 +251,7 @@ static int parse_root_mode(const char *text, unsigned *out)
 		return 0;
 	errno = 0;
 	v = strtoul(text, &end, 8);
-	if (!*text || *text == '-' || errno || *end || v > 07777) {
+	if (!isdigit((unsigned char)*text) || errno || *end || v > 07777) {
 		fprintf(stderr, "kstatefs: root_mode must be an octal mode from "
 				"0 to 7777, not '%s'\n", text);
 		return -1;

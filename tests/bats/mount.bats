@@ -45,8 +45,14 @@ load helpers
 
 @test "a bad -o max_size value is a usage error: exit 1" {
 	mkdir "$BATS_TEST_TMPDIR/m"
-	run timeout 20 "$KSTATEFS" -f -o max_size=lots "$BATS_TEST_TMPDIR/m"
-	assert_eq "$status" 1 "status; output: $output"
+	local v
+	for v in lots 0 -5 +5 ' 5' 4k 99999999999999999999; do
+		run timeout 20 "$KSTATEFS" -f -o "max_size=$v" "$BATS_TEST_TMPDIR/m"
+		assert_eq "$status" 1 "max_size='$v' status; output: $output"
+		assert_contains "$output" "max_size"
+	done
+	run timeout 20 "$KSTATEFS" -f -o "root_mode= 755" "$BATS_TEST_TMPDIR/m"
+	assert_eq "$status" 1 "root_mode=' 755' status; output: $output"
 	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
 }
 
