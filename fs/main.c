@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -515,6 +517,25 @@ static void mount_error(const char *mountpoint, int err)
 		err ? strerror(err) : "not a directory");
 }
 
+/* A live kstatefs mount's root: FUSE's root inode, holding the root
+ * files only kstatefs has.  Mounting a second daemon over it would hide
+ * the first one's states behind a new, empty mount. */
+static bool is_kstatefs_root(const char *mountpoint, const struct stat *st)
+{
+	struct statfs sf;
+	char path[PATH_MAX];
+	int n;
+
+	if (st->st_ino != FUSE_ROOT_ID || statfs(mountpoint, &sf) != 0 ||
+	    sf.f_type != FUSE_SUPER_MAGIC)
+		return false;
+	n = snprintf(path, sizeof(path), "%s/.stats", mountpoint);
+	if (n < 0 || (size_t)n >= sizeof(path) || access(path, F_OK) != 0)
+		return false;
+	n = snprintf(path, sizeof(path), "%s/.commit", mountpoint);
+	return n >= 0 && (size_t)n < sizeof(path) && access(path, F_OK) == 0;
+}
+
 /*
  * The device of the mount just made at mountpoint, by which the notifier
  * finds it in the mount table; 0 if the mountpoint shows the directory's
@@ -602,6 +623,13 @@ int main(int argc, char *argv[])
 	errno = 0;
 	if (stat(cl.mountpoint, &mst) != 0 || !S_ISDIR(mst.st_mode)) {
 		mount_error(cl.mountpoint, errno);
+		goto out_args;
+	}
+	if (is_kstatefs_root(cl.mountpoint, &mst)) {
+		fprintf(stderr,
+			"kstatefs: %s is a kstatefs mount already; unmount it "
+			"first ('fusermount3 -u %s') or mount elsewhere\n",
+			cl.mountpoint, cl.mountpoint);
 		goto out_args;
 	}
 

@@ -26,6 +26,16 @@ load helpers
 	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
 }
 
+@test "a second kstatefs on a live kstatefs mount: exit 2 and why, the first one untouched" {
+	ks_mount
+	mkdir "$MNT/s"
+	run timeout 20 "$KSTATEFS" "$MNT"
+	assert_eq "$status" 2 "status; output: $output"
+	assert_contains "$output" "a kstatefs mount already"
+	assert_eq "$(grep -c " $MNT fuse" /proc/mounts)" 1 "mounts at $MNT"
+	[ -d "$MNT/s" ] || { echo "the first mount's state is hidden"; return 1; }
+}
+
 @test "an empty store (-o store= or --store '') is a usage error: exit 1" {
 	mkdir "$BATS_TEST_TMPDIR/m"
 	run timeout 20 "$KSTATEFS" -o store= "$BATS_TEST_TMPDIR/m"
