@@ -195,6 +195,11 @@ check_made_states() {
 	assert_version "$MNT/p" 1
 	# new commits keep to this mount's max_size
 	assert_eq "$(ks_errno write "$MNT/p/data" wt 5000)" "write:EFBIG close:EFBIG" "a 5000-byte write"
+	# an append, a patch in place: each would commit more than 4096
+	assert_eq "$(ks_errno write "$MNT/p/data" wa 1)" close:EFBIG "an append"
+	assert_eq "$(ks_errno write "$MNT/p/data" w 1 0)" close:EFBIG "a patch"
+	cmp "$BATS_TEST_TMPDIR/page" "$MNT/p/data"
+	assert_version "$MNT/p" 1
 	echo now >"$MNT/p/data"
 	assert_eq "$("$KSTATE" get "$MNT/p")" now
 	ks_sanitizer_check "$KS_LOG"
