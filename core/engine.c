@@ -621,7 +621,7 @@ int ks_state_rename(struct ks_engine *eng, const char *oldname,
 		    const char *newname)
 {
 	struct ks_state *st;
-	struct timespec now;
+	struct timespec now, until;
 	unsigned seed;
 	int err = ks_name_check(newname);
 
@@ -632,11 +632,18 @@ int ks_state_rename(struct ks_engine *eng, const char *oldname,
 		return err;
 	ks_now(&now);
 	seed = (unsigned)now.tv_nsec ^ (unsigned)st->id;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += KS_RENAME_SECONDS;
 	for (int tries = 0;; tries++) {
+		struct timespec mono;
+
 		err = ks_table_rename(eng, st, oldname, newname, &now, true);
 		if (err != EAGAIN)
 			break;
-		if (tries == KS_RENAME_TRIES) {
+		clock_gettime(CLOCK_MONOTONIC, &mono);
+		if (tries == KS_RENAME_TRIES || mono.tv_sec > until.tv_sec ||
+		    (mono.tv_sec == until.tv_sec &&
+		     mono.tv_nsec >= until.tv_nsec)) {
 			err = ETIMEDOUT;
 			break;
 		}

@@ -190,10 +190,11 @@ struct ks_store {
  * answering EAGAIN (another host keeps committing first). */
 #define KS_COMMIT_TRIES 16
 /* A rename of a state that a remote store refuses (EAGAIN: another host
- * committed to it between the store's read and its write) is tried again
- * this often, after pauses doubling from 1 ms to 50 ms with jitter, with
- * no lock held; then it fails with ETIMEDOUT (some seconds). */
+ * committed to it between the store's read and its write) is tried again,
+ * after pauses doubling from 1 ms to 50 ms with jitter, with no lock held,
+ * at most this often and for this long; then it fails with ETIMEDOUT. */
 #define KS_RENAME_TRIES 100
+#define KS_RENAME_SECONDS 5
 
 /* ---- the registry and the calls the daemon makes ------------------------ */
 

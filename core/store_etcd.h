@@ -33,7 +33,7 @@
 /* A rename re-reads and retries this often when another host commits to
  * the state in between, then answers EAGAIN, and the engine tries again
  * after a pause (ks_state_rename): a rename never conflicts for users. */
-#define KS_ETCD_RENAME_TRIES 3
+#define KS_ETCD_RENAME_TRIES 2
 
 /* ---- keys (store_etcd_keys.c) -------------------------------------------- */
 

@@ -316,7 +316,8 @@ static int store_options_check(const struct options *o,
 	if (o->etcd_timeout) {
 		errno = 0;
 		t = strtod(o->etcd_timeout, &end);
-		if (errno || end == o->etcd_timeout || *end || !(t >= 0.1) ||
+		if (!isdigit((unsigned char)o->etcd_timeout[0]) || errno ||
+		    end == o->etcd_timeout || *end || !(t >= 0.1) ||
 		    t > 3600) {
 			fprintf(stderr, "kstatefs: etcd_timeout must be a "
 				"number of seconds from 0.1 to 3600, not "

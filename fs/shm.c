@@ -482,17 +482,13 @@ static void mirror_page(void *mirror, const struct ks_page *page)
 		return;
 	if (page->len > m->shm->cfg.max_size) {
 		/* A page larger than the slots hold: a store written under
-		 * a larger -o max_size.  The mapping is withdrawn, as if the
-		 * state were gone from it, and its readers use the files,
-		 * which serve any page the store holds. */
+		 * a larger -o max_size (commits keep to max_size).  The
+		 * mapping is withdrawn for good, as if the state were gone
+		 * from it (mirror_gone removes the file), and its readers
+		 * use the files, which serve any page the store holds.  No
+		 * call here: the state's lock is held. */
 		atomic_store_explicit(&m->map->alive, 0, memory_order_release);
-		unlinkat(m->shm->dirfd, m->name, 0);
 		m->withdrawn = true;
-		if (!atomic_exchange(&m->shm->warned, true))
-			fprintf(stderr, "kstatefs: a state holds %zu bytes, "
-				"more than max_size (%zu): its readers use "
-				"the files, not a shared mapping\n",
-				page->len, m->shm->cfg.max_size);
 		return;
 	}
 	ks_shm_publish(m->map, m->shm->slot_size, page->bytes, page->len,
@@ -518,8 +514,7 @@ static void mirror_gone(void *mirror)
 
 	/* Readers who mapped it see it dead; new ones do not find it. */
 	atomic_store_explicit(&m->map->alive, 0, memory_order_release);
-	if (!m->withdrawn)
-		unlinkat(m->shm->dirfd, m->name, 0);
+	unlinkat(m->shm->dirfd, m->name, 0);
 	munmap(m->map, m->shm->file_size);
 	free(m);
 }
