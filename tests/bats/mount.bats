@@ -121,24 +121,30 @@ load helpers
 	ks_sanitizer_check
 }
 
-@test "-f: SIGTERM unmounts cleanly and exits 0" {
-	ks_mount
-	mkdir "$MNT/s"
+# signal_unmounts SIG: SIG to the -f daemon $KS_PID unmounts $MNT, and the
+# daemon exits 0 with no sanitizer report.
+signal_unmounts() {
 	local pid=$KS_PID st=0
 	KS_PID=
 	KS_DAEMON_MNTS+=("$MNT")
-	kill -TERM "$pid"
+	kill "-$1" "$pid"
 	wait_for 20 eval "! ks_alive $pid"
 	wait "$pid" || st=$?
-	assert_eq "$st" 0 "exit status after SIGTERM; log: $(cat "$KS_LOG")"
+	assert_eq "$st" 0 "exit status after SIG$1; log: $(cat "$KS_LOG")"
 	wait_for 10 eval "! ks_is_mounted $MNT"
 	ks_sanitizer_check "$KS_LOG"
+}
+
+@test "-f: SIGTERM unmounts cleanly and exits 0" {
+	ks_mount
+	mkdir "$MNT/s"
+	signal_unmounts TERM
 }
 
 @test "-f: SIGTERM with readers waiting on .events and in poll: they are told, the daemon exits 0 and says nothing" {
 	ks_mount
 	mkdir "$MNT/s"
-	local pid=$KS_PID st=0 err=$BATS_TEST_TMPDIR/cat.err
+	local err=$BATS_TEST_TMPDIR/cat.err
 	ks_bg cat "$MNT/.events" >/dev/null 2>"$err"
 	ks_bg python3 -c '
 import os, select, sys
@@ -149,32 +155,17 @@ p.register(fd, select.POLLPRI)
 p.poll(30000)' "$MNT/s/version"
 	wait_for 20 eval '[ "$(sed -n "s/^event_readers //p" "$MNT/.stats")" = 1 ]'
 	sleep 0.3
-	KS_PID=
-	KS_DAEMON_MNTS+=("$MNT")
-	kill -TERM "$pid"
-	wait_for 20 eval "! ks_alive $pid"
-	wait "$pid" || st=$?
-	assert_eq "$st" 0 "exit status after SIGTERM; log: $(cat "$KS_LOG")"
-	wait_for 10 eval "! ks_is_mounted $MNT"
+	signal_unmounts TERM
 	if [ -s "$KS_LOG" ]; then
 		echo "the daemon said at a clean exit: $(cat "$KS_LOG")"
 		return 1
 	fi
 	wait_for 20 grep -q 'not connected' "$err"
-	ks_sanitizer_check "$KS_LOG"
 }
 
 @test "-f: SIGINT unmounts cleanly and exits 0" {
 	ks_mount
-	local pid=$KS_PID st=0
-	KS_PID=
-	KS_DAEMON_MNTS+=("$MNT")
-	kill -INT "$pid"
-	wait_for 20 eval "! ks_alive $pid"
-	wait "$pid" || st=$?
-	assert_eq "$st" 0 "exit status after SIGINT; log: $(cat "$KS_LOG")"
-	wait_for 10 eval "! ks_is_mounted $MNT"
-	ks_sanitizer_check "$KS_LOG"
+	signal_unmounts INT
 }
 
 @test "without --store, states vanish at unmount" {
