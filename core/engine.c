@@ -603,6 +603,14 @@ out:
 	return err;
 }
 
+static double mono_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* A pause before the next try of a refused rename: 1 ms doubling to
  * 50 ms, each between half and all of that at random, so that a try
  * falls between two commits of a host that commits without pause. */
@@ -621,7 +629,8 @@ int ks_state_rename(struct ks_engine *eng, const char *oldname,
 		    const char *newname)
 {
 	struct ks_state *st;
-	struct timespec now, until;
+	struct timespec now;
+	double until;
 	unsigned seed;
 	int err = ks_name_check(newname);
 
@@ -632,18 +641,12 @@ int ks_state_rename(struct ks_engine *eng, const char *oldname,
 		return err;
 	ks_now(&now);
 	seed = (unsigned)now.tv_nsec ^ (unsigned)st->id;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += KS_RENAME_SECONDS;
+	until = mono_seconds() + KS_RENAME_SECONDS;
 	for (int tries = 0;; tries++) {
-		struct timespec mono;
-
 		err = ks_table_rename(eng, st, oldname, newname, &now, true);
 		if (err != EAGAIN)
 			break;
-		clock_gettime(CLOCK_MONOTONIC, &mono);
-		if (tries == KS_RENAME_TRIES || mono.tv_sec > until.tv_sec ||
-		    (mono.tv_sec == until.tv_sec &&
-		     mono.tv_nsec >= until.tv_nsec)) {
+		if (tries == KS_RENAME_TRIES || mono_seconds() >= until) {
 			err = ETIMEDOUT;
 			break;
 		}

@@ -588,22 +588,14 @@ static int prepare_txn(void *arg, struct ks_commit_member *m, size_t n,
 		return EAGAIN;
 	if (!txn->written)
 		return 0; /* read-only: validated, nothing to install */
-	if (txn->mode == KS_TXN_APPEND) {
-		size_t keep = txn->set_len >= 0 ? (size_t)txn->set_len
-						: cur->len;
-
-		/* keep may pass max_size: a page from a store written
-		 * under a larger -o max_size. */
-		if (keep > eng->cfg.max_size ||
-		    txn->len > eng->cfg.max_size - keep)
-			return EFBIG;
-	}
 	m->version = cur->version + 1;
 	m->page = ks_txn_build_page(txn, cur, m->version, now);
 	if (!m->page)
 		return ENOMEM;
 	/* Whatever the mode, no commit makes a page larger than this
-	 * mount's max_size (a patch of such a page keeps its length). */
+	 * mount's max_size: an append past it, or a patch of a page from a
+	 * store written under a larger -o max_size (which keeps its
+	 * length). */
 	if (m->page->len > eng->cfg.max_size) {
 		ks_page_unref(m->page);
 		m->page = NULL;
