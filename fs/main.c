@@ -496,6 +496,13 @@ static int serve(struct ks_daemon *d, struct fuse_cmdline_opts *cl)
 		err = fuse_session_loop_mt(d->se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
+	/* ECONNABORTED: the kernel ended the connection (an unmount, most
+	 * often a lazy one whose last file was just closed) while a thread
+	 * was reading a request off it.  The end libfuse calls clean when
+	 * the read comes a moment later (ENODEV), only with a line libfuse
+	 * printed: the mount is gone, and that is a clean exit. */
+	if (err == -ECONNABORTED)
+		err = 0;
 	return err < 0 ? EXIT_MOUNT : 0;
 }
 
