@@ -212,7 +212,8 @@ static void usage(FILE *out, const char *prog)
 "    -o noshm               no shared mappings: every read is a request\n"
 "    -f                     stay in the foreground\n"
 "    -d                     debug output (implies -f)\n"
-"    -o allow_other         let other users in (see fuse(8))\n"
+"    -o allow_other         let other users in (see fuse(8)); implies\n"
+"                           default_permissions\n"
 "    -o default_permissions let the kernel check modes\n"
 "    -o rw, ro, nodev, nosuid, noexec, noatime, ...: mount flags, as for\n"
 "                           any file system; fstab's own options (defaults,\n"
@@ -525,23 +526,32 @@ static void mount_error(const char *mountpoint, int err)
 		err ? strerror(err) : "not a directory");
 }
 
-/* A live kstatefs mount's root: FUSE's root inode, holding the root
- * files only kstatefs has.  Mounting a second daemon over it would hide
- * the first one's states behind a new, empty mount. */
-static bool is_kstatefs_root(const char *mountpoint, const struct stat *st)
+/* What is mounted at mountpoint already: 0 nothing of kstatefs's,
+ * EEXIST the root of a live kstatefs mount (FUSE's root inode, holding
+ * the root files only kstatefs has: a second daemon mounted over it would
+ * hide the first one's states behind a new, empty mount), ENOTCONN a FUSE
+ * mount whose daemon died.  stat of a dead mount can still succeed, from
+ * the attributes the kernel holds (a process whose working directory is
+ * inside it keeps them), so the dead mount shows only in what follows:
+ * mounting over it would bury it, still dead, under the new one. */
+static int mounted_already(const char *mountpoint, const struct stat *st)
 {
 	struct statfs sf;
 	char path[PATH_MAX];
 	int n;
 
-	if (st->st_ino != FUSE_ROOT_ID || statfs(mountpoint, &sf) != 0 ||
-	    sf.f_type != FUSE_SUPER_MAGIC)
-		return false;
+	if (statfs(mountpoint, &sf) != 0)
+		return errno == ENOTCONN ? ENOTCONN : 0;
+	if (st->st_ino != FUSE_ROOT_ID || sf.f_type != FUSE_SUPER_MAGIC)
+		return 0;
 	n = snprintf(path, sizeof(path), "%s/.stats", mountpoint);
-	if (n < 0 || (size_t)n >= sizeof(path) || access(path, F_OK) != 0)
-		return false;
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return 0;
+	if (access(path, F_OK) != 0)
+		return errno == ENOTCONN ? ENOTCONN : 0;
 	n = snprintf(path, sizeof(path), "%s/.commit", mountpoint);
-	return n >= 0 && (size_t)n < sizeof(path) && access(path, F_OK) == 0;
+	return n >= 0 && (size_t)n < sizeof(path) &&
+		       access(path, F_OK) == 0 ? EEXIST : 0;
 }
 
 /*
@@ -590,6 +600,17 @@ int main(int argc, char *argv[])
 		fuse_opt_free_args(&args);
 		return 0;
 	}
+	/* Shared with other users, the mount checks modes: the kernel does
+	 * it with default_permissions, which allow_other therefore implies.
+	 * allow_other alone would let any user read, write, rename and
+	 * remove every state, whatever its mode (SPEC 3: `chmod 700` makes a
+	 * state private), through the very fstab line a service uses. */
+	if (o.allow_other &&
+	    fuse_opt_add_arg(&args, "-odefault_permissions") != 0) {
+		fuse_opt_free_args(&args);
+		free(o.mountpoint);
+		return EXIT_MOUNT;
+	}
 	if (fuse_parse_cmdline(&args, &cl) != 0) {
 		fuse_opt_free_args(&args);
 		free(o.mountpoint);
@@ -633,7 +654,12 @@ int main(int argc, char *argv[])
 		mount_error(cl.mountpoint, errno);
 		goto out_args;
 	}
-	if (is_kstatefs_root(cl.mountpoint, &mst)) {
+	err = mounted_already(cl.mountpoint, &mst);
+	if (err == ENOTCONN) {
+		mount_error(cl.mountpoint, err);
+		goto out_args;
+	}
+	if (err == EEXIST) {
 		fprintf(stderr,
 			"kstatefs: %s is a kstatefs mount already; unmount it "
 			"first ('fusermount3 -u %s') or mount elsewhere\n",

@@ -429,6 +429,29 @@ store_log() {
 	assert_file "$MNT/s/data" 'kept\n'
 }
 
+@test "after kill -9 with a shell still inside the dead mount, a remount says so too (no mount stacked over it)" {
+	local holder
+	ks_mount
+	mkdir "$MNT/s"
+	# A process whose working directory is in the mount keeps the
+	# root's attributes in the kernel: stat of the dead mount succeeds.
+	(cd "$MNT/s" && exec sleep 60) &
+	holder=$!
+	sleep 0.3
+	kill -KILL "$KS_PID"
+	wait "$KS_PID" 2>/dev/null || true
+	KS_PID=
+	run timeout 20 "$KSTATEFS" "$MNT"
+	kill "$holder"
+	wait "$holder" 2>/dev/null || true
+	assert_eq "$status" 2 "status; output: $output"
+	assert_contains "$output" "Transport endpoint is not connected"
+	assert_eq "$(grep -c " $MNT " /proc/mounts)" 1 "mounts at $MNT"
+	fusermount3 -u "$MNT"
+	ks_mount
+	mkdir "$MNT/t"
+}
+
 # --- unmounting right after a commit --------------------------------------
 #
 # After every commit the daemon's kstatefs-notify child opens the state's

@@ -122,6 +122,23 @@ user_state() {
 	assert_eq "$(user_errno open "$MNT/r/data" r)" EACCES "750, not in the group"
 }
 
+@test "allow_other alone (the fstab line of SPEC 2) checks modes too: it implies default_permissions" {
+	ks_mount -o allow_other
+	grep " $MNT " /proc/mounts | grep -q default_permissions ||
+		{ echo "mount options: $(grep " $MNT " /proc/mounts)"; return 1; }
+	mkdir -m 700 "$MNT/p"
+	echo secret >"$MNT/p/data"
+	assert_eq "$(user_errno open "$MNT/p/data" r)" EACCES "reading a 700 state"
+	mkdir -m 755 "$MNT/r"
+	assert_eq "$(user_errno open "$MNT/r/data" w)" EACCES "writing data of a 755 state"
+	expect "EPERM|EACCES" "$(user_errno rename "$MNT/p" "$MNT/q")" "renaming root's state"
+	expect "EPERM|EACCES" "$(user_errno rmdir "$MNT/p")" "removing root's state"
+	expect "EPERM|EACCES" "$(user_errno mkdir "$MNT/u")" "a state in a 755 root"
+	assert_file "$MNT/p/data" 'secret\n'
+	run as_user cat "$MNT/r/data"
+	assert_eq "$status" 0 "reading a 755 state: $output"
+}
+
 @test "775 with a group: its members write and begin transactions, others only read" {
 	mount_shared
 	mkdir -m 775 "$MNT/g"
