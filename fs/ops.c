@@ -118,6 +118,29 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	inode_put(d, in);
 }
 
+/* The owner and mode bits of to_set that would change nothing: cp -p,
+ * tar x and rsync set the mode and owner a file has already, and a file
+ * whose mode or owner cannot change (data follows its state's) must not
+ * fail them for it. */
+static int unchanged_owner_bits(struct ks_daemon *d, struct ks_inode *in,
+				const struct stat *attr, int to_set)
+{
+	struct stat now;
+	int same = 0;
+
+	if (!(to_set & SETATTR_OWNER_BITS))
+		return 0;
+	fill_attr(d, in, &now);
+	if ((to_set & FUSE_SET_ATTR_MODE) &&
+	    (attr->st_mode & 07777) == (now.st_mode & 07777))
+		same |= FUSE_SET_ATTR_MODE;
+	if ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid == now.st_uid)
+		same |= FUSE_SET_ATTR_UID;
+	if ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid == now.st_gid)
+		same |= FUSE_SET_ATTR_GID;
+	return same;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int to_set, struct fuse_file_info *fi)
 {
@@ -130,6 +153,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	if (!in)
 		return;
 	k = kind_of(in->role);
+	to_set &= ~unchanged_owner_bits(d, in, attr, to_set);
 	if (state_gone(in))
 		err = ENOENT;
 	else if (!k->setattr)

@@ -567,3 +567,23 @@ setup() {
 	assert_file "$MNT/s/version" '2\n'
 	assert_file "$MNT/s/data" '2\n'
 }
+
+@test "chmod and chown of data, version and every to what they are succeed (cp -p, tar x); any other mode is EPERM" {
+	local src=$BATS_TEST_TMPDIR/src.txt
+	echo copied >"$src"
+	chmod 644 "$src"
+	cp -p "$src" "$S/data"
+	assert_file "$S/data" 'copied\n'
+	chmod 644 "$S/data"
+	chmod 444 "$S/version"
+	chmod 555 "$S/every"
+	chown 0:0 "$S/data" "$S/version" "$S/every"
+	assert_eq "$(python3 "$KS_TOOLS/kserr.py" chmod "$S/data" 600)" EPERM "chmod 600 of data"
+	assert_eq "$(python3 "$KS_TOOLS/kserr.py" chmod "$S/version" 644)" EPERM "chmod 644 of version"
+	assert_eq "$(python3 "$KS_TOOLS/kserr.py" chown "$S/data" 1 1)" EPERM "chown of data"
+	assert_eq "$(stat -c %a "$S/data")" 644 "data's mode"
+	# A state archived with tar and unpacked over itself.
+	tar cf "$BATS_TEST_TMPDIR/s.tar" -C "$MNT" s/data
+	tar xf "$BATS_TEST_TMPDIR/s.tar" --overwrite -C "$MNT"
+	assert_file "$S/data" 'copied\n'
+}
