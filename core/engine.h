@@ -342,6 +342,8 @@ struct timespec ks_multi_ctime(const struct ks_multi *m);
 /* Owner and mode of .txn/T, kept for the daemon: root and 0700 until set. */
 void ks_multi_set_owner(struct ks_multi *m, uid_t uid, gid_t gid, mode_t mode);
 void ks_multi_owner(struct ks_multi *m, uid_t *uid, gid_t *gid, mode_t *mode);
+/* How many .txn/T are open (the link count of .txn). */
+uint32_t ks_multi_count(struct ks_engine *eng);
 void ks_multi_foreach(struct ks_engine *eng,
 		      void (*fn)(void *arg, struct ks_multi *m,
 				 const char *name),

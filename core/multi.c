@@ -244,6 +244,16 @@ bool ks_multi_gone(struct ks_multi *m)
 	return atomic_load(&m->gone);
 }
 
+uint32_t ks_multi_count(struct ks_engine *eng)
+{
+	uint32_t n;
+
+	ks_lock(&eng->multi_lock);
+	n = eng->nmultis;
+	ks_unlock(&eng->multi_lock);
+	return n;
+}
+
 void ks_multi_foreach(struct ks_engine *eng,
 		      void (*fn)(void *arg, struct ks_multi *m,
 				 const char *name),

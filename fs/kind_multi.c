@@ -51,7 +51,8 @@ static void txn_root_getattr(struct ks_daemon *d, struct ks_inode *in,
 	attr_of_daemon(d, stbuf);
 	/* Anyone may begin a transaction, like files in /tmp. */
 	stbuf->st_mode = S_IFDIR | 01777;
-	stbuf->st_nlink = 2;
+	/* Its own "." and "..", and each T's "..". */
+	stbuf->st_nlink = 2 + ks_multi_count(d->eng);
 }
 
 static int txn_root_lookup(struct ks_daemon *d, struct ks_inode *dir,

@@ -17,7 +17,8 @@ static void root_getattr(struct ks_daemon *d, struct ks_inode *in,
 	attr_of_daemon(d, stbuf);
 	ks_engine_stats(d->eng, &s);
 	stbuf->st_mode = S_IFDIR | atomic_load(&d->root_mode);
-	stbuf->st_nlink = 2 + s.states;
+	/* "." and "..", and the ".." of every state, .txn and .commit. */
+	stbuf->st_nlink = 4 + s.states;
 }
 
 /* The root is the mount owner's: its chmod is theirs (and root's), and

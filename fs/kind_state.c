@@ -19,6 +19,7 @@ static void state_getattr(struct ks_daemon *d, struct ks_inode *in,
 			  struct stat *stbuf)
 {
 	attr_of_state_dir(in, stbuf, 07777);
+	stbuf->st_nlink = 3; /* and every/'s ".." */
 }
 
 /* chmod and chown of a state: its owner (or root) may; only root gives it

@@ -12,10 +12,17 @@
 #include "notifier.h"
 #include "views.h"
 
+static void count_view(void *arg, const char *name, uint64_t ino)
+{
+	(*(nlink_t *)arg)++;
+}
+
 static void every_getattr(struct ks_daemon *d, struct ks_inode *in,
 			  struct stat *stbuf)
 {
 	attr_of_state_dir(in, stbuf, 0555);
+	/* The ".." of each view it lists. */
+	views_foreach(d, in->st, count_view, &stbuf->st_nlink);
 }
 
 static int every_lookup(struct ks_daemon *d, struct ks_inode *dir,
@@ -59,6 +66,9 @@ static void every_list(struct ks_daemon *d, struct ks_inode *dir,
 const struct ks_kind_ops kind_every = {
 	.type = S_IFDIR,
 	.getattr = every_getattr,
+	/* Its link count moves with lookups of views, which the kernel
+	 * does not take for changes of the directory. */
+	.attr_timeout = attr_uncached,
 	.lookup = every_lookup,
 	.rmdir = every_rmdir,
 	.unlink = views_unlink,
@@ -93,9 +103,15 @@ static void view_list(struct ks_daemon *d, struct ks_inode *dir,
 	listing_add(l, "version", dir->view ? ino + 2 : 0, S_IFREG);
 }
 
+static void view_getattr(struct ks_daemon *d, struct ks_inode *in,
+			 struct stat *stbuf)
+{
+	attr_of_state_dir(in, stbuf, 0555);
+}
+
 const struct ks_kind_ops kind_view = {
 	.type = S_IFDIR,
-	.getattr = every_getattr,
+	.getattr = view_getattr,
 	.lookup = view_lookup,
 	.unlink = views_unlink,
 	.list = view_list,

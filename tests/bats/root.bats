@@ -337,3 +337,29 @@ make_reachable() {
 	assert_version "$MNT/a" 2
 	assert_version "$MNT/b" 1
 }
+
+@test "link counts of directories count their subdirectories, as find and ls expect" {
+	assert_eq "$(stat -c %h "$MNT")" 4 "an empty root: . .. .txn .commit"
+	mkdir "$MNT/a" "$MNT/b"
+	assert_eq "$(stat -c %h "$MNT")" 6 "the root with two states"
+	assert_eq "$(stat -c %h "$MNT/a")" 3 "a state: . .. every"
+	assert_eq "$(stat -c %h "$MNT/a/every")" 2 "every/ with no view in use"
+	# A view is in use while a file of it is open (else only for a
+	# couple of seconds after its last lookup).
+	local f1 f2
+	exec {f1}<"$MNT/a/every/1s/data" {f2}<"$MNT/a/every/2s/version"
+	assert_eq "$(stat -c %h "$MNT/a/every")" 4 "every/ with two views in use"
+	assert_eq "$(stat -c %h "$MNT/a/every/1s")" 2 "a view"
+	exec {f1}<&- {f2}<&-
+	mkdir "$MNT/.txn/T"
+	assert_eq "$(stat -c %h "$MNT/.txn")" 3 ".txn with one T"
+	rmdir "$MNT/b" "$MNT/.txn/T"
+	assert_eq "$(stat -c %h "$MNT")" 5 "the root after an rmdir"
+	assert_eq "$(stat -c %h "$MNT/.txn")" 2 ".txn with no T"
+	# Each directory's count is 2 + its subdirectories.
+	local dir n
+	while IFS= read -r dir; do
+		n=$(find "$dir" -mindepth 1 -maxdepth 1 -type d | wc -l)
+		assert_eq "$(stat -c %h "$dir")" $((n + 2)) "links of $dir" || return 1
+	done < <(find "$MNT" -type d -name every -prune -o -type d -print)
+}
