@@ -156,6 +156,45 @@ static const struct ks_store_ops log_ops = {
  * moment after the unmount returns (more under load), so a remount
  * right after one (`fusermount3 -u M && kstatefs --store DIR M`) waits up
  * to 2 s for it before calling the store in use. */
+/* What a store directory holds besides the store's own files. */
+struct foreign_entry {
+	bool store;      /* a file of a store: lock, log.N, snap.N */
+	char name[256];  /* the first other entry, "" if none */
+};
+
+static int note_entry(void *arg, const char *name)
+{
+	struct foreign_entry *f = arg;
+
+	if (strcmp(name, "lock") == 0 || strncmp(name, "log.", 4) == 0 ||
+	    strncmp(name, "snap.", 5) == 0)
+		f->store = true;
+	else if (strcmp(name, ".") && strcmp(name, "..") &&
+		 strcmp(name, "lost+found") && !f->name[0])
+		snprintf(f->name, sizeof(f->name), "%s", name);
+	return 0;
+}
+
+/* A directory given as the store must be one: new (empty, or holding only
+ * the lost+found of a file system of its own) or a store already.  Any
+ * other is a mistake (--store /etc, a home directory) that would fill it
+ * with the store's files.  EEXIST then, naming what is there. */
+static int check_store_dir(struct ks_log *log, char *msg, size_t msglen)
+{
+	struct foreign_entry f = { 0 };
+	int err = log_list(log, note_entry, &f);
+
+	if (err)
+		return ks_store_fail(msg, msglen, err, "cannot list store %s: %s",
+				     log->dir, strerror(err));
+	if (f.store || !f.name[0])
+		return 0;
+	return ks_store_fail(msg, msglen, EEXIST,
+			     "%s is not a kstatefs store and not empty (it "
+			     "holds '%s'): give a new or empty directory",
+			     log->dir, f.name);
+}
+
 static int lock_store(struct ks_log *log)
 {
 	const struct timespec pause = { 0, 20 * 1000 * 1000 };
@@ -214,6 +253,9 @@ int ks_log_open(const char *dir, enum ks_sync sync, struct ks_store **out,
 			       dir, strerror(errno));
 		goto fail;
 	}
+	err = check_store_dir(log, msg, msglen);
+	if (err)
+		goto fail;
 	log->lockfd = log_open_file(log, "lock", O_RDWR | O_CREAT);
 	if (log->lockfd < 0) {
 		err = ks_store_fail(msg, msglen, errno, "cannot open %s/lock: %s",

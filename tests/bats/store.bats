@@ -281,6 +281,30 @@ check_made_states() {
 	ks_unmount
 }
 
+@test "a directory that is neither empty nor a store is refused (exit 2, left untouched); lost+found alone is empty" {
+	local dir=$BATS_TEST_TMPDIR/etc-by-mistake
+	mkdir "$dir"
+	echo keep >"$dir/passwd"
+	MNT=$BATS_TEST_TMPDIR/mnt
+	mkdir -p "$MNT"
+	run timeout 20 "$KSTATEFS" -f --store "$dir" "$MNT"
+	assert_eq "$status" 2 "exit status; output: $output"
+	assert_contains "$output" "not a kstatefs store"
+	assert_contains "$output" "passwd"
+	assert_eq "$(ls -A "$dir")" passwd "what the directory holds"
+	refute ks_is_mounted "$MNT"
+	# A file system of its own for the store: only lost+found in it.
+	mkdir -p "$STORE/lost+found"
+	ks_mount --store "$STORE"
+	mkdir "$MNT/s"
+	echo 1 >"$MNT/s/data"
+	ks_unmount
+	# A store with a file of the operator's beside it still mounts.
+	echo "states of the build farm" >"$STORE/README"
+	ks_mount --store "$STORE"
+	assert_file "$MNT/s/data" '1\n'
+}
+
 @test "a damaged store refuses to mount: status 2, file and offset named" {
 	ks_mount --store "$STORE"
 	mkdir "$MNT/a"
