@@ -207,6 +207,7 @@ void ks_engine_stats(struct ks_engine *eng, struct ks_engine_stats *out)
 {
 	ks_rdlock(&eng->table_lock);
 	out->states = eng->nstates;
+	out->names_changed = eng->names_changed;
 	ks_rwunlock(&eng->table_lock);
 	out->txns = atomic_load_explicit(&eng->txns, memory_order_relaxed);
 	ks_lock(&eng->multi_lock);
@@ -314,6 +315,7 @@ static void table_remove(struct ks_engine *eng, struct ks_state *st)
 		pp = &(*pp)->hnext;
 	*pp = st->hnext;
 	st->hnext = NULL;
+	ks_now(&eng->names_changed);
 }
 
 static void table_insert(struct ks_engine *eng, struct ks_state *st)
@@ -324,6 +326,7 @@ static void table_insert(struct ks_engine *eng, struct ks_state *st)
 	b = bucket_of(eng, st->name);
 	st->hnext = *b;
 	*b = st;
+	ks_now(&eng->names_changed);
 }
 
 /* Doubles the buckets when the load passes 1; a failed allocation only
@@ -701,6 +704,16 @@ void ks_state_get_attr(struct ks_state *st, struct ks_state_attr *out)
 	ks_lock(&st->lock);
 	*out = st->attr;
 	ks_unlock(&st->lock);
+}
+
+struct timespec ks_state_txns_changed(struct ks_state *st)
+{
+	struct timespec t;
+
+	ks_lock(&st->lock);
+	t = st->txns_changed;
+	ks_unlock(&st->lock);
+	return t;
 }
 
 int ks_attr_set(struct ks_state *st, const struct ks_state_attr *attr,

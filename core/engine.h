@@ -143,6 +143,8 @@ struct ks_engine_stats {
 	uint64_t commits;
 	uint64_t conflicts;
 	uint64_t bytes;       /* bytes in current pages */
+	struct timespec names_changed; /* a state last made, removed or
+					* renamed (0: none yet) */
 };
 
 /* ---- engine ------------------------------------------------------------- */
@@ -188,6 +190,11 @@ struct ks_state_attr {
 	mode_t mode;             /* permission bits only */
 	struct timespec ctime;   /* creation, or last chmod/chown/rename */
 };
+
+/* When a transaction name of ST last came or went (created, removed,
+ * renamed, committed): its directory's modification time.  Zero if never
+ * since the state was made or loaded. */
+struct timespec ks_state_txns_changed(struct ks_state *st);
 
 /* Creates state NAME; *out gets a reference.  EINVAL for a bad name, EEXIST,
  * ENOSPC past max_states. */

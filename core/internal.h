@@ -30,6 +30,7 @@ struct ks_engine {
 	size_t nbuckets;
 	size_t nstates;
 	uint64_t next_id;
+	struct timespec names_changed; /* a state made, removed or renamed */
 
 	struct ks_events events;
 	/* Held while a commit installs its pages and while a snapshot pins
@@ -62,6 +63,7 @@ struct ks_state {
 	struct ks_state_attr attr;
 	struct ks_txn *txns;        /* named transactions */
 	uint32_t ntxns;
+	struct timespec txns_changed; /* a name added or dropped; 0: never */
 	uint32_t open_files;
 	void *mirror;               /* eng->mirror's, or NULL */
 };

@@ -36,6 +36,7 @@ void ks_txn_unlink_locked(struct ks_txn *txn)
 	free(txn->name);
 	txn->name = NULL;
 	st->ntxns--;
+	ks_now(&st->txns_changed);
 	atomic_fetch_sub(&st->eng->txns, 1);
 	/* The caller holds a reference of its own, so this never frees. */
 	atomic_fetch_sub_explicit(&txn->refs, 1, memory_order_acq_rel);
@@ -81,6 +82,7 @@ int ks_txn_begin(struct ks_state *st, enum ks_txn_mode mode, bool empty,
 			txn->next = st->txns;
 			st->txns = txn;
 			st->ntxns++;
+			st->txns_changed = txn->mtime;
 			atomic_fetch_add(&st->eng->txns, 1);
 		}
 	}
@@ -209,6 +211,7 @@ int ks_txn_rename(struct ks_state *st, const char *oldname,
 		free(from->name);
 		from->name = copy;
 		copy = NULL;
+		ks_now(&st->txns_changed);
 	}
 	ks_unlock(&st->lock);
 	free(copy);

@@ -19,6 +19,12 @@ static void root_getattr(struct ks_daemon *d, struct ks_inode *in,
 	stbuf->st_mode = S_IFDIR | atomic_load(&d->root_mode);
 	/* "." and "..", and the ".." of every state, .txn and .commit. */
 	stbuf->st_nlink = 4 + s.states;
+	/* Its entries are the states: their names coming and going are
+	 * its modifications. */
+	if (s.names_changed.tv_sec > d->started.tv_sec ||
+	    (s.names_changed.tv_sec == d->started.tv_sec &&
+	     s.names_changed.tv_nsec > d->started.tv_nsec))
+		stbuf->st_mtim = stbuf->st_ctim = s.names_changed;
 }
 
 /* The root is the mount owner's: its chmod is theirs (and root's), and

@@ -18,8 +18,16 @@ static bool is_fixed_name(const char *name)
 static void state_getattr(struct ks_daemon *d, struct ks_inode *in,
 			  struct stat *stbuf)
 {
+	struct timespec t = ks_state_txns_changed(in->st);
+
 	attr_of_state_dir(in, stbuf, 07777);
 	stbuf->st_nlink = 3; /* and every/'s ".." */
+	/* Commits do not touch the directory; transaction files coming and
+	 * going do, as files do in any directory. */
+	if (t.tv_sec > stbuf->st_mtim.tv_sec ||
+	    (t.tv_sec == stbuf->st_mtim.tv_sec &&
+	     t.tv_nsec > stbuf->st_mtim.tv_nsec))
+		stbuf->st_mtim = stbuf->st_ctim = t;
 }
 
 /* chmod and chown of a state: its owner (or root) may; only root gives it

@@ -365,6 +365,9 @@ static void on_name(void *arg, const char *name)
 	if (d->se) {
 		fuse_lowlevel_notify_inval_entry(d->se, FUSE_ROOT_ID, name,
 						 strlen(name));
+		/* The root's link count and times, which the kernel keeps
+		 * until told: it tells itself of local changes only. */
+		fuse_lowlevel_notify_inval_inode(d->se, FUSE_ROOT_ID, -1, 0);
 		if (ks_state_lookup(d->eng, name, &st) == 0) {
 			inode_invalidate_state_dir(d, st);
 			inode_invalidate_owner(d, st);

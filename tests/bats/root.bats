@@ -363,3 +363,36 @@ make_reachable() {
 		assert_eq "$(stat -c %h "$dir")" $((n + 2)) "links of $dir" || return 1
 	done < <(find "$MNT" -type d -name every -prune -o -type d -print)
 }
+
+@test "directory times: the root's move when states are made, removed or renamed; a state's when transaction files come and go, not at commits" {
+	local t0 t1 t2 t3
+	mtime() { stat -c %.9Y "$1"; }
+	later() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[2]) > float(sys.argv[1]) else 1)' "$1" "$2"; }
+	t0=$(mtime "$MNT")
+	sleep 0.05
+	mkdir "$MNT/a"
+	t1=$(mtime "$MNT")
+	later "$t0" "$t1" || { echo "mkdir: root mtime $t0 -> $t1"; return 1; }
+	sleep 0.05
+	mv "$MNT/a" "$MNT/b"
+	t2=$(mtime "$MNT")
+	later "$t1" "$t2" || { echo "rename: root mtime $t1 -> $t2"; return 1; }
+	sleep 0.05
+	t0=$(mtime "$MNT/b")
+	echo 1 >"$MNT/b/data"
+	assert_eq "$(mtime "$MNT/b")" "$t0" "a state's mtime after a commit"
+	sleep 0.05
+	echo 2 >"$MNT/b/t"
+	t1=$(mtime "$MNT/b")
+	later "$t0" "$t1" || { echo "a transaction file made: state mtime $t0 -> $t1"; return 1; }
+	sleep 0.05
+	mv "$MNT/b/t" "$MNT/b/data"
+	t2=$(mtime "$MNT/b")
+	later "$t1" "$t2" || { echo "a transaction committed: state mtime $t1 -> $t2"; return 1; }
+	assert_eq "$(stat -c %.9Z "$MNT/b")" "$t2" "ctime follows mtime"
+	sleep 0.05
+	t0=$(mtime "$MNT")
+	rmdir "$MNT/b"
+	t3=$(mtime "$MNT")
+	later "$t0" "$t3" || { echo "rmdir: root mtime $t0 -> $t3"; return 1; }
+}
