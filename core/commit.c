@@ -114,11 +114,13 @@ static void install_all(struct ks_engine *eng, struct ks_commit *c,
 	char one[KS_EVENT_LINE_MAX], *oneline = one;
 	char (*lines)[KS_EVENT_LINE_MAX] = &one;
 	const char **ptrs = (const char **)&oneline;
+	struct ks_event_audience one_aud, *aud = &one_aud;
 	size_t nl = 0;
 
 	if (c->n > 1) {
 		lines = malloc(c->n * sizeof(*lines));
 		ptrs = malloc(c->n * sizeof(*ptrs));
+		aud = malloc(c->n * sizeof(*aud));
 	}
 	/* Every page of the commit at once for snapshots (.txn/T pins all
 	 * current pages under the same lock): none sees half of it. */
@@ -134,18 +136,26 @@ static void install_all(struct ks_engine *eng, struct ks_commit *c,
 			continue;
 		/* Without memory for the lines the commit still stands; its
 		 * readers lose the lines, as on a ring overflow. */
-		if (lines && ptrs) {
+		if (lines && ptrs && aud) {
+			struct ks_state_attr sa;
+
 			ks_event_commit_line(lines[nl], sizeof(lines[nl]),
 					     names[i], m->version);
 			ptrs[nl] = lines[nl];
+			/* For those who may read its version. */
+			ks_state_get_attr(m->st, &sa);
+			aud[nl] = (struct ks_event_audience){
+				.restricted = true, .uid = sa.uid,
+				.gid = sa.gid, .mode = sa.mode };
 			nl++;
 		}
 	}
 	if (nl)
-		ks_events_append(&eng->events, ptrs, nl);
+		ks_events_append(&eng->events, ptrs, aud, nl);
 	if (c->n > 1) {
 		free(lines);
 		free(ptrs);
+		free(aud);
 	}
 }
 

@@ -155,7 +155,7 @@ static void emit_named(struct ks_engine *eng, const char *what,
 	const char *lines[1] = { line };
 
 	ks_event_name_line(line, sizeof(line), what, name);
-	ks_events_append(&eng->events, lines, 1);
+	ks_events_append(&eng->events, lines, NULL, 1);
 }
 
 void ks_engine_set_listener(struct ks_engine *eng, ks_commit_listener fn,
@@ -598,7 +598,7 @@ int ks_table_rename(struct ks_engine *eng, struct ks_state *st,
 
 		ks_event_name_line(gone, sizeof(gone), "delete", oldname);
 		ks_event_name_line(came, sizeof(came), "create", newname);
-		ks_events_append(&eng->events, lines, 2);
+		ks_events_append(&eng->events, lines, NULL, 2);
 	}
 out:
 	ks_unlock(&st->commit_lock);

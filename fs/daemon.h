@@ -86,6 +86,9 @@ struct ks_daemon {
 	uid_t uid;
 	gid_t gid;
 	atomic_uint root_mode;
+	/* -o allow_other: users other than the owner use the mount, so
+	 * what one may see of another's states is checked (.events). */
+	bool shared;
 
 	struct ks_inode_table inodes;
 	struct ks_open_files open_files;

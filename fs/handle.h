@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "events.h"
 #include "kind.h"
 #include "lock.h"
 #include "open_files.h"
@@ -36,6 +37,9 @@ struct ks_fh {
 				    * fsync or close (kind_data.c) */
 	/* .events */
 	uint64_t cursor;
+	struct ks_event_reader reader; /* its opener, for the lines it may
+					* see; used if restricted */
+	bool restricted;
 	char *pending;             /* the rest of lines already taken */
 	size_t pending_len, pending_off;
 	bool nonblock;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "events.h"
 
@@ -40,7 +41,7 @@ static bool take_lines(struct ks_daemon *d, struct ks_fh *fh)
 			return false;
 	}
 	n = ks_events_read(ks_engine_events(d->eng), &fh->cursor, fh->pending,
-			   BATCH);
+			   BATCH, fh->restricted ? &fh->reader : NULL);
 	fh->pending_len = n;
 	fh->pending_off = 0;
 	return n > 0;
@@ -126,8 +127,9 @@ static void events_poll(struct ks_daemon *d, fuse_req_t req,
 	bool ready;
 
 	ks_lock(&ev->lock);
-	ready = fh->pending_off < fh->pending_len ||
-		ks_events_pending(ks_engine_events(d->eng), fh->cursor);
+	/* Taken now, so that lines this reader may not see make it no
+	 * readier. */
+	ready = take_lines(d, fh);
 	/* Kept even when ready: an edge-triggered epoll is woken only by
 	 * a notification (kind_version.c says more). */
 	if (ph) {
@@ -192,6 +194,7 @@ static void events_destroy(struct ks_daemon *d, struct ks_fh *fh)
 	ev->open--;
 	ks_unlock(&ev->lock);
 	free(fh->pending);
+	free((gid_t *)fh->reader.groups);
 }
 
 /* At exit: readers still waiting are told the filesystem is going. */
@@ -250,16 +253,52 @@ static const struct ks_file_ops events_fops = {
 	.stream = true,   /* a shell's `read` then takes what it needs */
 };
 
+/* On a mount shared with other users, a reader sees the commits of the
+ * states whose version it may read (SPEC 3: `chmod 700` makes a state
+ * private), judged by its credentials at open, as a file's are. */
+static int note_reader(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t few[32], *groups = NULL;
+	int n;
+
+	if (!d->shared || ctx->uid == 0)
+		return 0;
+	n = fuse_req_getgroups(req, 32, few);
+	if (n > 32) {
+		groups = malloc((size_t)n * sizeof(*groups));
+		if (!groups)
+			return ENOMEM;
+		n = fuse_req_getgroups(req, n, groups);
+	} else if (n > 0) {
+		groups = malloc((size_t)n * sizeof(*groups));
+		if (!groups)
+			return ENOMEM;
+		memcpy(groups, few, (size_t)n * sizeof(*groups));
+	}
+	/* No groups known (ENOSYS, a process already gone): the primary
+	 * group alone, which can only narrow what it sees. */
+	fh->reader = (struct ks_event_reader){
+		.uid = ctx->uid, .gid = ctx->gid, .groups = groups,
+		.ngroups = n > 0 ? (size_t)n : 0 };
+	fh->restricted = true;
+	return 0;
+}
+
 static int events_open(struct ks_daemon *d, fuse_req_t req,
 		       struct ks_inode *in, struct fuse_file_info *fi,
 		       struct ks_fh *fh)
 {
 	struct ks_event_readers *ev = &d->events;
+	int err;
 
 	fh->fops = &events_fops;
 	fh->readable = true;
 	if ((fi->flags & O_ACCMODE) != O_RDONLY)
 		return EACCES;
+	err = note_reader(d, req, fh);
+	if (err)
+		return err;
 	fh->cursor = ks_events_end(ks_engine_events(d->eng));
 	fh->nonblock = (fi->flags & O_NONBLOCK) != 0;
 	ks_lock(&ev->lock);

@@ -674,6 +674,7 @@ int main(int argc, char *argv[])
 	d.timeout = 86400.0;
 	d.uid = getuid();
 	d.gid = getgid();
+	d.shared = o.allow_other != 0;
 	atomic_init(&d.root_mode, root_mode);
 	clock_gettime(CLOCK_REALTIME, &d.started);
 	poll_table_init(&d);

@@ -139,6 +139,36 @@ user_state() {
 	assert_eq "$status" 0 "reading a 755 state: $output"
 }
 
+@test ".events: each user sees the commits of the states whose version they may read" {
+	local out=$KS_USERS_DIR/ev
+	mount_shared
+	mkdir -m 700 "$MNT/private"
+	mkdir -m 750 "$MNT/team"
+	chgrp "$KS_GROUP" "$MNT/team"
+	mkdir -m 755 "$MNT/public"
+	# (ks_bg runs commands, not functions: as_user and as_stranger
+	# spelled out.)
+	ks_bg runuser -u "$KS_USER" -- cat "$MNT/.events" >"$out.user"
+	ks_bg setpriv --reuid="$STRANGER" --regid="$STRANGER" --clear-groups \
+		-- cat "$MNT/.events" >"$out.stranger"
+	ks_bg cat "$MNT/.events" >"$out.root"
+	# All three have opened it before the first commit.
+	wait_for 20 grep -qx "event_readers 3" "$MNT/.stats" ||
+		{ cat "$MNT/.stats"; return 1; }
+	echo a >"$MNT/private/data"
+	echo b >"$MNT/team/data"
+	echo c >"$MNT/public/data"
+	mkdir "$MNT/last"
+	wait_for 20 grep -q "create last" "$out.user"
+	wait_for 20 grep -q "create last" "$out.stranger"
+	wait_for 20 grep -q "create last" "$out.root"
+	assert_eq "$(cat "$out.root")" "$(printf 'commit private 1\ncommit team 1\ncommit public 1\ncreate last')" "root's lines"
+	assert_eq "$(cat "$out.user")" "$(printf 'commit team 1\ncommit public 1\ncreate last')" "a member of the group's lines"
+	assert_eq "$(cat "$out.stranger")" "$(printf 'commit public 1\ncreate last')" "a stranger's lines"
+	ks_kill_bg || true
+	rm -f "$out".*
+}
+
 @test "775 with a group: its members write and begin transactions, others only read" {
 	mount_shared
 	mkdir -m 775 "$MNT/g"

@@ -243,7 +243,7 @@ static int etcd_put(const char *prefix, const char *key, const char *value)
 static void read_events(struct ks_engine *eng, uint64_t *cursor, char *buf,
 			size_t len)
 {
-	size_t n = ks_events_read(ks_engine_events(eng), cursor, buf, len - 1);
+	size_t n = ks_events_read(ks_engine_events(eng), cursor, buf, len - 1, NULL);
 
 	buf[n] = 0;
 }

@@ -246,7 +246,7 @@ static void test_daemon_reads_engine_under_its_locks(void)
 	ks_unlock(&views);
 	ks_lock(&readers);
 	KT_CHECK(ks_events_read(ks_engine_events(eng), &cursor, buf,
-				sizeof(buf)) > 0);
+				sizeof(buf), NULL) > 0);
 	ks_unlock(&readers);
 	ks_lock_destroy(&readers);
 	ks_lock_destroy(&views);

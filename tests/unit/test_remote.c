@@ -86,7 +86,7 @@ static struct ks_rec commit_rec(const char *name, uint64_t version,
 static void read_events(struct ks_engine *eng, uint64_t *cursor, char *buf,
 			size_t len)
 {
-	size_t n = ks_events_read(ks_engine_events(eng), cursor, buf, len - 1);
+	size_t n = ks_events_read(ks_engine_events(eng), cursor, buf, len - 1, NULL);
 
 	buf[n] = 0;
 }
