@@ -293,11 +293,15 @@ struct timespec ks_txn_mtime(struct ks_txn *txn);
 /* Bytes [off, off+len) of the private page into buf; returns the count. */
 size_t ks_txn_read(struct ks_txn *txn, void *buf, size_t len, off_t off);
 /* EFBIG past max_size, and nothing written.  The transaction itself is
- * unharmed (a transaction file stays committable); a writer whose failed
- * write must doom the whole transaction (direct writes to data) says so
- * with ks_txn_set_error. */
+ * unharmed; a writer whose failed write must doom the whole transaction
+ * (every writer of the daemon's: the writes before it may be half of
+ * what was meant) says so with ks_txn_set_error. */
 int ks_txn_write(struct ks_txn *txn, const void *buf, size_t len, off_t off);
 int ks_txn_truncate(struct ks_txn *txn, off_t len);
+/* Empties the private page and forgets a failed write's error: the
+ * transaction is written anew from its start (an O_TRUNC open of a
+ * transaction file, or its truncation to 0). */
+int ks_txn_restart(struct ks_txn *txn);
 bool ks_txn_written(struct ks_txn *txn);
 /* The first error a write returned, or 0; a failed transaction commits
  * nothing. */

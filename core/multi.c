@@ -445,6 +445,9 @@ static int prepare_multi(void *arg, struct ks_commit_member *mb, size_t n,
 		ks_lock_assert_held(&txn->lock);
 		if (mb[i].deleted)
 			return ENOENT;
+		/* A member a write to which failed: T commits nothing. */
+		if (txn->error)
+			return txn->error;
 		ks_lock(&st->lock);
 		base = txn->base_version;
 		ks_unlock(&st->lock);
@@ -457,6 +460,10 @@ static int prepare_multi(void *arg, struct ks_commit_member *mb, size_t n,
 					       now);
 		if (!mb[i].page)
 			return ENOMEM;
+		/* As for one state (txn.c): no commit makes a page larger
+		 * than this mount's max_size. */
+		if (mb[i].page->len > st->eng->cfg.max_size)
+			return EFBIG;
 	}
 	return 0;
 }

@@ -435,6 +435,18 @@ int ks_txn_write(struct ks_txn *txn, const void *buf, size_t len, off_t off)
 	return err;
 }
 
+int ks_txn_restart(struct ks_txn *txn)
+{
+	int err = ks_txn_truncate(txn, 0);
+
+	if (!err) {
+		ks_lock(&txn->lock);
+		txn->error = 0;
+		ks_unlock(&txn->lock);
+	}
+	return err;
+}
+
 int ks_txn_truncate(struct ks_txn *txn, off_t len)
 {
 	size_t max = txn->st->eng->cfg.max_size;

@@ -367,12 +367,14 @@ static int member_setattr(struct ks_daemon *d, fuse_req_t req,
 	if (err)
 		return err;
 	if (fh && fh->txn)
-		return ks_txn_truncate(fh->txn, attr->st_size);
+		return attr->st_size == 0 ? ks_txn_restart(fh->txn) :
+			ks_txn_truncate(fh->txn, attr->st_size);
 	/* truncate by path joins, like an open. */
 	err = ks_multi_join(in->multi, in->st, &txn);
 	if (err)
 		return err;
-	err = ks_txn_truncate(txn, attr->st_size);
+	err = attr->st_size == 0 ? ks_txn_restart(txn) :
+		ks_txn_truncate(txn, attr->st_size);
 	ks_txn_unref(txn);
 	return err;
 }
@@ -395,7 +397,7 @@ static int member_open(struct ks_daemon *d, fuse_req_t req,
 	fh->fops = &txn_fops;
 	fh->readable = (flags & O_ACCMODE) != O_WRONLY;
 	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
-		err = ks_txn_truncate(fh->txn, 0);
+		err = ks_txn_restart(fh->txn);
 	return err;
 }
 

@@ -81,7 +81,8 @@ static int txn_setattr(struct ks_daemon *d, fuse_req_t req,
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		if (!txn_is_callers(req, in->txn))
 			return EACCES;
-		return ks_txn_truncate(in->txn, attr->st_size);
+		return attr->st_size == 0 ? ks_txn_restart(in->txn) :
+			ks_txn_truncate(in->txn, attr->st_size);
 	}
 	return 0;
 }
@@ -109,6 +110,12 @@ static void txn_write(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh,
 {
 	int err = ks_txn_write(fh->txn, buf, size, off);
 
+	/* A write that failed (EFBIG) may leave half of what was meant:
+	 * `echo big > T` writes in pieces, and the first got in.  The
+	 * transaction then commits nothing (its commit fails with the
+	 * error) until it is written anew from its start. */
+	if (err)
+		ks_txn_set_error(fh->txn, err);
 	if (err)
 		fuse_reply_err(req, err);
 	else
@@ -131,7 +138,7 @@ static int txn_open(struct ks_daemon *d, fuse_req_t req, struct ks_inode *in,
 	fh->txn = ks_txn_ref(in->txn);
 	fh->readable = acc != O_WRONLY;
 	if ((fi->flags & O_TRUNC) && acc != O_RDONLY)
-		return ks_txn_truncate(fh->txn, 0);
+		return ks_txn_restart(fh->txn);
 	return 0;
 }
 

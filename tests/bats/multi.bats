@@ -520,3 +520,17 @@ except OSError:
 	done
 	assert_eq "$hung" 0 "rounds in which the killed daemon did not die"
 }
+
+@test ".txn: a member's write past max_size spoils T: its commit fails with EFBIG, nothing applied; written anew it commits" {
+	mkdir "$MNT/.txn/T"
+	echo B2 >"$MNT/.txn/T/b"
+	run bash -c "echo \"\$(printf '%5000s' x)\" >'$MNT/.txn/T/a'"
+	[ "$status" -ne 0 ] || { echo "the oversized echo succeeded"; return 1; }
+	assert_errno EFBIG rename "$MNT/.txn/T" "$MNT/.commit/T"
+	assert_file "$MNT/a/data" 'A1\n'
+	assert_file "$MNT/b/data" 'B1\n'
+	echo A2 >"$MNT/.txn/T/a"
+	mv "$MNT/.txn/T" "$MNT/.commit/"
+	assert_file "$MNT/a/data" 'A2\n'
+	assert_file "$MNT/b/data" 'B2\n'
+}

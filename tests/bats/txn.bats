@@ -394,3 +394,29 @@ setup() {
 	assert_file "$MNT/r/data" 'two\n'
 	assert_version "$MNT/r" 2
 }
+
+@test "a write past max_size spoils the transaction: mv fails with EFBIG and changes nothing, until it is written anew" {
+	echo keep >"$S/data"
+	: >"$S/t"
+	# bash's echo writes in pieces: the first fits, the second fails.
+	run bash -c "echo \"\$(printf '%5000s' x)\" >'$S/t'"
+	[ "$status" -ne 0 ] || { echo "the oversized echo succeeded"; return 1; }
+	[ "$(stat -c %s "$S/t")" -gt 0 ] || { echo "nothing got in: no half page to test"; return 1; }
+	assert_errno EFBIG rename "$S/t" "$S/data"
+	assert_file "$S/data" 'keep\n'
+	assert_version "$S" 1
+	# Appending does not mend it; writing it anew does.
+	echo more >>"$S/t" || true
+	assert_errno EFBIG rename "$S/t" "$S/data"
+	echo new >"$S/t"
+	mv "$S/t" "$S/data"
+	assert_file "$S/data" 'new\n'
+	assert_version "$S" 2
+	# truncate to 0 mends it too.
+	: >"$S/u"
+	run bash -c "echo \"\$(printf '%5000s' x)\" >'$S/u'"
+	truncate -s 0 "$S/u"
+	echo again >>"$S/u"
+	mv "$S/u" "$S/data"
+	assert_file "$S/data" 'again\n'
+}
