@@ -387,9 +387,12 @@ static struct ks_state *state_new(struct ks_engine *eng, uint64_t id,
 	return st;
 }
 
-int ks_table_create(struct ks_engine *eng, uint64_t id, const char *name,
-		    const struct ks_state_attr *attr, bool append,
-		    struct ks_state **out)
+/* limited: max_states applies (creations here and states loaded from the
+ * store); a state another host made exists in the namespace all hosts
+ * share whatever this host's limit, and is taken. */
+static int table_create(struct ks_engine *eng, uint64_t id, const char *name,
+			const struct ks_state_attr *attr, bool append,
+			bool limited, struct ks_state **out)
 {
 	struct ks_state *st;
 	struct ks_rec rec;
@@ -404,7 +407,7 @@ int ks_table_create(struct ks_engine *eng, uint64_t id, const char *name,
 		err = EEXIST;
 		goto out;
 	}
-	if (eng->nstates >= eng->cfg.max_states) {
+	if (limited && eng->nstates >= eng->cfg.max_states) {
 		err = ENOSPC;
 		goto out;
 	}
@@ -439,6 +442,19 @@ int ks_table_create(struct ks_engine *eng, uint64_t id, const char *name,
 out:
 	ks_rwunlock(&eng->table_lock);
 	return err;
+}
+
+int ks_table_create(struct ks_engine *eng, uint64_t id, const char *name,
+		    const struct ks_state_attr *attr, bool append,
+		    struct ks_state **out)
+{
+	return table_create(eng, id, name, attr, append, true, out);
+}
+
+int ks_table_create_remote(struct ks_engine *eng, uint64_t id,
+			   const char *name, const struct ks_state_attr *attr)
+{
+	return table_create(eng, id, name, attr, false, false, NULL);
 }
 
 int ks_state_create(struct ks_engine *eng, const char *name,

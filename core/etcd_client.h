@@ -298,6 +298,11 @@ enum ks_etcd_watch_kind {
 	KS_ETCD_WATCH_COMPACTED,
 	/* No change under the prefix up to `revision` (a progress note). */
 	KS_ETCD_WATCH_PROGRESS,
+	/* etcd's history went back: a healthy member answers a revision
+	 * older than events already delivered (the cluster was made anew, or
+	 * restored from an older backup).  Nothing delivered can be trusted:
+	 * the store must reload everything as new.  See the callback. */
+	KS_ETCD_WATCH_RESET,
 };
 
 struct ks_etcd_watch_response {
@@ -305,7 +310,8 @@ struct ks_etcd_watch_response {
 	/* EVENTS: the newest event's mod_revision; every change under the
 	 * prefix up to it has now been delivered.  PROGRESS: the same
 	 * promise, for a revision without changes of ours.  COMPACTED: the
-	 * oldest revision etcd still has (compact_revision).  Others: 0. */
+	 * oldest revision etcd still has (compact_revision).  RESET: etcd's
+	 * revision now.  Others: 0. */
 	int64_t revision;
 	size_t n_events;
 	const struct ks_etcd_event *events;  /* valid during the call */

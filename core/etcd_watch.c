@@ -403,11 +403,11 @@ static void probe_start(struct ks_etcd_watch *w)
 }
 
 /* The probe is done: true if the endpoint answered like a healthy member. */
-static bool probe_finish(struct ks_etcd_watch *w, CURLcode result)
+static bool probe_finish(struct ks_etcd_watch *w, CURLcode result,
+			 int64_t *rev)
 {
 	struct json_object *doc = NULL;
 	long status = 0;
-	int64_t rev;
 	bool ok = false;
 
 	curl_multi_remove_handle(w->multi, w->probe);
@@ -415,7 +415,7 @@ static bool probe_finish(struct ks_etcd_watch *w, CURLcode result)
 	curl_easy_getinfo(w->probe_handle, CURLINFO_RESPONSE_CODE, &status);
 	if (result == CURLE_OK && status == 200 &&
 	    ks_ep_parse(w->probe_buf.p, w->probe_buf.len, &doc) == 0) {
-		ok = ks_ep_header_revision(doc, true, &rev) == 0;
+		ok = ks_ep_header_revision(doc, true, rev) == 0;
 		json_object_put(doc);
 	}
 	return ok;
@@ -449,9 +449,28 @@ static void transfer_done(struct ks_etcd_watch *w, CURL *h, CURLcode result)
 {
 	if (h == w->probe) {
 		size_t endpoint = w->probe_endpoint;
+		int64_t rev = 0;
 
-		if (probe_finish(w, result)) {
+		if (probe_finish(w, result, &rev)) {
 			w->last_rx = ks_etcd_now();
+			if (w->active && w->created &&
+			    endpoint == w->endpoint && rev + 1 < w->next_rev) {
+				/* The probe is linearizable: a member with its
+				 * quorum answering a revision older than what
+				 * was delivered serves another history. */
+				fprintf(stderr, "kstatefs: etcd: the cluster's "
+					"revision went back from %lld to %lld "
+					"(made anew, or restored from a "
+					"backup): reloading every state\n",
+					(long long)(w->next_rev - 1),
+					(long long)rev);
+				tell(w, KS_ETCD_WATCH_RESET, rev, NULL, 0);
+				/* Unless the callback said where to go on,
+				 * the same again: the next probe retries. */
+				w->end = END_RESTART;
+				stream_close(w);
+				return;
+			}
 			/* the member has its quorum: connected */
 			if (w->active && w->created &&
 			    endpoint == w->endpoint) {

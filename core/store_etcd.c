@@ -48,7 +48,10 @@ int ke_read_state(struct ke_store *s, const struct ks_etcd_kvs *kvs,
 	}
 	ke_key(key, KE_PAGE, name);
 	*page = ke_find(kvs, key);
-	if (*page && (*page)->value_len > s->max_size)
+	/* A page of another host's larger max_size is taken, as a store
+	 * written under a larger one is (served through the files, its
+	 * shared mapping withdrawn); what no host may write is not. */
+	if (*page && (*page)->value_len > KS_ETCD_MAX_PAGE)
 		return EFBIG;
 	ke_key(key, KE_META, name);
 	mkv = ke_find(kvs, key);
@@ -110,8 +113,8 @@ static int etcd_recover(struct ks_store *store, struct ks_engine *eng,
 				    &mtime, &page);
 		if (bad == EFBIG)
 			err = ks_store_fail(msg, msglen, EFBIG, "state \"%s\" in etcd "
-				   "has %zu bytes, more than max_size (%zu)",
-				   name, page->value_len, s->max_size);
+				   "has %zu bytes, more than any page may have (%u)",
+				   name, page->value_len, KS_ETCD_MAX_PAGE);
 		else if (!bad)
 			err = ks_recovery_put(r, id++, name, &attr, version,
 					      &mtime, page ? page->value : "",

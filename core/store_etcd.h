@@ -179,6 +179,10 @@ unsigned ke_own_seen(struct ke_store *s, const char *name, int64_t rev);
 /* True if this host changed NAME after REV, or is changing it now (after
  * waiting for it): a reload at REV must leave NAME as it is. */
 bool ke_own_after(struct ke_store *s, const char *name, int64_t rev);
+/* etcd's history went back: the revisions kept are of another history.
+ * Forgets them (appends in flight keep their marks) and the applied
+ * revision. */
+void ke_own_forget(struct ke_store *s);
 /* Everything up to REV has arrived: forget own revisions up to it, and
  * wake catch_up. */
 void ke_applied(struct ke_store *s, int64_t rev);
@@ -206,7 +210,10 @@ int64_t ke_applied_revision(struct ks_store *store);
 
 int64_t ke_watch_cb(void *arg, const struct ks_etcd_watch_response *r);
 /* Reads everything and brings the engine to it: N, etcd's revision it
- * read, or 0 on failure (after a message). */
-int64_t ke_reload(struct ke_store *s);
+ * read, or 0 on failure (after a message).  anew: etcd's history went
+ * back, so nothing this host knows is kept: every state is dropped and
+ * made again from etcd, versions and all, and the own-change table and
+ * the applied revision start over. */
+int64_t ke_reload(struct ke_store *s, bool anew);
 
 #endif

@@ -145,13 +145,13 @@ static bool commit_rec(struct ke_store *s, struct change *c, int64_t rev,
 		return false;
 	page = value_at(s, c, KE_PAGE, 0, rev);
 	mt = value_at(s, c, KE_MTIME, 1, rev);
-	if (page && page->value_len > s->max_size) {
-		/* Another host has a larger max_size: this one cannot hold
-		 * the page, and keeps the version it has. */
+	if (page && page->value_len > KS_ETCD_MAX_PAGE) {
+		/* No host writes that: a key written by hand.  Kept out,
+		 * said; the version this host has stays. */
 		fprintf(stderr, "kstatefs: etcd: state \"%s\" version %llu "
-			"has %zu bytes, more than max_size (%zu); not taken\n",
-			c->name, (unsigned long long)c->version,
-			page->value_len, s->max_size);
+			"has %zu bytes, more than any page may have (%u); not "
+			"taken\n", c->name, (unsigned long long)c->version,
+			page->value_len, KS_ETCD_MAX_PAGE);
 		return false;
 	}
 	if (!mt || ke_parse_time(mt->value, mt->value_len, &when))
@@ -317,7 +317,7 @@ static void apply_events(struct ke_store *s, const struct ks_etcd_event *ev,
 		/* Lost changes: reloading is the way back. */
 		fprintf(stderr, "kstatefs: etcd: out of memory following "
 			"changes; reloading\n");
-		ke_reload(s);
+		ke_reload(s, false);
 	} else {
 		for (size_t i = 0, j; i < n; i = j) {
 			for (j = i + 1; j < n && ev[j].kv.mod_revision ==
@@ -353,11 +353,19 @@ int64_t ke_watch_cb(void *arg, const struct ks_etcd_watch_response *r)
 		/* Changes were lost: read everything, go on after it.  If
 		 * that fails, a revision surely compacted brings us back
 		 * here, after a pause. */
-		rev = ke_reload(s);
+		rev = ke_reload(s, false);
 		if (rev > 0)
 			return rev + 1;
 		usleep(200 * 1000);
 		return 1;
+	case KS_ETCD_WATCH_RESET:
+		/* Another history: everything from etcd anew.  If that
+		 * fails, the watch finds the same again at its next probe. */
+		rev = ke_reload(s, true);
+		if (rev > 0)
+			return rev + 1;
+		usleep(200 * 1000);
+		return 0;
 	}
 	return 0;
 }
@@ -460,8 +468,8 @@ static void diff(struct ke_store *s, const struct ks_etcd_kvs *kvs,
 				    &page);
 		if (bad == EFBIG)
 			fprintf(stderr, "kstatefs: etcd: state \"%s\" has "
-				"more than max_size (%zu) bytes; not taken\n",
-				name, s->max_size);
+				"more than %u bytes; not taken\n",
+				name, KS_ETCD_MAX_PAGE);
 		if (bad)
 			continue;
 		snprintf(probe.name, sizeof(probe.name), "%s", name);
@@ -487,11 +495,11 @@ static void diff(struct ke_store *s, const struct ks_etcd_kvs *kvs,
 	}
 }
 
-int64_t ke_reload(struct ke_store *s)
+int64_t ke_reload(struct ke_store *s, bool anew)
 {
 	struct ks_etcd_keys all = { .key = "", .prefix = true };
 	struct ks_etcd_kvs kvs = { 0 };
-	struct here_list here = { 0 };
+	struct here_list here = { 0 }, none = { 0 };
 	struct rec_list table = { 0 }, commits = { 0 };
 	int64_t rev;
 	int err;
@@ -510,7 +518,18 @@ int64_t ke_reload(struct ke_store *s)
 		return 0;
 	}
 	qsort(here.v, here.n, sizeof(*here.v), by_name);
-	diff(s, &kvs, kvs.revision, &here, &table, &commits);
+	if (anew) {
+		struct ks_rec *r;
+
+		/* Versions of another history may be newer than etcd's now:
+		 * every state goes, and comes back as etcd has it. */
+		ke_own_forget(s);
+		for (size_t i = 0; i < here.n; i++)
+			if ((r = rec_add(&table)))
+				*r = (struct ks_rec){ .type = KS_REC_DELETE,
+						      .name = here.v[i].name };
+	}
+	diff(s, &kvs, kvs.revision, anew ? &none : &here, &table, &commits);
 	/* Counted before its changes are applied: whoever sees them (a
 	 * test waiting for a state) then sees the count too. */
 	atomic_fetch_add(&s->reloads, 1);

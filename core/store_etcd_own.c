@@ -172,6 +172,27 @@ bool ke_own_after(struct ke_store *s, const char *name, int64_t rev)
 	return after;
 }
 
+void ke_own_forget(struct ke_store *s)
+{
+	ks_lock(&s->mu);
+	atomic_store(&s->applied, 0);
+	for (size_t b = 0; b < KE_OWN_BUCKETS; b++) {
+		struct ke_own **pp = &s->own[b], *e;
+
+		while ((e = *pp)) {
+			e->nrevs = 0;
+			e->whole_rev = e->meta_rev = 0;
+			if (!e->busy) {
+				*pp = e->next;
+				free(e);
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+	ks_unlock(&s->mu);
+}
+
 void ke_applied(struct ke_store *s, int64_t rev)
 {
 	ks_lock(&s->mu);

@@ -603,3 +603,27 @@ while not os.path.exists(sys.argv[2]):
 	assert_version "$HOST_B/a" 3
 	wait_for $LAG ks_version_is "$HOST_A/a" 3
 }
+
+@test "etcd: hosts with different max_size and max_states still share every state: the larger pages and the extra states are taken" {
+	ks_etcd_start 1
+	ks_host A -o max_size=8192
+	ks_host B -o max_states=3
+	local A=$HOST_A B=$HOST_B i
+	mkdir "$A/big"
+	head -c 6000 /dev/zero | tr '\0' x >"$A/big/data"
+	wait_for $LAG ks_version_is "$B/big" 1
+	assert_eq "$(stat -c %s "$B/big/data")" 6000 "the large page on B"
+	assert_eq "$(head -c 6000 /dev/zero | tr '\0' x)" "$(cat "$B/big/data")" "its bytes on B"
+	# B commits keep to B's own max_size.
+	assert_contains "$(ks_errno write "$B/big/data" wa 1)" EFBIG
+	for i in 1 2 3 4; do
+		mkdir "$A/s$i"
+	done
+	wait_for $LAG test -d "$B/s4"
+	assert_eq "$(ls "$B" | wc -l)" 5 "states listed on B"
+	assert_errno ENOSPC mkdir "$B/mine"
+	# A host mounted now takes them too.
+	ks_host C
+	assert_eq "$(stat -c %s "$HOST_C/big/data")" 6000 "the large page on C"
+	ks_unmount_host C
+}

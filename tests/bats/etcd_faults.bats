@@ -411,3 +411,32 @@ expect_rename_fails() {
 	assert_eq "$(etcd_key_value "${KS_ETCD_PREFIX}c")" "$acks"
 	assert_eq "$(etcd_key_value "${KS_ETCD_PREFIX}.version/c")" $((acks + 1))
 }
+
+@test "etcd faults: a cluster made anew (its data wiped) under a mounted host: the host sees its revision went back and reloads every state" {
+	ks_etcd_start 1
+	ks_host A -o etcd_timeout=2
+	local A=$HOST_A i
+	mkdir "$A/old"
+	for ((i = 1; i <= 30; i++)); do
+		echo "$i" >"$A/old/data"
+	done
+	etcd_member_stop m1
+	rm -rf "${ETCD_CLUSTER_DIR:?}/m1.data"
+	etcd_member_start m1
+	# The new cluster's history is short: a few revisions.
+	ks_host B
+	local B=$HOST_B
+	mkdir "$B/fresh"
+	echo new >"$B/fresh/data"
+	wait_for 30 test -d "$A/fresh"
+	wait_for $LAG ks_gone "$A/old"
+	wait_for $LAG ks_version_is "$A/fresh" 1
+	assert_file "$A/fresh/data" 'new\n'
+	assert_contains "$(cat "$(ks_host_log A)")" "revision went back"
+	wait_for 20 ks_stat_is "$A" etcd_connected 1
+	# A commits there, and B sees it.
+	timeout 60 "$KSTATE" set "$A/fresh" again
+	wait_for $LAG ks_version_is "$B/fresh" 2
+	mkdir "$A/old"
+	wait_for $LAG test -d "$B/old"
+}
