@@ -129,6 +129,11 @@ static int etcd_recover(struct ks_store *store, struct ks_engine *eng,
 		s->eng = eng;
 		s->load_rev = kvs.revision;
 		atomic_store(&s->applied, kvs.revision);
+		/* That read was linearizable: a member with its quorum
+		 * answered.  So the mount is connected from the moment it
+		 * is made, not only once its watch has proved it again
+		 * (which then keeps it, or says it is lost). */
+		atomic_store(&s->connected, true);
 	}
 	ks_etcd_kvs_free(&kvs);
 	return err;

@@ -289,6 +289,41 @@ static int engine_config(const struct options *o, struct ks_engine_config *c)
 }
 
 /* What the store options allow together, before anything is opened. */
+/* Each endpoint of --etcd (';' between them here) is http(s)://HOST[:PORT]
+ * with no path: etcd's gateway answers at the root, and a URL with a path
+ * would only be found wrong after the mount's timeout.  1 if all are. */
+static int etcd_endpoints_ok(const char *list)
+{
+	const char *p = list;
+
+	while (*p) {
+		size_t len = strcspn(p, ";");
+		size_t scheme = strncmp(p, "http://", 7) == 0 ? 7 :
+				strncmp(p, "https://", 8) == 0 ? 8 : 0;
+		const char *slash;
+		size_t host;
+
+		if (!scheme) {
+			fprintf(stderr, "kstatefs: --etcd takes http:// or "
+				"https:// URLs, not '%.*s'\n", (int)len, p);
+			return 0;
+		}
+		slash = memchr(p + scheme, '/', len - scheme);
+		host = (slash ? (size_t)(slash - p) : len) - scheme;
+		if (!host || (slash && strspn(slash, "/") <
+					   len - (size_t)(slash - p))) {
+			fprintf(stderr, "kstatefs: an etcd endpoint is "
+				"http(s)://HOST[:PORT], without a path: not "
+				"'%.*s'\n", (int)len, p);
+			return 0;
+		}
+		p += len;
+		if (*p == ';')
+			p++;
+	}
+	return 1;
+}
+
 static int store_options_check(const struct options *o,
 			       const struct ks_engine_config *cfg)
 {
@@ -309,6 +344,8 @@ static int store_options_check(const struct options *o,
 		fprintf(stderr, "kstatefs: --etcd needs at least one URL\n");
 		return -1;
 	}
+	if (o->etcd && !etcd_endpoints_ok(o->etcd))
+		return -1;
 	if (o->store && !o->store[0]) {
 		fprintf(stderr, "kstatefs: --store (-o store=) needs a "
 				"directory\n");

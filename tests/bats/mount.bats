@@ -412,6 +412,17 @@ store_log() {
 	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
 }
 
+@test "--etcd endpoints that are not http(s)://HOST[:PORT] are a usage error: exit 1 at once, nothing mounted" {
+	local e
+	mkdir -p "$BATS_TEST_TMPDIR/m"
+	for e in 127.0.0.1:2379 ftp://x http://127.0.0.1:9/v3 http:// "http://127.0.0.1:9,,http://127.0.0.1:8"; do
+		run timeout 20 "$KSTATEFS" -f --etcd "$e" "$BATS_TEST_TMPDIR/m"
+		assert_eq "$status" 1 "status for --etcd '$e'; output: $output" || return 1
+		assert_contains "$output" "etcd"
+	done
+	refute ks_is_mounted "$BATS_TEST_TMPDIR/m"
+}
+
 @test "after kill -9 the dead mount must be unmounted first: the remount says so; after fusermount3 -u it mounts" {
 	local store=$BATS_TEST_TMPDIR/store
 	ks_mount --store "$store"
