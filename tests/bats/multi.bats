@@ -534,3 +534,14 @@ except OSError:
 	assert_file "$MNT/a/data" 'A2\n'
 	assert_file "$MNT/b/data" 'B2\n'
 }
+
+@test ".txn: mkdir -m 755 .txn/T works (T stays private: 0700); its owner may chmod it within the owner's bits" {
+	mkdir -m 755 "$MNT/.txn/T"
+	assert_eq "$(stat -c %a "$MNT/.txn/T")" 700 "T's mode"
+	chmod 500 "$MNT/.txn/T"
+	assert_eq "$(stat -c %a "$MNT/.txn/T")" 500 "T's mode after chmod 500"
+	chmod 700 "$MNT/.txn/T"
+	echo A2 >"$MNT/.txn/T/a"
+	mv "$MNT/.txn/T" "$MNT/.commit/"
+	assert_file "$MNT/a/data" 'A2\n'
+}
