@@ -194,7 +194,9 @@ int ks_commit_run(struct ks_engine *eng, struct ks_commit *c)
 				ks_store_catch_up(eng->store);
 				continue;
 			}
-			if (err == EAGAIN && c->kind == KS_COMMIT_CHECKED)
+			/* A blind write that kept losing (every try found
+			 * another host first) is refused with EAGAIN too. */
+			if (err == EAGAIN)
 				atomic_fetch_add_explicit(&eng->conflicts, 1,
 							  memory_order_relaxed);
 		}
