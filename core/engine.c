@@ -452,9 +452,10 @@ int ks_table_create(struct ks_engine *eng, uint64_t id, const char *name,
 }
 
 int ks_table_create_remote(struct ks_engine *eng, uint64_t id,
-			   const char *name, const struct ks_state_attr *attr)
+			   const char *name, const struct ks_state_attr *attr,
+			   struct ks_state **out)
 {
-	return table_create(eng, id, name, attr, false, false, NULL);
+	return table_create(eng, id, name, attr, false, false, out);
 }
 
 int ks_state_create(struct ks_engine *eng, const char *name,

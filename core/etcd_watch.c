@@ -78,6 +78,11 @@ struct ks_etcd_watch {
 	char *probe_body;
 	size_t probe_body_len;
 	size_t probe_endpoint;
+	/* next_rev when the probe was sent: every revision before it was
+	 * committed by then, so a linearizable answer cannot be older.
+	 * (next_rev itself may pass the answer meanwhile: the stream
+	 * delivers writes made after the member served the probe.) */
+	int64_t probe_floor;
 	struct ks_etcd_buf probe_buf;
 };
 
@@ -399,6 +404,7 @@ static void probe_start(struct ks_etcd_watch *w)
 		return;
 	w->probe = w->probe_handle;
 	w->probe_endpoint = w->endpoint;
+	w->probe_floor = w->next_rev;
 	atomic_fetch_add(&c->n_probes, 1);
 }
 
@@ -454,7 +460,8 @@ static void transfer_done(struct ks_etcd_watch *w, CURL *h, CURLcode result)
 		if (probe_finish(w, result, &rev)) {
 			w->last_rx = ks_etcd_now();
 			if (w->active && w->created &&
-			    endpoint == w->endpoint && rev + 1 < w->next_rev) {
+			    endpoint == w->endpoint &&
+			    rev + 1 < w->probe_floor) {
 				/* The probe is linearizable: a member with its
 				 * quorum answering a revision older than what
 				 * was delivered serves another history. */
@@ -462,7 +469,7 @@ static void transfer_done(struct ks_etcd_watch *w, CURL *h, CURLcode result)
 					"revision went back from %lld to %lld "
 					"(made anew, or restored from a "
 					"backup): reloading every state\n",
-					(long long)(w->next_rev - 1),
+					(long long)(w->probe_floor - 1),
 					(long long)rev);
 				tell(w, KS_ETCD_WATCH_RESET, rev, NULL, 0);
 				/* Unless the callback said where to go on,

@@ -184,7 +184,8 @@ int ks_table_create(struct ks_engine *eng, uint64_t id, const char *name,
 /* Another host's creation: not appended, and taken past max_states (the
  * limit is on what this host makes; the namespace is every host's). */
 int ks_table_create_remote(struct ks_engine *eng, uint64_t id,
-			   const char *name, const struct ks_state_attr *attr);
+			   const char *name, const struct ks_state_attr *attr,
+			   struct ks_state **out);
 /* expect: ENOENT unless st is still called that (NULL: any name).  force:
  * drop named transactions and ignore open files (a delete that already
  * happened elsewhere). */

@@ -24,6 +24,7 @@ struct ks_recovery {
 	size_t n;
 	uint64_t next_id;
 	uint64_t bytes;
+	bool shared;
 };
 
 static size_t slot(const struct ks_recovery *r, uint64_t id)
@@ -244,6 +245,11 @@ void ks_recovery_counts(const struct ks_recovery *r, uint64_t *states,
 	*bytes = r->bytes;
 }
 
+void ks_recovery_shared(struct ks_recovery *r)
+{
+	r->shared = true;
+}
+
 int ks_recovery_finish(struct ks_recovery *r, struct ks_engine *eng,
 		       char *msg, size_t msglen)
 {
@@ -256,8 +262,11 @@ int ks_recovery_finish(struct ks_recovery *r, struct ks_engine *eng,
 		for (struct rstate *s = r->buckets[i]; s && !err; s = s->next) {
 			struct ks_state *st;
 
-			err = ks_table_create(eng, s->id, s->name, &s->attr,
-					      false, &st);
+			err = r->shared ?
+				ks_table_create_remote(eng, s->id, s->name,
+						       &s->attr, &st) :
+				ks_table_create(eng, s->id, s->name, &s->attr,
+						false, &st);
 			if (err == EEXIST) {
 				snprintf(msg, msglen,
 					 "two states are named \"%s\"",

@@ -38,6 +38,10 @@ int ks_recovery_put(struct ks_recovery *r, uint64_t id, const char *name,
 		    const struct timespec *mtime, const void *bytes,
 		    size_t len);
 
+/* The states are every host's (etcd): this host's max_states, a limit on
+ * what it makes, does not refuse them. */
+void ks_recovery_shared(struct ks_recovery *r);
+
 /* Ids below next_id are never handed out again. */
 void ks_recovery_next_id(struct ks_recovery *r, uint64_t next_id);
 

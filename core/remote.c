@@ -55,7 +55,7 @@ static int apply_one(struct ks_engine *eng, const struct ks_rec *rec)
 		if (!rec->name)
 			return EINVAL;
 		err = ks_table_create_remote(eng, rec->state_id, rec->name,
-					     &attr);
+					     &attr, NULL);
 		if (!err)
 			name_changed(eng, rec->name);
 		return err == EEXIST ? 0 : err;

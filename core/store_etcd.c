@@ -95,6 +95,7 @@ static int etcd_recover(struct ks_store *store, struct ks_engine *eng,
 		ks_etcd_kvs_free(&kvs);
 		return ks_store_fail(msg, msglen, ENOMEM, "out of memory");
 	}
+	ks_recovery_shared(r);
 	for (size_t i = 0; i < kvs.n && !err; i++) {
 		const struct ks_etcd_kv *kv = &kvs.kvs[i], *page;
 		struct ks_state_attr attr;
@@ -112,9 +113,12 @@ static int etcd_recover(struct ks_store *store, struct ks_engine *eng,
 		bad = ke_read_state(s, &kvs, kv, name, &version, &attr,
 				    &mtime, &page);
 		if (bad == EFBIG)
-			err = ks_store_fail(msg, msglen, EFBIG, "state \"%s\" in etcd "
-				   "has %zu bytes, more than any page may have (%u)",
-				   name, page->value_len, KS_ETCD_MAX_PAGE);
+			/* No host writes that: a key written by hand, left
+			 * out as a running host leaves it out. */
+			fprintf(stderr, "kstatefs: etcd: state \"%s\" has "
+				"%zu bytes, more than any page may have (%u); "
+				"not taken\n", name, page->value_len,
+				KS_ETCD_MAX_PAGE);
 		else if (!bad)
 			err = ks_recovery_put(r, id++, name, &attr, version,
 					      &mtime, page ? page->value : "",

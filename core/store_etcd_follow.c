@@ -474,6 +474,15 @@ static void diff(struct ke_store *s, const struct ks_etcd_kvs *kvs,
 			continue;
 		snprintf(probe.name, sizeof(probe.name), "%s", name);
 		h = bsearch(&probe, here->v, here->n, sizeof(*h), by_name);
+		if (h && version < h->version && (r = rec_add(table))) {
+			/* Versions only rise: etcd's older one is of another
+			 * history (a backup restored with its revisions moved
+			 * on, which reads as a compaction).  The state is
+			 * made again as etcd has it. */
+			*r = (struct ks_rec){ .type = KS_REC_DELETE,
+					      .name = name };
+			h = NULL;
+		}
 		if ((!h || h->attr.uid != attr.uid ||
 		     h->attr.gid != attr.gid || h->attr.mode != attr.mode ||
 		     h->attr.ctime.tv_sec != attr.ctime.tv_sec ||
@@ -524,8 +533,12 @@ int64_t ke_reload(struct ke_store *s, bool anew)
 		/* Versions of another history may be newer than etcd's now:
 		 * every state goes, and comes back as etcd has it. */
 		ke_own_forget(s);
+		/* But not a name this host is changing now: its append,
+		 * answered after the read, is newer than it (diff leaves
+		 * those alone too). */
 		for (size_t i = 0; i < here.n; i++)
-			if ((r = rec_add(&table)))
+			if (!ke_own_after(s, here.v[i].name, kvs.revision) &&
+			    (r = rec_add(&table)))
 				*r = (struct ks_rec){ .type = KS_REC_DELETE,
 						      .name = here.v[i].name };
 	}

@@ -176,6 +176,10 @@ void ke_own_forget(struct ke_store *s)
 {
 	ks_lock(&s->mu);
 	atomic_store(&s->applied, 0);
+	/* What refusals asked catch_up to wait for is of the old history:
+	 * waited for now, it would never come. */
+	s->catch_target = 0;
+	s->n_absent = 0;
 	for (size_t b = 0; b < KE_OWN_BUCKETS; b++) {
 		struct ke_own **pp = &s->own[b], *e;
 

@@ -435,19 +435,9 @@ int ks_txn_write(struct ks_txn *txn, const void *buf, size_t len, off_t off)
 	return err;
 }
 
-int ks_txn_restart(struct ks_txn *txn)
-{
-	int err = ks_txn_truncate(txn, 0);
-
-	if (!err) {
-		ks_lock(&txn->lock);
-		txn->error = 0;
-		ks_unlock(&txn->lock);
-	}
-	return err;
-}
-
-int ks_txn_truncate(struct ks_txn *txn, off_t len)
+/* restart: and forget a failed write's error, in the same hold of the
+ * lock, so that no failing write in between is forgotten with it. */
+static int truncate_txn(struct ks_txn *txn, off_t len, bool restart)
 {
 	size_t max = txn->st->eng->cfg.max_size;
 	int err = 0;
@@ -482,9 +472,21 @@ int ks_txn_truncate(struct ks_txn *txn, off_t len)
 	if (!err) {
 		txn->written = true;
 		ks_now(&txn->mtime);
+		if (restart)
+			txn->error = 0;
 	}
 	ks_unlock(&txn->lock);
 	return err;
+}
+
+int ks_txn_truncate(struct ks_txn *txn, off_t len)
+{
+	return truncate_txn(txn, len, false);
+}
+
+int ks_txn_restart(struct ks_txn *txn)
+{
+	return truncate_txn(txn, 0, true);
 }
 
 bool ks_txn_written(struct ks_txn *txn)

@@ -266,10 +266,14 @@ static int note_reader(struct ks_daemon *d, fuse_req_t req, struct ks_fh *fh)
 		return 0;
 	n = fuse_req_getgroups(req, 32, few);
 	if (n > 32) {
+		int got;
+
 		groups = malloc((size_t)n * sizeof(*groups));
 		if (!groups)
 			return ENOMEM;
-		n = fuse_req_getgroups(req, n, groups);
+		/* The list may have grown since: at most what fits. */
+		got = fuse_req_getgroups(req, n, groups);
+		n = got < n ? got : n;
 	} else if (n > 0) {
 		groups = malloc((size_t)n * sizeof(*groups));
 		if (!groups)

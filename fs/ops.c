@@ -328,16 +328,20 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	const struct ks_engine_config *cfg = ks_engine_config(d->eng);
 	struct ks_engine_stats s;
 	struct statvfs sv;
+	uint64_t used;
 
 	ks_engine_stats(d->eng, &s);
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
 	sv.f_blocks = ((uint64_t)cfg->max_states * cfg->max_size) / 4096;
-	sv.f_bfree = sv.f_blocks - (s.bytes + 4095) / 4096;
+	/* Other hosts' states and pages may pass this host's limits (and a
+	 * store written under larger ones): then nothing is free. */
+	used = (s.bytes + 4095) / 4096;
+	sv.f_bfree = used < sv.f_blocks ? sv.f_blocks - used : 0;
 	sv.f_bavail = sv.f_bfree;
 	sv.f_files = cfg->max_states;
-	sv.f_ffree = cfg->max_states - s.states;
+	sv.f_ffree = s.states < cfg->max_states ? cfg->max_states - s.states : 0;
 	sv.f_favail = sv.f_ffree;
 	sv.f_namemax = KS_NAME_MAX;
 	fuse_reply_statfs(req, &sv);

@@ -440,3 +440,33 @@ expect_rename_fails() {
 	mkdir "$A/old"
 	wait_for $LAG test -d "$B/old"
 }
+
+@test "etcd faults: a state whose version in etcd went back while the host was cut off (a restore) is made again from etcd at the reload" {
+	ks_etcd_start 3
+	local u1 u2 P=$KS_ETCD_PREFIX rev
+	u1=$(etcd_member_url m1)
+	u2=$(etcd_member_url m2)
+	ks_mount_host A --etcd "$u1" --etcd-prefix "$P" -o etcd_timeout=2
+	local A=$HOST_A i
+	mkdir "$A/s" "$A/t"
+	for ((i = 1; i <= 5; i++)); do
+		echo "$i" >"$A/s/data"
+	done
+	echo keep >"$A/t/data"
+	etcd_member_stop m1
+	# What a restore with its revisions moved on leaves: s at an older
+	# version, and history compacted past what A saw.
+	etcdctl --endpoints="$u2" --command-timeout=10s put "${P}.version/s" 2 >/dev/null
+	etcdctl --endpoints="$u2" --command-timeout=10s put "${P}s" restored >/dev/null
+	rev=$(etcdctl --endpoints="$u2" endpoint status -w json |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
+	etcdctl --endpoints="$u2" --command-timeout=10s compact "$rev" >/dev/null
+	etcd_member_start m1
+	wait_for 30 ks_version_is "$A/s" 2
+	assert_file "$A/s/data" 'restored'
+	assert_file "$A/t/data" 'keep\n'
+	assert_version "$A/t" 1
+	# And A commits to it again.
+	timeout 60 "$KSTATE" set "$A/s" after
+	assert_version "$A/s" 3
+}
