@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -116,27 +118,67 @@ static int write_all(int fd, const void *buf, size_t len)
 
 /* ---- states ------------------------------------------------------------- */
 
-/* Is PATH, or with PARENT its parent, an existing directory? */
-static bool is_dir(const char *path, bool parent)
+/* statfs(2)'s f_type of every FUSE file system, kstatefs included. */
+#define FUSE_SUPER_MAGIC 0x65735546
+
+/* The directory PATH is in, into BUF. */
+static const char *parent_of(const char *path, char *buf, size_t cap)
+{
+	char *end, *slash;
+
+	snprintf(buf, cap, "%s", path);
+	end = buf + strlen(buf);
+	while (end > buf + 1 && end[-1] == '/')
+		*--end = '\0';
+	slash = strrchr(buf, '/');
+	if (!slash)
+		return ".";
+	if (slash == buf)
+		return "/";
+	*slash = '\0';
+	return buf;
+}
+
+/* Why PATH, which kstate_subscribe refused with ENOENT, is not a state;
+ * NULL if it simply does not exist. */
+static const char *why_not_state(const char *path, unsigned flags)
 {
 	char buf[PATH_MAX];
+	struct statfs fs;
 	struct stat st;
 
-	if (parent) {
-		char *slash;
-
-		snprintf(buf, sizeof buf, "%s", path);
-		slash = strrchr(buf, '/');
-		if (!slash)
-			path = ".";
-		else if (slash == buf)
-			path = "/";
-		else {
-			*slash = '\0';
-			path = buf;
-		}
+	if (stat(path, &st) < 0) {
+		/* A new name, for a state to be made: where? */
+		if (errno != ENOENT || !(flags & KSTATE_WRITE))
+			return NULL;
+		path = parent_of(path, buf, sizeof buf);
+		if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+			return NULL;
+		if (statfs(path, &fs) == 0 && fs.f_type != FUSE_SUPER_MAGIC)
+			return "not on a kstatefs mount";
+		return "states are made at the root of a kstatefs mount";
 	}
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	if (!S_ISDIR(st.st_mode))
+		return "a file, not a state's directory";
+	if (statfs(path, &fs) == 0 && fs.f_type != FUSE_SUPER_MAGIC)
+		return "not on a kstatefs mount";
+	snprintf(buf, sizeof buf, "%s/.stats", path);
+	if (stat(buf, &st) == 0)
+		return "the root of a kstatefs mount: its states are in it";
+	return "not a directory at the root of a kstatefs mount, "
+	       "nor a view NAME/every/PERIOD";
+}
+
+/* For a path kstate_subscribe took: is it a throttled view
+ * (NAME/every/PERIOD) rather than a state, whose directory is at the root
+ * (which holds .stats)? */
+static bool is_view(const char *path)
+{
+	char up[PATH_MAX];
+	struct stat st;
+
+	snprintf(up, sizeof up, "%s/../.stats", path);
+	return stat(up, &st) < 0 && errno == ENOENT;
 }
 
 /* Why the last component of PATH cannot be a state's name (kstatefs(1),
@@ -189,14 +231,13 @@ static struct kstate *open_state(const char *path, unsigned flags)
 	s = kstate_subscribe(path, flags);
 	if (s)
 		return s;
-	/* ENOENT for a directory that exists (or that we could create) means
-	 * it has no version file: it is not on a kstatefs mount. */
-	if (errno == ENOENT && (is_dir(path, false) ||
-				((flags & KSTATE_WRITE) && is_dir(path, true))))
-		fprintf(stderr, "kstate: %s: not a kstatefs state "
-			"(it has no version file)\n", path);
-	else
+	if (errno == ENOENT && (bad = why_not_state(path, flags))) {
+		fputs("kstate: ", stderr);
+		print_path(stderr, path);
+		fprintf(stderr, ": not a kstatefs state (%s)\n", bad);
+	} else {
 		error_at(path, NULL, errno);
+	}
 	return NULL;
 }
 
@@ -267,13 +308,95 @@ static uint64_t deadline_after(double seconds)
 
 /* ---- running commands ----------------------------------------------------- */
 
-/* Set by SIGINT, SIGTERM or SIGHUP while update runs, so that it can abort
- * its transaction before dying of the signal. */
+/* The signals that stop update, when and watch: set by SIGINT, SIGTERM or
+ * SIGHUP, so that they pass it on to the command running, wait for it,
+ * abort a transaction, and then die of the signal. */
 static volatile sig_atomic_t stop_signal;
+
+static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP };
 
 static void note_signal(int sig)
 {
 	stop_signal = sig;
+}
+
+/* Only wakes run() from ppoll when its command ends. */
+static void note_child(int sig)
+{
+	(void)sig;
+}
+
+/* SIGCHLD as it was at startup: a command gets it so. */
+static struct sigaction startup_sigchld;
+
+/* Catches the stop signals, and SIGCHLD for run().  A stop signal ignored
+ * at startup stays ignored, for kstate and its commands: nohup, and a
+ * background job of a script, which the shell starts with SIGINT and
+ * SIGQUIT ignored, must not be stopped by it. */
+static void catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = note_signal }, old;
+
+	/* No SA_RESTART: the signal should interrupt whatever we do. */
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof stop_signals / sizeof *stop_signals;
+	     i++) {
+		if (sigaction(stop_signals[i], NULL, &old) == 0 &&
+		    old.sa_handler != SIG_IGN)
+			sigaction(stop_signals[i], &sa, NULL);
+	}
+	sa.sa_handler = note_child;
+	sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+	sigaction(SIGCHLD, &sa, &startup_sigchld);
+}
+
+/* Dies of the stop signal that came, if one did, as if it had not been
+ * caught. */
+static void die_of_stop_signal(void)
+{
+	if (!stop_signal)
+		return;
+	signal(stop_signal, SIG_DFL);
+	raise(stop_signal);
+}
+
+static void stop_signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	for (size_t i = 0; i < sizeof stop_signals / sizeof *stop_signals;
+	     i++)
+		sigaddset(set, stop_signals[i]);
+}
+
+/* poll(2) until WAKE (monotonic ns; 0: no limit), which a stop signal
+ * always interrupts (-1, EINTR): the signals are blocked from the check of
+ * stop_signal until ppoll unblocks them, so one that comes just before
+ * the wait is not slept through. */
+static int poll_until(struct pollfd *p, nfds_t n, uint64_t wake)
+{
+	sigset_t stops, old;
+	struct timespec ts, *limit = NULL;
+	int rc, saved;
+
+	stop_signal_set(&stops);
+	sigprocmask(SIG_BLOCK, &stops, &old);
+	if (wake) {
+		uint64_t t = now_ns(), left = t < wake ? wake - t : 0;
+
+		ts.tv_sec = (time_t)(left / 1000000000u);
+		ts.tv_nsec = (long)(left % 1000000000u);
+		limit = &ts;
+	}
+	if (stop_signal) {
+		errno = EINTR;
+		rc = -1;
+	} else {
+		rc = ppoll(p, n, limit, &old);
+	}
+	saved = errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	errno = saved;
+	return rc;
 }
 
 struct output {
@@ -291,37 +414,45 @@ static void move_fd(int from, int to)
 		dup2(from, to);
 }
 
+/* Reads what FD has into OUT, once: the number of bytes read (0 at the
+ * end), or -1 with errno. */
+static ssize_t collect_some(int fd, struct output *out)
+{
+	char chunk[4096];
+	ssize_t n = read(fd, chunk, sizeof chunk);
+
+	if (n <= 0)
+		return n;
+	if (out->too_big || out->len + (size_t)n > INPUT_MAX) {
+		out->too_big = true;  /* drain it, keep nothing */
+		return n;
+	}
+	if (out->len + (size_t)n > out->cap) {
+		size_t cap = out->cap ? out->cap * 2 : 4096;
+		char *p;
+
+		while (cap < out->len + (size_t)n)
+			cap *= 2;
+		p = realloc(out->buf, cap);
+		if (!p)
+			return -1;
+		out->buf = p;
+		out->cap = cap;
+	}
+	memcpy(out->buf + out->len, chunk, (size_t)n);
+	out->len += (size_t)n;
+	return n;
+}
+
 static int collect(int fd, struct output *out)
 {
 	for (;;) {
-		char chunk[4096];
-		ssize_t n = read(fd, chunk, sizeof chunk);
+		ssize_t n = collect_some(fd, out);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
 		if (n == 0)
 			return 0;
-		if (out->too_big || out->len + (size_t)n > INPUT_MAX) {
-			out->too_big = true;  /* drain it, keep nothing */
-			continue;
-		}
-		if (out->len + (size_t)n > out->cap) {
-			size_t cap = out->cap ? out->cap * 2 : 4096;
-			char *p;
-
-			while (cap < out->len + (size_t)n)
-				cap *= 2;
-			p = realloc(out->buf, cap);
-			if (!p)
-				return -1;
-			out->buf = p;
-			out->cap = cap;
-		}
-		memcpy(out->buf + out->len, chunk, (size_t)n);
-		out->len += (size_t)n;
+		if (n < 0 && errno != EINTR)
+			return -1;
 	}
 }
 
@@ -329,15 +460,94 @@ static int collect(int fd, struct output *out)
  * way every time, so when and watch stop. */
 static bool exec_failed;
 
+/* Is kstate in the foreground of its controlling terminal?  Then its
+ * command stays in kstate's process group: the terminal's ^C reaches it
+ * there anyway, and it may read the terminal (a password prompt, an
+ * editor), which a process group in the background may not. */
+static bool terminal_foreground(void)
+{
+	int fd = open("/dev/tty", O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	bool fg;
+
+	if (fd < 0)
+		return false;  /* no controlling terminal */
+	fg = tcgetpgrp(fd) == getpgrp();
+	close(fd);
+	return fg;
+}
+
+/* Sends SIG to the command PID, and to all of its process group if it has
+ * one of its own: a command that is a shell script would otherwise die and
+ * leave what it runs (a sleep, a pipeline) running on its own. */
+static void pass_on(pid_t pid, int sig)
+{
+	if (getpgid(pid) == pid)
+		kill(-pid, sig);
+	else
+		kill(pid, sig);
+}
+
+/* Waits for the command PID to end, collecting its standard output from
+ * OUTFD into OUT (OUTFD -1: none), and passes a stop signal on to it
+ * once.  SIGCHLD and the stop signals are blocked: ppoll unblocks them
+ * (MASK), so neither the command's end nor a signal can come between a
+ * check and the wait.  0 and *STATUS, or -1 with errno. */
+static int wait_command(pid_t pid, int outfd, struct output *out,
+			const sigset_t *mask, int *status)
+{
+	bool passed = false, ended = false;
+
+	while (!ended || outfd >= 0) {
+		struct pollfd p = { .fd = outfd, .events = POLLIN };
+		pid_t r;
+
+		if (stop_signal && !passed) {
+			pass_on(pid, stop_signal);
+			passed = true;
+		}
+		if (!ended) {
+			r = waitpid(pid, status, WNOHANG);
+			if (r < 0 && errno != EINTR)
+				return -1;
+			ended = r == pid;
+		}
+		if (ended && outfd < 0)
+			break;
+		/* With no output to read, ppoll only waits for a signal. */
+		if (ppoll(&p, outfd >= 0, NULL, mask) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (outfd >= 0 && p.revents) {
+			ssize_t n = collect_some(outfd, out);
+
+			if (n < 0 && errno != EINTR && errno != EAGAIN)
+				return -1;
+			if (n == 0)
+				outfd = -1;  /* the end of its output */
+		}
+	}
+	return 0;
+}
+
 /* Runs ARGV with the page IN on standard input and, with OUT, collects its
  * standard output.  Returns its exit status (128 + N if signal N killed it;
- * 127 or 126 if it could not be executed), or -1 with errno. */
+ * 127 or 126 if it could not be executed), or -1 with errno.  A stop
+ * signal that comes meanwhile is passed on to it, and it is waited for. */
 static int run(char **argv, const char *in, size_t inlen, struct output *out)
 {
 	int page = -1, outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
 	int status, exec_errno = 0, rc = -1, saved;
+	bool own_group = !terminal_foreground();
+	sigset_t block, old, mask;
 	pid_t pid;
 
+	stop_signal_set(&block);
+	sigaddset(&block, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	mask = old;
+	sigdelset(&mask, SIGCHLD);
 	/* The page goes in through a memory file rather than a pipe: no
 	 * deadlock between feeding it and reading the output, and no SIGPIPE
 	 * for commands that do not read it. */
@@ -357,6 +567,24 @@ static int run(char **argv, const char *in, size_t inlen, struct output *out)
 	if (pid == 0) {
 		int e;
 
+		/* A process group of its own (set on both sides, so that
+		 * it is there before either goes on), for the stop
+		 * signals to reach all it runs; the signals as kstate
+		 * found them. */
+		if (own_group)
+			setpgid(0, 0);
+		sigaction(SIGCHLD, &startup_sigchld, NULL);
+		/* Until exec, a stop signal passed on must not be taken
+		 * for kstate's. */
+		for (size_t i = 0;
+		     i < sizeof stop_signals / sizeof *stop_signals; i++) {
+			struct sigaction sa;
+
+			if (sigaction(stop_signals[i], NULL, &sa) == 0 &&
+			    sa.sa_handler == note_signal)
+				signal(stop_signals[i], SIG_DFL);
+		}
+		sigprocmask(SIG_SETMASK, &old, NULL);
 		move_fd(page, 0);
 		if (out)
 			move_fd(outp[1], 1);
@@ -366,27 +594,26 @@ static int run(char **argv, const char *in, size_t inlen, struct output *out)
 			_exit(127);
 		_exit(e == ENOENT ? 127 : 126);
 	}
+	if (own_group)
+		setpgid(pid, pid);
 	close(errp[1]);
 	errp[1] = -1;
 	if (out) {
 		close(outp[1]);
 		outp[1] = -1;
-		if (collect(outp[0], out) < 0) {
-			saved = errno;
-			kill(pid, SIGKILL);
-			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-				;
-			errno = saved;
-			goto out;
-		}
 	}
+	if (wait_command(pid, out ? outp[0] : -1, out, &mask, &status) < 0) {
+		saved = errno;
+		pass_on(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		errno = saved;
+		goto out;
+	}
+	/* It ended, so the pipe is closed: this read never waits. */
 	while (read(errp[0], &exec_errno, sizeof exec_errno) < 0 &&
 	       errno == EINTR)
 		;
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
-			goto out;
-	}
 	if (exec_errno) {
 		error_at(argv[0], NULL, exec_errno);
 		exec_failed = true;
@@ -405,6 +632,7 @@ out:
 		if (errp[i] >= 0)
 			close(errp[i]);
 	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	errno = saved;
 	return rc;
 }
@@ -473,6 +701,14 @@ static int readset_open(struct readset *rs, char **paths, size_t n, bool null)
 			rs->one = s;
 		else
 			kstate_unsubscribe(s);
+		/* A view's page is not the state's as of the snapshot's
+		 * instant, which is all a snapshot can read. */
+		if (n > 1 && is_view(paths[i])) {
+			fprintf(stderr, "kstate: %s: a throttled view cannot "
+				"join a snapshot of several states\n",
+				paths[i]);
+			goto fail;
+		}
 		snprintf(vpath, sizeof vpath, "%s/version", paths[i]);
 		rs->vfd[i] = open(vpath, O_RDONLY | O_CLOEXEC);
 		if (rs->vfd[i] < 0) {
@@ -708,7 +944,7 @@ out:
 
 /* Waits with one poll() over every version file until a commit to any
  * of them (0), or until WAKE (monotonic ns; 0: never) passes (1); -1 and
- * a message on error. */
+ * a message on error.  A stop signal ends the wait too (0). */
 static int readset_wait(struct readset *rs, uint64_t wake)
 {
 	struct pollfd *p = calloc(rs->n, sizeof(*p));
@@ -721,23 +957,19 @@ static int readset_wait(struct readset *rs, uint64_t wake)
 	for (size_t i = 0; i < rs->n; i++)
 		p[i] = (struct pollfd){ .fd = rs->vfd[i], .events = POLLPRI };
 	for (;;) {
-		int ms = -1, n;
+		int n;
 
-		if (wake) {
-			uint64_t t = now_ns();
-			uint64_t left = t < wake ? wake - t : 0;
-
-			if (!left) {
-				rc = 1;
-				break;
-			}
-			/* Round up: waking early would only poll again. */
-			left = (left + 999999) / 1000000;
-			ms = left > INT_MAX ? INT_MAX : (int)left;
+		if (wake && now_ns() >= wake) {
+			rc = 1;
+			break;
 		}
-		n = poll(p, (nfds_t)rs->n, ms);
-		if (n < 0 && errno == EINTR)
-			continue;
+		n = poll_until(p, (nfds_t)rs->n, wake);
+		if (n < 0 && errno == EINTR) {
+			if (!stop_signal)
+				continue;
+			rc = 0;  /* the caller sees stop_signal */
+			break;
+		}
 		if (n < 0) {
 			error_at(rs->paths[0], "cannot wait", errno);
 			break;
@@ -1051,19 +1283,30 @@ static char *page_file(const char *dir, char **names, size_t i)
 	return path;
 }
 
-/* Removes DIR and what is in it: the page files, and anything CMD left. */
-static void remove_dir(const char *dir)
+/* nftw's step of remove_dir: each entry after what is in it. */
+static int remove_entry(const char *path, const struct stat *st, int type,
+			struct FTW *ftw)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
+	/* A directory it could not read is removed if it is empty. */
+	bool is_dir = type == FTW_DP || type == FTW_DNR;
 
-	if (d) {
-		while ((e = readdir(d)))
-			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-				unlinkat(dirfd(d), e->d_name, 0);
-		closedir(d);
-	}
-	rmdir(dir);
+	(void)st;
+	(void)ftw;
+	if ((is_dir ? rmdir(path) : unlink(path)) < 0 &&
+	    errno != ENOENT)
+		return errno;
+	return 0;
+}
+
+/* Removes DIR and everything in it: the page files, and anything CMD left,
+ * subdirectories included.  Symbolic links are removed, never followed,
+ * and no other file system is entered, so nothing outside DIR is
+ * touched.  0 or an errno. */
+static int remove_dir(const char *dir)
+{
+	int rc = nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+
+	return rc < 0 ? errno : rc;
 }
 
 /* "A, B, C": what messages about the whole transaction name. */
@@ -1093,7 +1336,7 @@ static int update_several(const struct opts *o, char **names, size_t n,
 	struct multi_body b = { .n = n };
 	char dir[PATH_MAX], *all = names_of(names, n);
 	const char *tmp = getenv("TMPDIR");
-	int rc = EXIT_ERROR;
+	int rc = EXIT_ERROR, err;
 	size_t i;
 
 	b.files = calloc(n, sizeof *b.files);
@@ -1111,6 +1354,12 @@ static int update_several(const struct opts *o, char **names, size_t n,
 		if (!s)
 			goto out;
 		kstate_unsubscribe(s);
+		if (is_view(names[i])) {
+			fprintf(stderr, "kstate: %s: a throttled view cannot "
+				"join a transaction over several states\n",
+				names[i]);
+			goto out;
+		}
 		states[i] = open_state(names[i], KSTATE_READ | KSTATE_WRITE);
 		if (!states[i])
 			goto out;
@@ -1148,8 +1397,10 @@ static int update_several(const struct opts *o, char **names, size_t n,
 		rc = EXIT_ERROR;
 	}
 out:
-	if (dir[0])
-		remove_dir(dir);
+	/* The commit stands whatever is left here: say so, but do not fail
+	 * an update that happened. */
+	if (dir[0] && (err = remove_dir(dir)) != 0)
+		error_at(dir, "cannot remove", err);
 	for (i = 0; states && i < n; i++)
 		kstate_unsubscribe(states[i]);
 	for (i = 0; b.files && i < n; i++)
@@ -1164,7 +1415,6 @@ out:
 static int cmd_update(const struct opts *o, int argc, char **argv)
 {
 	struct body b = { .cmd = argv + 1 };
-	struct sigaction sa = { .sa_handler = note_signal };
 	/* NAME... -- CMD: every argument before "--" is a state; without
 	 * "--", the first one only. */
 	int names = o->cmd_args >= 0 ? argc - o->cmd_args : 1;
@@ -1175,21 +1425,15 @@ static int cmd_update(const struct opts *o, int argc, char **argv)
 			"CMD [ARG...]\nTry 'kstate update --help'.\n");
 		return EXIT_USAGE;
 	}
-	/* No SA_RESTART: the signal should interrupt us so that we abort
-	 * the transaction (leaving no file behind) and then die of it. */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	/* A stop signal aborts the transaction (leaving no file behind)
+	 * before we die of it. */
+	catch_signals();
 	if (names == 1)
 		rc = commit_with(o, argv[0], update_body, &b);
 	else
 		rc = update_several(o, argv, (size_t)names, argv + names,
 				    (size_t)(argc - names));
-	if (stop_signal) {
-		signal(stop_signal, SIG_DFL);
-		raise(stop_signal);
-	}
+	die_of_stop_signal();
 	return rc;
 }
 
@@ -1260,11 +1504,12 @@ static int cmd_when(const struct opts *o, int argc, char **argv)
 	uint64_t timeout_at = deadline_after(o->timeout);
 	uint64_t until_at = o->have_until ? monotonic_at(&o->until) : 0;
 	bool last = false;
-	int rc;
+	int rc = EXIT_ERROR;
 
+	catch_signals();
 	if (readset_open(&rs, argv, (size_t)argc, o->null) < 0)
 		return EXIT_ERROR;
-	for (;;) {
+	while (!stop_signal) {
 		uint64_t wake, recheck_at = 0;
 		int w;
 
@@ -1278,7 +1523,10 @@ static int cmd_when(const struct opts *o, int argc, char **argv)
 			rc = EXIT_ERROR;
 			break;
 		}
-		if (rc == 0 || exec_failed)
+		/* Killed by SIGPIPE: the reader of its output is gone, and
+		 * a pipeline would stop here too. */
+		if (rc == 0 || exec_failed || rc == 128 + SIGPIPE ||
+		    stop_signal)
 			break;
 		if (last) {
 			rc = EXIT_TIMEOUT;
@@ -1304,6 +1552,7 @@ static int cmd_when(const struct opts *o, int argc, char **argv)
 	}
 	free(page.buf);
 	readset_close(&rs);
+	die_of_stop_signal();
 	return rc;
 }
 
@@ -1313,27 +1562,22 @@ static int cmd_watch(const struct opts *o, int argc, char **argv)
 	struct output page = { 0 };
 	uint64_t period = o->max_rate > 0 ? (uint64_t)(1e9 / o->max_rate) : 0;
 	uint64_t last_run = 0;
-	int rc;
+	int rc = EXIT_ERROR;
 
+	catch_signals();
 	if (readset_open(&rs, argv, (size_t)argc, o->null) < 0)
 		return EXIT_ERROR;
-	for (;;) {
+	while (!stop_signal) {
 		/* Too soon after the last run: sleep out the rest of the
 		 * period, then take whatever is newest.  The changes in
 		 * between are coalesced into it, and the last one is
 		 * never skipped: it is newer than what we read, so the
 		 * wait below returns for it. */
-		if (last_run && now_ns() < last_run + period) {
-			uint64_t at = last_run + period;
-			struct timespec ts = {
-				.tv_sec = (time_t)(at / 1000000000u),
-				.tv_nsec = (long)(at % 1000000000u),
-			};
-
-			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME,
-					       &ts, NULL) == EINTR)
-				;
-		}
+		while (last_run && now_ns() < last_run + period &&
+		       !stop_signal)
+			poll_until(NULL, 0, last_run + period);
+		if (stop_signal)
+			break;
 		if (readset_arm(&rs) < 0 || readset_read(&rs, &page) < 0) {
 			rc = EXIT_ERROR;
 			break;
@@ -1345,9 +1589,12 @@ static int cmd_watch(const struct opts *o, int argc, char **argv)
 			rc = EXIT_ERROR;
 			break;
 		}
-		if (exec_failed)
+		/* CMD's own failures do not stop the watch, but one killed
+		 * by SIGPIPE does: the reader of its output is gone, as
+		 * `kstate watch S -- cat | head -1` ends, and a pipeline
+		 * would stop here too. */
+		if (exec_failed || rc == 128 + SIGPIPE)
 			break;
-		/* CMD's own failures do not stop the watch. */
 		if (readset_wait(&rs, 0) < 0) {
 			rc = EXIT_ERROR;
 			break;
@@ -1355,6 +1602,7 @@ static int cmd_watch(const struct opts *o, int argc, char **argv)
 	}
 	free(page.buf);
 	readset_close(&rs);
+	die_of_stop_signal();
 	return rc;
 }
 
@@ -1489,7 +1737,8 @@ static const struct command commands[] = {
 	  "set [-n] [--tries N] NAME [VALUE]",
 	  "Commit VALUE, followed by a newline, as the new page of NAME; without\n"
 	  "VALUE, commit standard input exactly.  Creates NAME if needed.  It\n"
-	  "commits through a transaction file and reports every error.\n"
+	  "commits with fsync on a read-write open of NAME/data and reports every\n"
+	  "error.\n"
 	  "\n"
 	  "  -n, --no-newline  do not add a newline after VALUE\n"
 	  "  --tries N         give up after N conflicting attempts (default: no limit)\n" },
@@ -1499,6 +1748,8 @@ static const struct command commands[] = {
 	  "as the new page.  If another commit came first, run it again on the new\n"
 	  "page, after a random, exponentially growing pause.  If CMD fails, nothing\n"
 	  "is committed and kstate exits with CMD's status.  Creates NAME if needed.\n"
+	  "A SIGINT, SIGTERM or SIGHUP is passed on to CMD; once CMD ended, kstate\n"
+	  "aborts and dies of it.\n"
 	  "\n"
 	  "With several NAMEs (which must exist), CMD gets the pages as files, its\n"
 	  "last arguments in the order of the NAMEs, each named after its state;\n"
@@ -1520,7 +1771,9 @@ static const struct command commands[] = {
 	  "run now, and again only when a NAME changes.  Given several states (of one\n"
 	  "mount), PRED gets their pages as they all were at one instant, in the\n"
 	  "format of 'kstate get NAME...', and runs again when any of them changes.\n"
-	  "Exit status 1 if S seconds pass first.\n"
+	  "Exit status 1 if S seconds pass first; 141 if PRED is killed by SIGPIPE\n"
+	  "(its output's reader is gone).  A SIGINT, SIGTERM or SIGHUP is passed\n"
+	  "on to PRED, and kstate dies of it once PRED ended.\n"
 	  "\n"
 	  "  --timeout S    give up after S seconds (decimals allowed)\n"
 	  "  --recheck S    also run PRED again when S seconds passed without a\n"
@@ -1534,9 +1787,11 @@ static const struct command commands[] = {
 	  "Run CMD with the page on standard input now and after every change of\n"
 	  "NAME, until interrupted.  Changes that come faster than CMD runs are\n"
 	  "coalesced, but the last one is never skipped.  CMD failing does not\n"
-	  "stop the watch.  Given several states (of one mount), CMD gets their\n"
-	  "pages as they all were at one instant, in the format of\n"
-	  "'kstate get NAME...', after a change of any of them.\n"
+	  "stop the watch; CMD killed by SIGPIPE (its output's reader is gone)\n"
+	  "does, with status 141.  Given several states (of one mount), CMD gets\n"
+	  "their pages as they all were at one instant, in the format of\n"
+	  "'kstate get NAME...', after a change of any of them.  A SIGINT, SIGTERM\n"
+	  "or SIGHUP is passed on to CMD, and kstate dies of it once CMD ended.\n"
 	  "\n"
 	  "  --max-rate HZ   run CMD at most HZ times a second (decimals allowed)\n"
 	  "  -0, --null      several states: pages separated by NUL bytes\n" },

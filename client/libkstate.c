@@ -37,6 +37,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +49,9 @@
 /* Pages are at most a page by default: allocate that much from the start, so
  * that ordinary edits never reallocate. */
 #define MIN_CAPACITY 4096
+
+/* statfs(2)'s f_type of every FUSE file system, kstatefs included. */
+#define FUSE_SUPER_MAGIC 0x65735546
 
 /* kstate_read gives up with EAGAIN after this many attempts to see a page
  * and its version together (only a writer committing back to back, faster
@@ -77,6 +81,7 @@ struct kstate {
 	 * use is serialized. */
 	pthread_mutex_t lock;
 	unsigned flags;
+	bool view;      /* a throttled view, NAME/every/PERIOD: read-only */
 	int dirfd;      /* the state directory: every name is relative to it */
 	int datafd;
 	int versionfd;  /* also what kstate_fd hands out */
@@ -317,10 +322,155 @@ static char *state_name(const char *path)
 	return name;
 }
 
+/* Opens the directory above FD, for fstat and the *at calls only. */
+static int open_up(int fd)
+{
+	return openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Is FD (a directory on the mount DEV) the root of a kstatefs mount?
+ * Every root holds the regular file .stats.  0, ENOENT, or the errno of
+ * a call that failed otherwise. */
+static int check_root(int fd, dev_t dev)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return errno;
+	if (st.st_dev != dev)
+		return ENOENT;  /* the directory above a mount's root */
+	if (fstatat(fd, ".stats", &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOTDIR ? ENOENT : errno;
+	return S_ISREG(st.st_mode) ? 0 : ENOENT;
+}
+
+/* Is FD on a FUSE file system?  0 or ENOENT (or a failed call's errno). */
+static int check_fuse(int fd)
+{
+	struct statfs fs;
+
+	if (fstatfs(fd, &fs) < 0)
+		return errno;
+	return fs.f_type == FUSE_SUPER_MAGIC ? 0 : ENOENT;
+}
+
+/* What the directory open at DIRFD is: 0 and *VIEW false for a state (a
+ * directory at the root of a kstatefs mount), 0 and *VIEW true for a
+ * throttled view of one (NAME/every/PERIOD), ENOENT for anything else.
+ * The files data and version are not enough: a directory holding files of
+ * those names anywhere would pass for a state, and a commit would
+ * overwrite its data. */
+static int state_kind(int dirfd, bool *view)
+{
+	struct stat st, every, there;
+	int up, state = -1, root = -1, err;
+
+	err = check_fuse(dirfd);
+	if (err)
+		return err;
+	if (fstat(dirfd, &st) < 0)
+		return errno;
+	up = open_up(dirfd);
+	if (up < 0)
+		return errno;
+	err = check_root(up, st.st_dev);
+	*view = false;
+	if (err != ENOENT)
+		goto out;
+	/* A view: UP must be the every/ directory of a state at the root. */
+	state = open_up(up);
+	if (state < 0) {
+		err = errno;
+		goto out;
+	}
+	if (fstat(up, &every) < 0 ||
+	    fstatat(state, "every", &there, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    there.st_dev != st.st_dev || there.st_ino != every.st_ino ||
+	    every.st_dev != st.st_dev) {
+		err = ENOENT;
+		goto out;
+	}
+	root = open_up(state);
+	if (root < 0) {
+		err = errno;
+		goto out;
+	}
+	err = check_root(root, st.st_dev);
+	*view = err == 0;
+out:
+	close_keep_errno(root);
+	close_keep_errno(state);
+	close_keep_errno(up);
+	return err;
+}
+
+/* Makes the state PATH, which does not exist.  Only at the root of a
+ * kstatefs mount does mkdir make a state: elsewhere it would make a plain
+ * directory, or fail with EPERM inside a state, so any other parent is
+ * ENOENT, as for a path that is no state.  Returns the new state's
+ * directory, open, and in *PARENT and *NAME where it is, so that it can
+ * be removed if the subscription fails (*PARENT stays -1 if someone else
+ * made it first); -1 and errno on failure. */
+static int create_state(const char *path, int *parent, char **name)
+{
+	char *dir = strdup(path), *end, *slash;
+	const char *base;
+	int pfd = -1, fd = -1, err;
+	struct stat st;
+
+	if (!dir)
+		return -1;
+	end = dir + strlen(dir);
+	while (end > dir + 1 && end[-1] == '/')
+		*--end = '\0';
+	slash = strrchr(dir, '/');
+	if (!slash) {
+		base = dir;
+		pfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		base = slash + 1;
+		*slash = '\0';
+		pfd = open(slash == dir ? "/" : dir,
+			   O_PATH | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (pfd < 0) {
+		err = errno == ENOTDIR ? ENOENT : errno;
+		goto out;
+	}
+	err = check_fuse(pfd);
+	if (!err)
+		err = fstat(pfd, &st) < 0 ? errno : check_root(pfd, st.st_dev);
+	if (err)
+		goto out;
+	*name = strdup(base);
+	if (!*name) {
+		err = errno;
+		goto out;
+	}
+	if (mkdirat(pfd, base, 0777) == 0) {
+		*parent = pfd;
+		pfd = -1;
+	} else if (errno != EEXIST) {
+		err = errno;
+		goto out;
+	}
+	fd = openat(*parent >= 0 ? *parent : pfd, base,
+		    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		err = errno;
+out:
+	if (pfd >= 0)
+		close(pfd);
+	free(dir);
+	errno = err;
+	return fd;
+}
+
 EXPORT struct kstate *kstate_subscribe(const char *path, unsigned flags)
 {
 	struct kstate *s;
-	bool created = false;
+	int parent = -1;   /* where we made the state, if we did */
+	char *made = NULL; /* and its name there */
 	int saved;
 
 	if (!path || !flags || (flags & ~(KSTATE_READ | KSTATE_WRITE))) {
@@ -332,21 +482,23 @@ EXPORT struct kstate *kstate_subscribe(const char *path, unsigned flags)
 		errno = saved;
 		return NULL;
 	}
-	if (flags & KSTATE_WRITE) {
-		/* mkdir at the root of a mount creates a state. */
-		if (mkdir(path, 0777) == 0)
-			created = true;
-		else if (errno != EEXIST)
-			return NULL;
-	}
 	s = calloc(1, sizeof *s);
 	if (!s)
-		goto fail;
+		return NULL;
 	s->flags = flags;
 	s->datafd = s->versionfd = s->txn_versionfd = s->idle.fd = -1;
 	s->rebases = -1;
 	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dirfd < 0)
+	if (s->dirfd < 0 && errno == ENOENT && (flags & KSTATE_WRITE))
+		s->dirfd = create_state(path, &parent, &made);
+	if (s->dirfd < 0) {
+		/* A file (.stats, NAME/data) is not a state either. */
+		if (errno == ENOTDIR)
+			errno = ENOENT;
+		goto fail;
+	}
+	errno = state_kind(s->dirfd, &s->view);
+	if (errno)
 		goto fail;
 	s->versionfd = openat(s->dirfd, "version", O_RDONLY | O_CLOEXEC);
 	if (s->versionfd < 0)
@@ -382,26 +534,30 @@ EXPORT struct kstate *kstate_subscribe(const char *path, unsigned flags)
 	 * asks for the files (to compare, or to test them). */
 	if (!getenv("KSTATE_NO_SHM") && kshm_open(s->dirfd, &s->shm) != 0)
 		s->shm = NULL;
+	if (parent >= 0)
+		close(parent);
+	free(made);
 	return s;
 
 fail:
 	saved = errno;
-	if (s) {
-		free(s->name);
-		if (s->txn_versionfd >= 0)
-			close(s->txn_versionfd);
-		if (s->datafd >= 0)
-			close(s->datafd);
-		if (s->versionfd >= 0)
-			close(s->versionfd);
-		if (s->dirfd >= 0)
-			close(s->dirfd);
-		free(s);
+	free(s->name);
+	if (s->txn_versionfd >= 0)
+		close(s->txn_versionfd);
+	if (s->datafd >= 0)
+		close(s->datafd);
+	if (s->versionfd >= 0)
+		close(s->versionfd);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	free(s);
+	/* A state we made for a subscription that failed: do not leave it
+	 * behind. */
+	if (parent >= 0) {
+		unlinkat(parent, made, AT_REMOVEDIR);
+		close(parent);
 	}
-	/* We made a directory where there is no kstatefs (no version file
-	 * in it): do not leave it behind. */
-	if (created)
-		rmdir(path);
+	free(made);
 	errno = saved;
 	return NULL;
 }
@@ -1209,8 +1365,10 @@ EXPORT struct kstate_multi *kstate_multi_begin(struct kstate *const states[],
 
 	if (invalid(!states || n == 0))
 		return NULL;
+	/* A view cannot join: .txn/T/NAME is the state as of T's instant,
+	 * never the view's older page. */
 	for (size_t k = 0; k < n; k++)
-		if (invalid(!states[k]))
+		if (invalid(!states[k] || states[k]->view))
 			return NULL;
 	m = calloc(1, sizeof *m);
 	if (!m)

@@ -44,9 +44,14 @@ struct kstate_multi;  /* one transaction over several states */
 
 /* ---- states -------------------------------------------------------------- */
 
-/* Opens the state whose directory is PATH (e.g. "/mnt/state/counter").
- * With KSTATE_WRITE the state is created if it does not exist.
- * ENOENT: no such state (or PATH is not a kstatefs state directory). */
+/* Opens the state whose directory is PATH (e.g. "/mnt/state/counter"), a
+ * directory at the root of a kstatefs mount, or a throttled view of one
+ * (NAME/every/PERIOD, for reading).  With KSTATE_WRITE the state is
+ * created if it does not exist, at the root of a mount only.
+ * ENOENT: no such state, or PATH is no state of a kstatefs mount: a
+ * directory elsewhere (even one holding data and version files), the root,
+ * a file (.stats, NAME/data), or with KSTATE_WRITE a new name anywhere but
+ * at a root (NAME/new is not made). */
 struct kstate *kstate_subscribe(const char *path, unsigned flags);
 
 /* Closes the handle.  Transactions still open on it must be committed or
@@ -137,7 +142,8 @@ int kstate_transaction_using_fn(struct kstate *state, kstate_txn_fn *fn,
 /* Begins a transaction over the N states of STATES (N >= 1; handles on one
  * mount, each state once): a private copy of each page, all committed
  * together or not at all.  A member whose handle lacks KSTATE_WRITE may be
- * read, not changed.  EINVAL: a NULL handle, N == 0, a state given twice;
+ * read, not changed.  EINVAL: a NULL handle, N == 0, a state given twice,
+ * a throttled view (it cannot be read as of the transaction's instant);
  * EXDEV: states on different mounts; ENOENT: a state deleted, or renamed
  * since it was subscribed. */
 struct kstate_multi *kstate_multi_begin(struct kstate *const states[],
@@ -177,15 +183,34 @@ int kstate_multi_using_fn(struct kstate *const states[], size_t n,
 }
 #endif
 
-/* kstate_get_ptr on a state handle reads (kstate_read_ptr), on a
- * transaction edits, as in the seed API.  KSTATE_NO_GENERIC leaves
- * kstate_get_ptr a plain function. */
+/* kstate_get_ptr on a state handle (const or not) reads, as
+ * kstate_read_ptr(state, NULL, NULL); on a transaction it edits, as in the
+ * seed API.  An untyped pointer (void *, NULL included) could be either: it
+ * is refused, with NULL and errno EINVAL.  Any other type does not compile.
+ * KSTATE_NO_GENERIC leaves kstate_get_ptr a plain function. */
 #if !defined(__cplusplus) && defined(__STDC_VERSION__) &&                 \
 	__STDC_VERSION__ >= 201112L && !defined(KSTATE_NO_GENERIC)
+/* The handle is never a const object (kstate_subscribe allocates it): a
+ * const one only promises that the caller does not change it.  Through
+ * uintptr_t, so that -Wcast-qual has nothing to say. */
+static inline void *kstate_state_ptr_(const struct kstate *state)
+{
+	return (void *)(uintptr_t)kstate_read_ptr(
+		(struct kstate *)(uintptr_t)state, NULL, NULL);
+}
+
+static inline void *kstate_untyped_ptr_(const void *handle)
+{
+	(void)handle;
+	return (kstate_get_ptr)((struct kstate_txn *)0);  /* EINVAL */
+}
+
+/* No default: a type not listed is a compile error. */
 #define kstate_get_ptr(h)                                                  \
-	_Generic((h), struct kstate *: (void *)kstate_read_ptr(           \
-			      (struct kstate *)(h), NULL, NULL),          \
-		 default: (kstate_get_ptr)((struct kstate_txn *)(h)))
+	_Generic((h), struct kstate *: kstate_state_ptr_,                  \
+		 const struct kstate *: kstate_state_ptr_,                 \
+		 struct kstate_txn *: (kstate_get_ptr),                    \
+		 void *: kstate_untyped_ptr_)(h)
 #endif
 
 #endif /* KSTATE_H */

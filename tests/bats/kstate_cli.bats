@@ -77,6 +77,67 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 	[ ! -e "$BATS_TEST_TMPDIR/x" ]
 }
 
+@test "every command refuses a directory that is not a state of a kstatefs mount, and writes nothing" {
+	local fake=$BATS_TEST_TMPDIR/fake
+	mkdir "$fake"
+	echo 1 >"$fake/version"
+	echo old >"$fake/data"
+	kstate set "$S" 5
+	local -a cmds=(
+		"get" "set|new" "update|--|cat" "wait|--timeout|0.1"
+		"when|--timeout|0.1|--|true" "watch|--|true"
+	)
+	local c path
+	for c in "${cmds[@]}"; do
+		IFS='|' read -r -a args <<<"$c"
+		run kstate "${args[0]}" "$fake" "${args[@]:1}"
+		assert_eq "$status" 3 "kstate ${args[0]} $fake: $output"
+		assert_eq "$output" "kstate: $fake: not a kstatefs state (not on a kstatefs mount)"
+		# The mount's own files and a state's files: not states.
+		for path in "$MNT/.stats" "$MNT/.events" "$S/data" "$S/version"; do
+			run kstate "${args[0]}" "$path" "${args[@]:1}"
+			assert_eq "$status" 3 "kstate ${args[0]} $path: $output"
+			assert_eq "$output" "kstate: $path: not a kstatefs state (a file, not a state's directory)"
+		done
+	done
+	assert_file "$fake/data" 'old\n'
+	assert_file "$fake/version" '1\n'
+	# A new name inside a state makes no state, and no file there.
+	run kstate set "$S/newsub" 1
+	assert_eq "$status" 3 "$output"
+	assert_eq "$output" "kstate: $S/newsub: not a kstatefs state (states are made at the root of a kstatefs mount)"
+	[ ! -e "$S/newsub" ]
+	no_txn_files "$S"
+	run kstate get "$MNT"
+	assert_eq "$status" 3 "$output"
+	assert_contains "$output" "$MNT: not a kstatefs state (the root of a kstatefs mount"
+	# A view is read as before.
+	assert_eq "$(kstate get "$S/every/100ms")" 5
+	assert_version "$S" 1
+}
+
+@test "get, when, watch, update over several states: a throttled view cannot join, and says so" {
+	kstate set "$MNT/a" 1
+	kstate set "$MNT/b" 2
+	local view=$MNT/a/every/1s
+	local msg="kstate: $view: a throttled view cannot join a snapshot of several states"
+	run kstate get "$view" "$MNT/b"
+	assert_eq "$status" 3 "get: $output"
+	assert_eq "$output" "$msg"
+	run kstate when "$view" "$MNT/b" --timeout 5 -- true
+	assert_eq "$status" 3 "when: $output"
+	assert_eq "$output" "$msg"
+	run kstate watch "$MNT/b" "$view" -- true
+	assert_eq "$status" 3 "watch: $output"
+	assert_eq "$output" "$msg"
+	run kstate update "$MNT/a" "$MNT/b/every/100ms" -- true
+	assert_eq "$status" 3 "$output"
+	assert_eq "$output" "kstate: $MNT/b/every/100ms: a throttled view cannot join a transaction over several states"
+	assert_version "$MNT/a" 1
+	assert_version "$MNT/b" 1
+	assert_eq "$(ls -A "$MNT/.txn")" ""
+}
+
 @test "get A B: one snapshot, each page after a NAME LENGTH line; -0 NUL-separated" {
 	kstate set "$MNT/a" 10
 	printf 'x\0y' | kstate set "$MNT/b"
@@ -399,6 +460,13 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 		assert_contains "$output" "Usage: kstate $c"
 		run kstate --help
 	done
+	# set --help says how set commits: fsync of a read-write data file.
+	run kstate set --help
+	assert_contains "$output" "fsync"
+	[[ $output != *"transaction file"* ]] || {
+		echo "set --help: $output"
+		return 1
+	}
 	run kstate frobnicate
 	assert_eq "$status" 2
 	assert_contains "$output" "unknown command"

@@ -143,3 +143,25 @@ nothing_left() {
 	assert_version "$MNT/b" 4
 	nothing_left
 }
+
+@test "update A B: the directory is removed with whatever CMD left in it, subdirectories too; links in it are not followed" {
+	kstate set "$MNT/a" 1
+	kstate set "$MNT/b" 2
+	local outside=$BATS_TEST_TMPDIR/outside
+	mkdir -p "$outside/keep"
+	echo kept >"$outside/keep/file"
+	run kstate update "$MNT/a" "$MNT/b" -- sh -c '
+		d=$(dirname "$2")
+		mkdir -p "$d/junk/deeper"
+		echo x >"$d/junk/deeper/file"
+		: >"$d/junk/.hidden"
+		ln -s "$1" "$d/out"
+		ln -s "$1/keep/file" "$d/junk/file-out"
+		echo 10 >"$2"' sh "$outside"
+	assert_eq "$status" 0 "$output"
+	assert_eq "$output" ""
+	assert_file "$MNT/a/data" '10\n'
+	nothing_left
+	# What the links pointed at is untouched.
+	assert_file "$outside/keep/file" 'kept\n'
+}
