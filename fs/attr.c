@@ -112,6 +112,28 @@ bool caller_in_group(fuse_req_t req, gid_t gid)
 	return in;
 }
 
+int private_owner_change(fuse_req_t req, const struct stat *attr, int to_set,
+			 uid_t *uid, gid_t *gid, mode_t *mode)
+{
+	uid_t caller = fuse_req_ctx(req)->uid;
+
+	if (!caller_owns(req, *uid))
+		return EPERM;
+	if ((to_set & FUSE_SET_ATTR_UID) && caller != 0 &&
+	    attr->st_uid != *uid)
+		return EPERM;
+	if ((to_set & FUSE_SET_ATTR_GID) && caller != 0 &&
+	    attr->st_gid != *gid && !caller_in_group(req, attr->st_gid))
+		return EPERM;
+	if (to_set & FUSE_SET_ATTR_UID)
+		*uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		*gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_MODE)
+		*mode = attr->st_mode & 0700;
+	return 0;
+}
+
 int caller_may(fuse_req_t req, const struct ks_state_attr *sa, mode_t want)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);

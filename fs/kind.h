@@ -196,6 +196,13 @@ int setattr_fixed(int to_set);
 bool caller_owns(fuse_req_t req, uid_t owner);
 /* gid is the caller's group, or one of its supplementary groups. */
 bool caller_in_group(fuse_req_t req, gid_t gid);
+/* chmod and chown of something private to its owner (a transaction file,
+ * a .txn/T), as chown(2) has it: the owner's (or root's) to do; only root
+ * gives it away, the owner only to a group of their own; the mode keeps
+ * the owner's bits alone.  Sets *uid, *gid, *mode (the current ones) to
+ * what they become, or returns EPERM. */
+int private_owner_change(fuse_req_t req, const struct stat *attr, int to_set,
+			 uid_t *uid, gid_t *gid, mode_t *mode);
 /* 0 if the state's mode grants the caller every bit of want (04 read, 02
  * write, 01 search, as the kernel would for the state's owner, group and
  * others; root always), else EACCES. */

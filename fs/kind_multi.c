@@ -219,41 +219,27 @@ static void multi_getattr(struct ks_daemon *d, struct ks_inode *in,
 		ks_multi_ctime(in->multi);
 }
 
-/* chmod and chown of .txn/T, as of a transaction file (kind_txn.c): its
- * owner's (or root's); only root gives it away, the owner only to a group
- * of their own; its mode keeps the owner's bits alone, T being private
- * (so `mkdir -m 755 .txn/T`, which sets the mode after making it, works
- * and leaves T 0700). */
+/* chmod and chown of .txn/T, as of a transaction file: T is private
+ * (private_owner_change), so `mkdir -m 755 .txn/T`, which sets the mode
+ * after making it, works and leaves T 0700. */
 static int multi_setattr(struct ks_daemon *d, fuse_req_t req,
 			 struct ks_inode *in, struct stat *attr, int to_set,
 			 struct ks_fh *fh)
 {
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	uid_t uid;
 	gid_t gid;
 	mode_t mode;
+	int err;
 
 	if (to_set & FUSE_SET_ATTR_SIZE)
 		return EISDIR;
 	if (!(to_set & SETATTR_OWNER_BITS))
 		return 0;
 	ks_multi_owner(in->multi, &uid, &gid, &mode);
-	if (!caller_owns(req, uid))
-		return EPERM;
-	if ((to_set & FUSE_SET_ATTR_UID) && ctx->uid != 0 &&
-	    attr->st_uid != uid)
-		return EPERM;
-	if ((to_set & FUSE_SET_ATTR_GID) && ctx->uid != 0 &&
-	    attr->st_gid != gid && !caller_in_group(req, attr->st_gid))
-		return EPERM;
-	if (to_set & FUSE_SET_ATTR_UID)
-		uid = attr->st_uid;
-	if (to_set & FUSE_SET_ATTR_GID)
-		gid = attr->st_gid;
-	if (to_set & FUSE_SET_ATTR_MODE)
-		mode = attr->st_mode & 0700;
-	ks_multi_set_owner(in->multi, uid, gid, mode);
-	return 0;
+	err = private_owner_change(req, attr, to_set, &uid, &gid, &mode);
+	if (!err)
+		ks_multi_set_owner(in->multi, uid, gid, mode);
+	return err;
 }
 
 /* Members are the existing states only: a name no state can have is

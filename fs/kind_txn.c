@@ -23,32 +23,20 @@ static void txn_getattr(struct ks_daemon *d, struct ks_inode *in,
 	stbuf->st_atim = stbuf->st_mtim;
 }
 
-/* Its owner (or root) may chmod and chown it; only root gives it away.
- * Its mode keeps only the owner's bits: a transaction is private. */
+/* Its owner (or root) may chmod and chown it: a transaction is private
+ * (private_owner_change). */
 static int set_txn_owner(struct ks_inode *in, fuse_req_t req,
 			 struct stat *attr, int to_set)
 {
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	uid_t uid;
 	gid_t gid;
 	mode_t mode;
+	int err;
 
 	ks_txn_owner(in->txn, &uid, &gid, &mode);
-	if (!caller_owns(req, uid))
-		return EPERM;
-	if ((to_set & FUSE_SET_ATTR_UID) && ctx->uid != 0 &&
-	    attr->st_uid != uid)
-		return EPERM;
-	if (to_set & FUSE_SET_ATTR_UID)
-		uid = attr->st_uid;
-	/* As chown(2): to a group of the owner's own, unless root. */
-	if ((to_set & FUSE_SET_ATTR_GID) && ctx->uid != 0 &&
-	    attr->st_gid != gid && !caller_in_group(req, attr->st_gid))
-		return EPERM;
-	if (to_set & FUSE_SET_ATTR_GID)
-		gid = attr->st_gid;
-	if (to_set & FUSE_SET_ATTR_MODE)
-		mode = attr->st_mode & 0700;
+	err = private_owner_change(req, attr, to_set, &uid, &gid, &mode);
+	if (err)
+		return err;
 	ks_txn_set_owner(in->txn, uid, gid, mode);
 	in->uid = uid;
 	in->gid = gid;

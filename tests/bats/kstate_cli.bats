@@ -215,7 +215,8 @@ INCR='read -r n; echo $((${n:-0} + 1))'
 @test "update killed while its command runs removes its transaction" {
 	local started=$BATS_TEST_TMPDIR/started
 	kstate set "$S" 0
-	"$KSTATE" update "$S" -- sh -c 'touch "$0"; sleep 1; cat' "$started" &
+	env --default-signal "$KSTATE" update "$S" -- \
+		sh -c 'touch "$0"; sleep 1; cat' "$started" &
 	local pid=$!
 	wait_for 5 test -e "$started"
 	kill -TERM "$pid"

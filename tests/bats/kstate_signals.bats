@@ -41,8 +41,10 @@ sleep_of() {
 		kstate set "$S" 1
 		v=$(ks_version "$S")
 		rm -f "$started"
-		# As nohup, or a background job of a script (SIGINT), starts it.
-		env --ignore-signal="$sig" "$KSTATE" update "$S" -- \
+		# As nohup, or a background job of a script (SIGINT), starts it
+		# (the others at their default, whatever this run inherited).
+		env --default-signal env --ignore-signal="$sig" \
+			"$KSTATE" update "$S" -- \
 			sh -c 'touch "$0"; sleep 1; echo 77' "$started" &
 		pid=$!
 		wait_for 10 test -e "$started"
@@ -57,7 +59,7 @@ sleep_of() {
 	kstate set "$S" 1
 	v=$(ks_version "$S")
 	rm -f "$started"
-	env --default-signal=INT "$KSTATE" update "$S" -- \
+	env --default-signal "$KSTATE" update "$S" -- \
 		sh -c 'touch "$0"; sleep 1; echo 77' "$started" &
 	pid=$!
 	wait_for 10 test -e "$started"
@@ -78,8 +80,10 @@ sleep_of() {
 			rm -f "$shpid" "$done"
 			# The command's shell sleeps; stopped, it takes a moment
 			# to clean up, which kstate must wait for.  No terminal
-			# (setsid), SIGINT not ignored (env), as from a service.
-			env --default-signal=INT setsid "$KSTATE" "$cmd" "$S" -- sh -c '
+			# (setsid), no signal ignored (env: a test run under nohup,
+			# or as a background job of a script, inherits SIGHUP or
+			# SIGINT ignored), as from a service.
+			env --default-signal setsid "$KSTATE" "$cmd" "$S" -- sh -c '
 				trap "sleep 0.3; touch \"\$1\"; exit 1" '"$sig"'
 				echo $$ >"$0"
 				sleep 30
@@ -114,7 +118,8 @@ sleep_of() {
 	kstate set "$S" 1
 	local cmd pid st
 	for cmd in when watch; do
-		"$KSTATE" "$cmd" "$S" -- sh -c 'cat >"$0"; exit 1' "$BATS_TEST_TMPDIR/ran" &
+		env --default-signal "$KSTATE" "$cmd" "$S" -- \
+			sh -c 'cat >"$0"; exit 1' "$BATS_TEST_TMPDIR/ran" &
 		pid=$!
 		wait_for 10 test -s "$BATS_TEST_TMPDIR/ran"
 		sleep 0.2
