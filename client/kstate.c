@@ -414,6 +414,25 @@ static void move_fd(int from, int to)
 		dup2(from, to);
 }
 
+static int append_bytes(struct output *o, const void *p, size_t len)
+{
+	if (o->len + len > o->cap) {
+		size_t cap = o->cap ? o->cap : 4096;
+		char *b;
+
+		while (cap < o->len + len)
+			cap *= 2;
+		b = realloc(o->buf, cap);
+		if (!b)
+			return -1;
+		o->buf = b;
+		o->cap = cap;
+	}
+	memcpy(o->buf + o->len, p, len);
+	o->len += len;
+	return 0;
+}
+
 /* Reads what FD has into OUT, once: the number of bytes read (0 at the
  * end), or -1 with errno. */
 static ssize_t collect_some(int fd, struct output *out)
@@ -427,21 +446,7 @@ static ssize_t collect_some(int fd, struct output *out)
 		out->too_big = true;  /* drain it, keep nothing */
 		return n;
 	}
-	if (out->len + (size_t)n > out->cap) {
-		size_t cap = out->cap ? out->cap * 2 : 4096;
-		char *p;
-
-		while (cap < out->len + (size_t)n)
-			cap *= 2;
-		p = realloc(out->buf, cap);
-		if (!p)
-			return -1;
-		out->buf = p;
-		out->cap = cap;
-	}
-	memcpy(out->buf + out->len, chunk, (size_t)n);
-	out->len += (size_t)n;
-	return n;
+	return append_bytes(out, chunk, (size_t)n) ? -1 : n;
 }
 
 static int collect(int fd, struct output *out)
@@ -776,25 +781,6 @@ static int readset_arm(struct readset *rs)
 			}
 		}
 	}
-	return 0;
-}
-
-static int append_bytes(struct output *o, const void *p, size_t len)
-{
-	if (o->len + len > o->cap) {
-		size_t cap = o->cap ? o->cap : 4096;
-		char *b;
-
-		while (cap < o->len + len)
-			cap *= 2;
-		b = realloc(o->buf, cap);
-		if (!b)
-			return -1;
-		o->buf = b;
-		o->cap = cap;
-	}
-	memcpy(o->buf + o->len, p, len);
-	o->len += len;
 	return 0;
 }
 

@@ -2,20 +2,12 @@
 # SPEC 7: the kstate command, on a real mount.
 
 bats_require_minimum_version 1.5.0
-load helpers
+load kstate_helpers
 
 setup() {
-	: "${KSTATE:=$KS_ROOT/build/client/kstate}"
-	[ -x "$KSTATE" ] || {
-		echo "kstate not found: $KSTATE"
-		return 1
-	}
+	ks_need_kstate || return 1
 	ks_mount
 	S=$MNT/s
-}
-
-kstate() {
-	timeout 60 "$KSTATE" "$@"
 }
 
 # The transaction files in state $1; status 1 if there are none.

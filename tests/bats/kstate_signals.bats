@@ -4,20 +4,12 @@
 # for; ignored ones left ignored; a command killed by SIGPIPE.
 
 bats_require_minimum_version 1.5.0
-load helpers
+load kstate_helpers
 
 setup() {
-	: "${KSTATE:=$KS_ROOT/build/client/kstate}"
-	[ -x "$KSTATE" ] || {
-		echo "kstate not found: $KSTATE"
-		return 1
-	}
+	ks_need_kstate || return 1
 	ks_mount
 	S=$MNT/s
-}
-
-kstate() {
-	timeout 60 "$KSTATE" "$@"
 }
 
 signum() {

@@ -3,23 +3,15 @@
 # files, all committed or none, retries under contention, errors.
 
 bats_require_minimum_version 1.5.0
-load helpers
+load kstate_helpers
 
 setup() {
-	: "${KSTATE:=$KS_ROOT/build/client/kstate}"
-	[ -x "$KSTATE" ] || {
-		echo "kstate not found: $KSTATE"
-		return 1
-	}
+	ks_need_kstate || return 1
 	ks_mount
 	# The pages' directories go here, so that a test can see none is
 	# left behind.
 	export TMPDIR=$BATS_TEST_TMPDIR/tmp
 	mkdir -p "$TMPDIR"
-}
-
-kstate() {
-	timeout 60 "$KSTATE" "$@"
 }
 
 # Moves $3 from the account in file $1 to the one in file $2 (kstate update
